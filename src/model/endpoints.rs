@@ -1,0 +1,346 @@
+//! From a backend's Service and port to the addresses a request may go to, the way kube-proxy
+//! reads EndpointSlices: Service port → slice port of the same name → ready endpoints.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A Service port as an Ingress backend names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Serialize for PortRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PortRef::Number(n) => s.serialize_i32(*n),
+            PortRef::Name(n) => s.serialize_str(n),
+        }
+    }
+}
+
+impl From<i32> for PortRef {
+    fn from(n: i32) -> Self {
+        PortRef::Number(n)
+    }
+}
+
+impl From<&str> for PortRef {
+    fn from(n: &str) -> Self {
+        PortRef::Name(n.to_owned())
+    }
+}
+
+/// A Service of some namespace and one of its ports.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    pub port: PortRef,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.name, self.port)
+    }
+}
+
+impl ServiceRef {
+    /// Parses `namespace/name:port` (the port by number or by name), as `--default-backend` takes it.
+    pub fn parse(text: &str) -> Result<ServiceRef, String> {
+        let err = || format!("{text:?} is not of the form namespace/name:port");
+        let (namespace, rest) = text.split_once('/').ok_or_else(err)?;
+        let (name, port) = rest.rsplit_once(':').ok_or_else(err)?;
+        if namespace.is_empty() || name.is_empty() || port.is_empty() {
+            return Err(err());
+        }
+        let port = match port.parse::<i32>() {
+            Ok(n) => PortRef::Number(n),
+            Err(_) => PortRef::Name(port.to_owned()),
+        };
+        Ok(ServiceRef {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Where a request can be sent: a pod address, or a DNS name resolved when connecting
+/// (`ExternalName` Services and `addressType: FQDN` slices).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Ip(SocketAddr),
+    Dns { host: Arc<str>, port: u16 },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Ip(addr) => write!(f, "{addr}"),
+            Target::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One endpoint of a Service port with its EndpointSlice conditions, kube-proxy's way: `ready`
+/// and `serving` count as true when unset, `terminating` as false.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub target: Target,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// The endpoints of one Service port and the ones traffic goes to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    /// Every endpoint found, for `/debug/routes`.
+    pub all: Vec<Endpoint>,
+    /// What traffic is balanced over: the ready endpoints, or when none is ready the ones
+    /// that are serving while terminating (so a rollout drains gracefully).
+    pub targets: Vec<Target>,
+}
+
+/// Why a backend has no endpoints at all, by the part of the backend at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unresolved {
+    /// The Service is missing or unusable.
+    Service(String),
+    /// The Service exists but has no such port.
+    Port(String),
+}
+
+impl Unresolved {
+    /// The plain reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Unresolved::Service(r) | Unresolved::Port(r) => r,
+        }
+    }
+}
+
+/// The Services and EndpointSlices of a snapshot, indexed once per build.
+pub struct ServiceIndex<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> ServiceIndex<'a> {
+    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice]) -> Self {
+        let services = services
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
+                    s,
+                ))
+            })
+            .collect();
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+        for slice in slices {
+            let owner = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let (Some(ns), Some(owner)) = (slice.metadata.namespace.as_deref(), owner) {
+                by_service
+                    .entry((ns, owner.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        ServiceIndex {
+            services,
+            slices: by_service,
+        }
+    }
+
+    /// Resolves a Service port to its endpoints. `Err` says why there can be none at all (no
+    /// such Service or port); a Service with no ready pods is `Ok` with no targets.
+    pub fn resolve(&self, service: &ServiceRef) -> Result<Endpoints, Unresolved> {
+        let svc = self
+            .services
+            .get(&(service.namespace.as_str(), service.name.as_str()))
+            .ok_or_else(|| {
+                Unresolved::Service(format!(
+                    "Service {}/{} not found",
+                    service.namespace, service.name
+                ))
+            })?;
+        let spec = svc.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return external_name(svc, service);
+        }
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let port = find_port(ports, &service.port).ok_or_else(|| {
+            Unresolved::Port(format!(
+                "Service {}/{} has no port {}",
+                service.namespace, service.name, service.port
+            ))
+        })?;
+        let port_name = port.name.as_deref().unwrap_or("");
+        let slices = self
+            .slices
+            .get(&(service.namespace.as_str(), service.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(endpoints_of(slices, port_name))
+    }
+}
+
+fn find_port<'p>(ports: &'p [ServicePort], wanted: &PortRef) -> Option<&'p ServicePort> {
+    ports.iter().find(|p| match wanted {
+        PortRef::Number(n) => p.port == *n,
+        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+    })
+}
+
+fn external_name(svc: &Service, service: &ServiceRef) -> Result<Endpoints, Unresolved> {
+    let spec = svc.spec.as_ref();
+    let host = spec
+        .and_then(|s| s.external_name.as_deref())
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            Unresolved::Service(format!(
+                "ExternalName Service {}/{} has no spec.externalName",
+                service.namespace, service.name
+            ))
+        })?;
+    let port = match &service.port {
+        PortRef::Number(n) => *n,
+        PortRef::Name(_) => {
+            let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+            find_port(ports, &service.port)
+                .map(|p| p.port)
+                .ok_or_else(|| {
+                    Unresolved::Port(format!(
+                        "ExternalName Service {}/{} has no port named {}",
+                        service.namespace, service.name, service.port
+                    ))
+                })?
+        }
+    };
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Unresolved::Port(format!("port {port} is out of range")))?;
+    let target = Target::Dns {
+        host: Arc::from(host.trim_end_matches('.')),
+        port,
+    };
+    Ok(Endpoints {
+        all: vec![Endpoint {
+            target: target.clone(),
+            ready: true,
+            serving: true,
+            terminating: false,
+        }],
+        targets: vec![target],
+    })
+}
+
+/// Collects the endpoints of the slice port named `port_name` over all slices of a Service,
+/// removing duplicates (an endpoint may sit in two slices while it moves).
+fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
+    let mut found: Vec<Endpoint> = Vec::new();
+    let mut seen_at: HashMap<Target, usize> = HashMap::new();
+    for slice in slices {
+        let Some(port) = slice
+            .ports
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+        else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().flatten() {
+            // All addresses of one endpoint are fungible; consumers may use the first.
+            let Some(address) = endpoint.addresses.first() else {
+                continue;
+            };
+            let target = match slice.address_type.as_str() {
+                "IPv4" | "IPv6" => match address.parse::<IpAddr>() {
+                    Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+                    Err(_) => continue,
+                },
+                "FQDN" if !address.is_empty() => Target::Dns {
+                    host: Arc::from(address.trim_end_matches('.')),
+                    port,
+                },
+                _ => continue,
+            };
+            let conditions = endpoint.conditions.as_ref();
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(true);
+            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            match seen_at.get(&target) {
+                Some(&i) => {
+                    let seen = &mut found[i];
+                    seen.ready |= ready;
+                    seen.serving |= serving;
+                    seen.terminating &= terminating;
+                }
+                None => {
+                    seen_at.insert(target.clone(), found.len());
+                    found.push(Endpoint {
+                        target,
+                        ready,
+                        serving,
+                        terminating,
+                    });
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.target.cmp(&b.target));
+    let mut targets: Vec<Target> = found
+        .iter()
+        .filter(|e| e.ready)
+        .map(|e| e.target.clone())
+        .collect();
+    if targets.is_empty() {
+        targets = found
+            .iter()
+            .filter(|e| e.serving && e.terminating)
+            .map(|e| e.target.clone())
+            .collect();
+    }
+    Endpoints {
+        all: found,
+        targets,
+    }
+}

@@ -1,0 +1,21 @@
+//! Routing semantics: a pure function from a [`Snapshot`] of Kubernetes objects to a
+//! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
+
+mod build;
+pub mod class;
+pub mod endpoints;
+pub mod fixtures;
+pub mod host;
+pub mod path;
+pub mod snapshot;
+pub mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use build::{Built, Diagnostic, Options, TlsBinding, build};
+pub use endpoints::{Endpoint, Endpoints, PortRef, ServiceRef, Target};
+pub use host::HostRule;
+pub use path::{PathRule, PathType};
+pub use snapshot::{Object, ObjectRef, Snapshot};
+pub use table::{Backend, Route, RoutingTable};

@@ -1,0 +1,116 @@
+//! Path rules: Exact, Prefix (by path element) and ImplementationSpecific (as Prefix), their
+//! precedence, and how each rule becomes keys of the matchit router.
+
+use serde::Serialize;
+use std::cmp::Ordering;
+
+/// `spec.rules[].http.paths[].pathType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+impl PathType {
+    /// Parses the API value. A missing `pathType` is read as ImplementationSpecific, as the
+    /// older Ingress API versions defaulted it.
+    pub fn parse(value: Option<&str>) -> Result<PathType, String> {
+        match value {
+            Some("Exact") => Ok(PathType::Exact),
+            Some("Prefix") => Ok(PathType::Prefix),
+            Some("ImplementationSpecific") | None => Ok(PathType::ImplementationSpecific),
+            Some(other) => Err(format!(
+                "unknown pathType {other:?} (expected Exact, Prefix or ImplementationSpecific)"
+            )),
+        }
+    }
+
+    /// Exact matches one path; the other two match a whole subtree.
+    pub fn is_exact(self) -> bool {
+        self == PathType::Exact
+    }
+}
+
+/// One validated path rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathRule {
+    pub path_type: PathType,
+    /// The path as written in the Ingress (`/` when an ImplementationSpecific path was empty).
+    pub path: String,
+}
+
+impl PathRule {
+    /// Validates `path` and `pathType`: the path must be absolute.
+    pub fn parse(path: Option<&str>, path_type: Option<&str>) -> Result<PathRule, String> {
+        let path_type = PathType::parse(path_type)?;
+        let path = match path.unwrap_or("") {
+            "" if !path_type.is_exact() => "/",
+            p => p,
+        };
+        if !path.starts_with('/') {
+            return Err(format!("path {path:?} must start with '/'"));
+        }
+        Ok(PathRule {
+            path_type,
+            path: path.to_owned(),
+        })
+    }
+
+    /// What the rule compares against: the path itself for Exact, the path without trailing
+    /// slashes for the prefix types (so `/` becomes the empty prefix that matches everything).
+    pub fn match_path(&self) -> &str {
+        if self.path_type.is_exact() {
+            &self.path
+        } else {
+            self.path.trim_end_matches('/')
+        }
+    }
+
+    /// The reference definition of a match; the router must agree with it on every path.
+    pub fn matches(&self, request_path: &str) -> bool {
+        let p = self.match_path();
+        if self.path_type.is_exact() {
+            return request_path == p;
+        }
+        match request_path.strip_prefix(p) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// Precedence between two rules that both match a request: the longer match path wins, and
+    /// at equal length Exact beats the prefix types. `Greater` means `self` wins.
+    pub fn precedence(&self, other: &PathRule) -> Ordering {
+        self.match_path()
+            .len()
+            .cmp(&other.match_path().len())
+            .then_with(|| self.path_type.is_exact().cmp(&other.path_type.is_exact()))
+    }
+
+    /// The matchit routes that together match exactly what [`PathRule::matches`] accepts.
+    /// Prefix `/p` becomes `/p`, `/p/` and `/p/{*rest}`; braces are escaped so they stay literal.
+    pub fn router_keys(&self) -> Vec<String> {
+        let p = escape(self.match_path());
+        if self.path_type.is_exact() {
+            return vec![p];
+        }
+        if p.is_empty() {
+            return vec!["/".to_owned(), "/{*rest}".to_owned()];
+        }
+        vec![p.clone(), format!("{p}/"), format!("{p}/{{*rest}}")]
+    }
+}
+
+/// Escapes matchit's only special characters so a path is matched literally.
+fn escape(path: &str) -> String {
+    path.replace('{', "{{").replace('}', "}}")
+}
+
+/// The path of a request target without its query, as the router wants it.
+pub fn request_path(path_and_query: &str) -> &str {
+    match path_and_query.find('?') {
+        Some(i) => &path_and_query[..i],
+        None => path_and_query,
+    }
+}

@@ -1,0 +1,154 @@
+//! The objects one routing table is built from, gathered by any source and kept in a stable order.
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::fmt;
+
+/// Every object of the five kinds Vestibule reads, as the API server (or a manifest file) gave them.
+///
+/// The order of the vectors carries no meaning: [`Snapshot::sorted`] puts them in
+/// `namespace/name` order so that `build` is deterministic whatever order a source used.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub ingresses: Vec<Ingress>,
+    pub ingress_classes: Vec<IngressClass>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub secrets: Vec<Secret>,
+}
+
+/// One object of a kind Vestibule reads.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Secret(Secret),
+}
+
+/// The identity of an object: kind, namespace and name. Cluster-scoped kinds have an empty namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ObjectRef {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+impl ObjectRef {
+    pub(crate) fn of(kind: &'static str, meta: &ObjectMeta) -> Self {
+        ObjectRef {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// `namespace/name`, as users write it on the command line and in logs.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+impl Object {
+    /// The object's kind, namespace and name.
+    pub fn object_ref(&self) -> ObjectRef {
+        match self {
+            Object::Ingress(o) => ObjectRef::of("Ingress", &o.metadata),
+            Object::IngressClass(o) => ObjectRef::of("IngressClass", &o.metadata),
+            Object::Service(o) => ObjectRef::of("Service", &o.metadata),
+            Object::EndpointSlice(o) => ObjectRef::of("EndpointSlice", &o.metadata),
+            Object::Secret(o) => ObjectRef::of("Secret", &o.metadata),
+        }
+    }
+
+    /// Mutable metadata, so that sources can fill in defaults such as the namespace.
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+        }
+    }
+
+    /// Whether the kind lives in a namespace (all but IngressClass).
+    pub fn is_namespaced(&self) -> bool {
+        !matches!(self, Object::IngressClass(_))
+    }
+}
+
+macro_rules! object_from {
+    ($($kind:ident),*) => {$(
+        impl From<$kind> for Object {
+            fn from(o: $kind) -> Self {
+                Object::$kind(o)
+            }
+        }
+    )*};
+}
+object_from!(Ingress, IngressClass, Service, EndpointSlice, Secret);
+
+impl Snapshot {
+    /// Adds one object to the vector of its kind.
+    pub fn push(&mut self, object: impl Into<Object>) {
+        match object.into() {
+            Object::Ingress(o) => self.ingresses.push(o),
+            Object::IngressClass(o) => self.ingress_classes.push(o),
+            Object::Service(o) => self.services.push(o),
+            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
+            Object::Secret(o) => self.secrets.push(o),
+        }
+    }
+
+    /// Builder form of [`Snapshot::push`].
+    pub fn with(mut self, object: impl Into<Object>) -> Self {
+        self.push(object);
+        self
+    }
+
+    /// Every vector in `namespace/name` order.
+    pub fn sorted(mut self) -> Self {
+        fn key(meta: &ObjectMeta) -> (String, String) {
+            (
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            )
+        }
+        self.ingresses.sort_by_cached_key(|o| key(&o.metadata));
+        self.ingress_classes
+            .sort_by_cached_key(|o| key(&o.metadata));
+        self.services.sort_by_cached_key(|o| key(&o.metadata));
+        self.endpoint_slices
+            .sort_by_cached_key(|o| key(&o.metadata));
+        self.secrets.sort_by_cached_key(|o| key(&o.metadata));
+        self
+    }
+
+    /// How many objects the snapshot holds, all kinds together.
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+    }
+
+    /// Whether the snapshot holds no object at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
