@@ -1,1 +1,52 @@
-fn main() {}
+//! The `vestibule` binary: parse flags, start logging, hand over to `app::run`.
+
+use clap::Parser;
+use std::process::ExitCode;
+use vestibule::config::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate(args)) => {
+            let options = args.model.options();
+            match vestibule::validate::validate(&args.paths, &options, &mut std::io::stdout()) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("vestibule validate: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => {
+            let config = match cli.run.validate() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = vestibule::app::init_logging(cli.run.log_format, &cli.run.log_level) {
+                eprintln!("error: --log-level: {e}");
+                return ExitCode::from(2);
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(vestibule::app::run(
+                config,
+                vestibule::app::shutdown_signal(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

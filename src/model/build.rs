@@ -166,10 +166,16 @@ struct HostClaims {
     claims: BTreeMap<(String, bool), Claim>,
 }
 
+/// A backend as first resolved; the error is kept so every route naming it is diagnosed.
+type Resolved = Result<Arc<Backend>, (Unresolved, Arc<Backend>)>;
+
+/// PEM bytes, shared by every host a Secret serves.
+type Pem = Arc<[u8]>;
+
 struct Builder<'a> {
     services: ServiceIndex<'a>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
-    backends: HashMap<ServiceRef, Result<Arc<Backend>, (Unresolved, Arc<Backend>)>>,
+    backends: HashMap<ServiceRef, Resolved>,
     hosts: BTreeMap<HostRule, HostClaims>,
     routes: Vec<Arc<Route>>,
     default_route: Option<Arc<Route>>,
@@ -501,7 +507,7 @@ fn unavailable(reason: &str) -> Arc<Backend> {
 
 /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret (`stringData` counts, as the API
 /// server would merge it into `data`). Whether the PEM parses is the TLS module's business.
-fn tls_material(secret: &Secret) -> Result<(Arc<[u8]>, Arc<[u8]>), String> {
+fn tls_material(secret: &Secret) -> Result<(Pem, Pem), String> {
     let name = format!(
         "{}/{}",
         secret.metadata.namespace.as_deref().unwrap_or_default(),
@@ -513,7 +519,7 @@ fn tls_material(secret: &Secret) -> Result<(Arc<[u8]>, Arc<[u8]>), String> {
             "Secret {name} has type {type_}, not kubernetes.io/tls"
         ));
     }
-    let get = |key: &str| -> Option<Arc<[u8]>> {
+    let get = |key: &str| -> Option<Pem> {
         let from_string = secret
             .string_data
             .as_ref()

@@ -20,6 +20,8 @@ pub struct Snapshot {
 }
 
 /// One object of a kind Vestibule reads.
+// Objects are moved a few times per load, never per request: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Object {
     Ingress(Ingress),

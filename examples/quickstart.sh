@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs Vestibule on examples/quickstart/ with two echo backends, no cluster needed.
+# Then, from another terminal:
+#   curl -H 'Host: blue.example' localhost:8080/
+#   curl -H 'Host: shop.example' localhost:8080/api/cart     # → green
+#   curl -H 'Host: shop.example' localhost:8080/apiary       # → blue (Prefix matches whole path elements)
+#   curl -H 'Host: a.green.example' localhost:8080/          # → green (wildcard)
+#   curl -H 'Host: nowhere.example' localhost:8080/          # → 404
+#   curl localhost:9090/debug/routes                         # the live table
+# Edit examples/quickstart/*.yaml while it runs: changes apply within a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet --bin vestibule --example echo
+target/debug/examples/echo 127.0.0.1:9001 blue &
+target/debug/examples/echo 127.0.0.1:9002 green &
+trap 'kill $(jobs -p) 2>/dev/null' EXIT
+target/debug/vestibule --manifests examples/quickstart \
+  --http-addr "${HTTP_ADDR:-127.0.0.1:8080}" --admin-addr "${ADMIN_ADDR:-127.0.0.1:9090}" "$@"

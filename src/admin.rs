@@ -1,0 +1,121 @@
+//! The admin listener: `/healthz`, `/readyz` (ready after the first publish, not while
+//! draining) and `/debug/routes` (the live table as JSON, with why a route has no endpoints).
+
+use crate::model::Route;
+use crate::state::{Published, Shared};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        let service = service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(answer(&req, &shared)) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(conn);
+    }
+}
+
+fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if shared.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/debug/routes" => {
+            let body =
+                serde_json::to_vec_pretty(&routes_json(&shared.current())).unwrap_or_default();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+fn route_json(route: &Route) -> Value {
+    let backend = &route.backend;
+    let endpoints: Vec<Value> = backend
+        .endpoints
+        .all
+        .iter()
+        .map(|e| {
+            json!({
+                "address": e.target.to_string(),
+                "ready": e.ready,
+                "serving": e.serving,
+                "terminating": e.terminating,
+                "receivesTraffic": backend.endpoints.targets.contains(&e.target),
+            })
+        })
+        .collect();
+    let why_unavailable = match (&backend.problem, backend.endpoints.targets.is_empty()) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) if backend.endpoints.all.is_empty() => Some(
+            "the Service has no endpoints: does its selector match any pod, and does the EndpointSlice port name match the Service port name?".to_owned(),
+        ),
+        (None, true) => Some("no endpoint is ready (or serving while terminating)".to_owned()),
+        (None, false) => None,
+    };
+    json!({
+        "host": route.host.to_string(),
+        "path": route.path.as_ref().map(|p| p.path.clone()),
+        "pathType": route.path.as_ref().map(|p| p.path_type),
+        "ingress": route.ingress.key(),
+        "service": backend.service.as_ref().map(|s| s.to_string()),
+        "endpoints": endpoints,
+        "unavailable": why_unavailable,
+    })
+}
+
+/// The published table as `/debug/routes` shows it.
+pub fn routes_json(published: &Published) -> Value {
+    let built = &published.built;
+    let routes: Vec<Value> = built.table.routes().iter().map(|r| route_json(r)).collect();
+    let tls: Vec<Value> = built
+        .tls
+        .iter()
+        .map(|b| json!({"host": b.host.to_string(), "secret": b.secret.key(), "ingress": b.ingress.key()}))
+        .collect();
+    let diagnostics: Vec<Value> = built
+        .diagnostics
+        .iter()
+        .map(|d| json!({"object": d.object.to_string(), "field": d.field, "reason": d.reason}))
+        .collect();
+    json!({
+        "generation": published.generation,
+        "routes": routes,
+        "defaultBackend": built.table.default_route().map(|r| route_json(r)),
+        "tls": tls,
+        "diagnostics": diagnostics,
+    })
+}

@@ -1,0 +1,143 @@
+//! The command line (clap; every flag also from a `VESTIBULE_*` environment variable),
+//! validated into the typed settings the rest of the program uses.
+
+use crate::model::{Options, ServiceRef};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Vestibule: a Kubernetes ingress controller.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vestibule",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifest files offline: print every diagnostic as `file: Kind ns/name: field:
+    /// reason`; exit 1 if there is any, 0 otherwise.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Manifest files or directories (multi-document YAML or JSON).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// The flags that decide which Ingresses are ours and where unmatched requests go.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// `spec.controller` of the IngressClasses that are ours.
+    #[arg(
+        long,
+        env = "VESTIBULE_CONTROLLER_NAME",
+        default_value = "vestibule.dev/ingress-controller"
+    )]
+    pub controller_name: String,
+    /// A class name that is ours even without an IngressClass object.
+    #[arg(long, env = "VESTIBULE_INGRESS_CLASS", default_value = "vestibule")]
+    pub ingress_class: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long, env = "VESTIBULE_WATCH_INGRESS_WITHOUT_CLASS")]
+    pub watch_ingress_without_class: bool,
+    /// Service for requests no rule matches when no Ingress sets spec.defaultBackend:
+    /// `namespace/name:port` (port by number or name).
+    #[arg(long, env = "VESTIBULE_DEFAULT_BACKEND", value_parser = ServiceRef::parse)]
+    pub default_backend: Option<ServiceRef>,
+}
+
+impl ModelArgs {
+    /// The model's view of these flags.
+    pub fn options(&self) -> Options {
+        Options {
+            controller_name: self.controller_name.clone(),
+            ingress_class: self.ingress_class.clone(),
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            default_backend: self.default_backend.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// File mode: read Kubernetes manifests from this directory (or file) and watch it,
+    /// instead of watching a cluster.
+    #[arg(long, env = "VESTIBULE_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Plain HTTP listener (HTTP/1.1 and h2c). Port 0 picks a free port, logged at start.
+    #[arg(long, env = "VESTIBULE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// TLS listener.
+    #[arg(long, env = "VESTIBULE_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    pub https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /debug/routes.
+    #[arg(long, env = "VESTIBULE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Log lines as text or JSON.
+    #[arg(long, env = "VESTIBULE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter: a level (`info`) or a tracing directive (`vestibule=debug,info`).
+    #[arg(long, env = "VESTIBULE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// How long in-flight requests may take to finish after SIGTERM (e.g. `30s`, `500ms`).
+    #[arg(long, env = "VESTIBULE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Settings of a running controller, after validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub manifests: PathBuf,
+    pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub options: Options,
+    pub shutdown_grace: Duration,
+}
+
+impl RunArgs {
+    /// Checks what clap cannot; the error is meant for the user.
+    pub fn validate(&self) -> Result<Config, String> {
+        let Some(manifests) = self.manifests.clone() else {
+            return Err(
+                "no source given: pass --manifests DIR (cluster mode is not built yet)".to_owned(),
+            );
+        };
+        if !manifests.exists() {
+            return Err(format!(
+                "--manifests {}: no such file or directory",
+                manifests.display()
+            ));
+        }
+        Ok(Config {
+            manifests,
+            http_addr: self.http_addr,
+            https_addr: self.https_addr,
+            admin_addr: self.admin_addr,
+            options: self.model.options(),
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! One request: look up the route, pick an endpoint, forward, and — in exactly one place —
+//! turn every failure into its status code (400, 404, 502, 503, 504).
+
+use super::balance::Ejections;
+use super::forward::{self, ClientSide};
+use super::upstream::{self, RequestBody, UpstreamClient};
+use crate::model::Target;
+use crate::model::host::RequestHost;
+use crate::state::Shared;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The body of every response the proxy writes.
+pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Why a request was not answered by an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("missing or malformed Host")]
+    BadHost,
+    #[error("no route")]
+    NoRoute,
+    #[error("no ready endpoints: {0}")]
+    NoEndpoints(String),
+    #[error("could not connect to any endpoint: {0}")]
+    Connect(String),
+    #[error("upstream failed: {0}")]
+    Upstream(String),
+    #[error("upstream sent no response headers in time")]
+    Timeout,
+}
+
+impl ProxyError {
+    /// The status code for this failure: the only place that decides one.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadHost => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short plain-text answer; upstream details stay in the log, not in the response.
+    pub fn response(&self) -> Response<ProxyBody> {
+        let status = self.status();
+        let text = match self {
+            ProxyError::BadHost => "bad request: missing or malformed Host\n",
+            ProxyError::NoRoute => "not found: no route for this host and path\n",
+            ProxyError::NoEndpoints(_) => "service unavailable: no ready endpoints\n",
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => "bad gateway: upstream failed\n",
+            ProxyError::Timeout => "gateway timeout: upstream did not answer in time\n",
+        };
+        let mut response = Response::new(full(text));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn full(text: &'static str) -> ProxyBody {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The listener a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub port: u16,
+}
+
+/// Forwards requests along the published table.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    client: UpstreamClient,
+    ejections: Ejections,
+}
+
+/// At most this many endpoints are tried for one request (the first and two more).
+const ATTEMPTS: usize = 3;
+
+impl Proxy {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Proxy {
+            shared,
+            client: upstream::client(),
+            ejections: Ejections::default(),
+        }
+    }
+
+    /// Answers one request; never fails, errors become their responses.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        listener: Listener,
+    ) -> Response<ProxyBody> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match self.forward(req, client, listener).await {
+            Ok(response) => response,
+            Err(e) => {
+                let status = e.status().as_u16();
+                match &e {
+                    ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
+                        tracing::warn!(%method, %path, status, error = %e, "request failed")
+                    }
+                    _ => tracing::debug!(%method, %path, status, error = %e, "request refused"),
+                }
+                e.response()
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        listener: Listener,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // HTTP/2 carries the host in `:authority`; HTTP/1.1 in the Host header.
+        let host = match req.headers().get(header::HOST) {
+            Some(h) => h.clone(),
+            None => req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .ok_or(ProxyError::BadHost)?,
+        };
+        let host_text = host.to_str().map_err(|_| ProxyError::BadHost)?;
+        RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
+        let backend = {
+            let published = self.shared.peek();
+            let route = published
+                .built
+                .table
+                .lookup(host_text, req.uri().path())
+                .ok_or(ProxyError::NoRoute)?;
+            route.backend.clone()
+        };
+        if backend.endpoints.targets.is_empty() {
+            let why = backend
+                .problem
+                .clone()
+                .unwrap_or_else(|| match &backend.service {
+                    Some(s) => format!("Service {s} has no ready endpoints"),
+                    None => "no endpoints".to_owned(),
+                });
+            return Err(ProxyError::NoEndpoints(why));
+        }
+
+        let upgrade =
+            req.version() == Version::HTTP_11 && forward::upgrade_requested(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        let side = ClientSide {
+            ip: client.ip(),
+            proto: listener.proto,
+            port: listener.port,
+            host: host_text,
+        };
+        forward::request_headers(&mut headers, &side, upgrade);
+        headers.entry(header::HOST).or_insert_with(|| host.clone());
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let body = RequestBody::new(body);
+
+        let mut tried: Vec<Target> = Vec::new();
+        let mut headers = Some(headers);
+        let mut last_error = String::new();
+        while tried.len() < ATTEMPTS {
+            let Some(target) = self.ejections.pick(&backend, &tried) else {
+                break;
+            };
+            let Some(attempt_body) = body.again() else {
+                break;
+            };
+            let more_possible = tried.len() + 1 < ATTEMPTS.min(backend.endpoints.targets.len());
+            let attempt_headers = if more_possible {
+                headers.clone()
+            } else {
+                headers.take()
+            };
+            let uri: Uri = format!("http://{target}{path_and_query}")
+                .parse()
+                .map_err(|e| ProxyError::Upstream(format!("bad upstream URI: {e}")))?;
+            let mut upstream_req = Request::new(attempt_body);
+            *upstream_req.method_mut() = parts.method.clone();
+            *upstream_req.uri_mut() = uri;
+            *upstream_req.version_mut() = Version::HTTP_11;
+            *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
+
+            let sent = tokio::time::timeout(
+                upstream::RESPONSE_HEADER_TIMEOUT,
+                self.client.request(upstream_req),
+            )
+            .await;
+            let mut response = match sent {
+                Err(_) => return Err(ProxyError::Timeout),
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(upstream = %target, error = %error_chain(&e), "connect failed; ejecting the endpoint for a few seconds");
+                    self.ejections.eject(&target);
+                    last_error = format!("{target}: {}", error_chain(&e));
+                    tried.push(target);
+                    if headers.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    return Err(ProxyError::Upstream(format!(
+                        "{target}: {}",
+                        error_chain(&e)
+                    )));
+                }
+                Ok(Ok(response)) => response,
+            };
+            let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            match client_upgrade {
+                Some(client_upgrade) if switching => {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(tunnel(client_upgrade, upstream_upgrade, target));
+                    forward::strip_hop_by_hop(response.headers_mut(), true);
+                }
+                _ => forward::strip_hop_by_hop(response.headers_mut(), false),
+            }
+            return Ok(response.map(|b| b.boxed_unsync()));
+        }
+        Err(ProxyError::Connect(last_error))
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and its upstream.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    target: Target,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(upstream = %target, error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(upstream = %target, error = %e, "upgraded connection ended");
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,10 @@
+//! The data path: accepts client connections and forwards requests along the published table.
+//! It reads the state; it never builds it.
+
+pub mod balance;
+pub mod forward;
+pub mod handler;
+pub mod server;
+pub mod upstream;
+
+pub use handler::Proxy;

@@ -1,0 +1,119 @@
+//! The pooled client towards pods: keep-alive connections per endpoint, connect and
+//! response-header timeouts, and a request body that survives a failed connect so the
+//! request can be retried on another endpoint.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Connect timeout towards an endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an upstream may take to send its response headers.
+pub const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The shared upstream client.
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// One client for all endpoints; the pool is keyed by endpoint address, so connections
+/// survive table publishes as long as the endpoint stays.
+pub fn client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(1024)
+        .set_host(false)
+        .build(connector)
+}
+
+/// A client's request body, shared between attempts. The client library drops a request
+/// whose connection could not be made; the body sits in a shared slot and is only taken
+/// out when the upstream first reads it, so a failed connect leaves it for the next attempt.
+pub struct RequestBody {
+    slot: Option<Arc<Mutex<Option<Incoming>>>>,
+    taken: Option<Incoming>,
+    hint: SizeHint,
+    end: bool,
+}
+
+impl RequestBody {
+    /// A body to pass to the first attempt; [`RequestBody::again`] makes the next ones.
+    pub fn new(body: Incoming) -> Self {
+        let hint = body.size_hint();
+        let end = body.is_end_stream();
+        RequestBody {
+            slot: (!end).then(|| Arc::new(Mutex::new(Some(body)))),
+            taken: None,
+            hint,
+            end,
+        }
+    }
+
+    /// The same body for another attempt, if no attempt has started reading it.
+    pub fn again(&self) -> Option<RequestBody> {
+        if let Some(slot) = &self.slot {
+            let untouched = slot.lock().map(|s| s.is_some()).unwrap_or(false);
+            if !untouched {
+                return None;
+            }
+        }
+        Some(RequestBody {
+            slot: self.slot.clone(),
+            taken: None,
+            hint: self.hint,
+            end: self.end,
+        })
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.taken.is_none() {
+            let Some(slot) = &self.slot else {
+                return Poll::Ready(None);
+            };
+            let body = slot.lock().ok().and_then(|mut s| s.take());
+            match body {
+                Some(b) => self.taken = Some(b),
+                None => return Poll::Ready(None),
+            }
+        }
+        match &mut self.taken {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.taken {
+            Some(b) => b.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.taken {
+            Some(b) => b.size_hint(),
+            None => self.hint,
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! File mode (`--manifests DIR`) and `vestibule validate`: Kubernetes YAML or JSON read from
+//! files, watched for changes. A file that stops parsing keeps serving its last good objects.
+
+use crate::model::{Object, Snapshot};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A document that could not be read, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+/// The objects of one file, or why some of its documents could not be read.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    pub objects: Vec<Object>,
+    pub errors: Vec<ParseError>,
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// What each kind must be written as.
+const KINDS: &[(&str, &str)] = &[
+    ("Ingress", "networking.k8s.io/v1"),
+    ("IngressClass", "networking.k8s.io/v1"),
+    ("Service", "v1"),
+    ("EndpointSlice", "discovery.k8s.io/v1"),
+    ("Secret", "v1"),
+];
+
+/// Parses the text of one manifest file: multi-document YAML (JSON is YAML too), including
+/// `kind: List`. Documents of other kinds are skipped; namespaced objects without a namespace
+/// land in `default`, as `kubectl apply` would put them.
+pub fn parse(file: &Path, text: &str) -> ParsedFile {
+    let mut parsed = ParsedFile::default();
+    for (first_line, doc) in documents(text) {
+        let error = |line: Option<usize>, reason: String| ParseError {
+            file: file.to_owned(),
+            line: line.map(|l| l + first_line + 1),
+            reason,
+        };
+        if doc.trim().is_empty()
+            || doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let meta: TypeMeta = match serde_yaml_ng::from_str(doc) {
+            Ok(m) => m,
+            Err(e) => {
+                let line = e.location().map(|l| l.line() - 1);
+                parsed.errors.push(error(line, e.to_string()));
+                continue;
+            }
+        };
+        if meta.kind == "List" {
+            match serde_yaml_ng::from_str::<ListDoc>(doc) {
+                Ok(list) => {
+                    for item in list.items {
+                        match from_value(item) {
+                            Ok(Some(o)) => parsed.objects.push(o),
+                            Ok(None) => {}
+                            Err(reason) => parsed.errors.push(error(Some(0), reason)),
+                        }
+                    }
+                }
+                Err(e) => parsed
+                    .errors
+                    .push(error(e.location().map(|l| l.line() - 1), e.to_string())),
+            }
+            continue;
+        }
+        match typed(&meta, doc) {
+            Ok(Some(o)) => parsed.objects.push(o),
+            Ok(None) => {
+                tracing::debug!(file = %file.display(), kind = %meta.kind, "skipping a kind Vestibule does not read")
+            }
+            Err((line, reason)) => parsed.errors.push(error(line.or(Some(0)), reason)),
+        }
+    }
+    for object in &mut parsed.objects {
+        let namespaced = object.is_namespaced();
+        let meta = object.metadata_mut();
+        if namespaced && meta.namespace.as_deref().unwrap_or("").is_empty() {
+            meta.namespace = Some("default".to_owned());
+        }
+    }
+    parsed
+}
+
+#[derive(Deserialize)]
+struct ListDoc {
+    #[serde(default)]
+    items: Vec<serde_yaml_ng::Value>,
+}
+
+fn check_api_version(meta: &TypeMeta) -> Result<bool, String> {
+    match KINDS.iter().find(|(kind, _)| *kind == meta.kind) {
+        None => Ok(false),
+        Some((_, api)) if *api == meta.api_version => Ok(true),
+        Some((kind, api)) => Err(format!(
+            "{kind} {} is not supported; write it as apiVersion: {api}",
+            if meta.api_version.is_empty() {
+                "without apiVersion"
+            } else {
+                &meta.api_version
+            }
+        )),
+    }
+}
+
+fn typed(meta: &TypeMeta, doc: &str) -> Result<Option<Object>, (Option<usize>, String)> {
+    if !check_api_version(meta).map_err(|e| (None, e))? {
+        return Ok(None);
+    }
+    fn read<T: DeserializeOwned + Into<Object>>(
+        doc: &str,
+    ) -> Result<Option<Object>, (Option<usize>, String)> {
+        serde_yaml_ng::from_str::<T>(doc)
+            .map(|o| Some(o.into()))
+            .map_err(|e| (e.location().map(|l| l.line() - 1), e.to_string()))
+    }
+    match meta.kind.as_str() {
+        "Ingress" => read::<Ingress>(doc),
+        "IngressClass" => read::<IngressClass>(doc),
+        "Service" => read::<Service>(doc),
+        "EndpointSlice" => read::<EndpointSlice>(doc),
+        "Secret" => read::<Secret>(doc),
+        _ => Ok(None),
+    }
+}
+
+fn from_value(value: serde_yaml_ng::Value) -> Result<Option<Object>, String> {
+    let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(|e| e.to_string())?;
+    if !check_api_version(&meta)? {
+        return Ok(None);
+    }
+    fn read<T: DeserializeOwned + Into<Object>>(
+        v: serde_yaml_ng::Value,
+    ) -> Result<Option<Object>, String> {
+        serde_yaml_ng::from_value::<T>(v)
+            .map(|o| Some(o.into()))
+            .map_err(|e| e.to_string())
+    }
+    match meta.kind.as_str() {
+        "Ingress" => read::<Ingress>(value),
+        "IngressClass" => read::<IngressClass>(value),
+        "Service" => read::<Service>(value),
+        "EndpointSlice" => read::<EndpointSlice>(value),
+        "Secret" => read::<Secret>(value),
+        _ => Ok(None),
+    }
+}
+
+/// Splits YAML text at `---` document markers, with the 0-based line each document starts at.
+/// Only a marker at column 0 counts, so PEM blocks (`-----BEGIN`) and indented text are safe.
+fn documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 0;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" || bare.starts_with("--- ") {
+            docs.push((start_line, &text[start_byte..offset]));
+            start_byte = offset + line.len();
+            start_line = n + 1;
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs
+}
+
+/// Whether a path names a manifest file by its extension.
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Every manifest file under `root` (or `root` itself if it is a file), sorted. Names starting
+/// with `.` are skipped: Kubernetes ConfigMap mounts keep their real files in `..data` and
+/// timestamped directories, and link them from the top level.
+pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(root)?;
+    if meta.is_file() {
+        return Ok(vec![root.to_owned()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // Follow links: ConfigMap files are symlinks into `..data`.
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) if m.is_file() && is_manifest(&path) => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The manifest directory as last read: per file, the objects it contributes. A file that
+/// stops parsing keeps contributing its last good objects.
+#[derive(Debug, Default)]
+pub struct ManifestDir {
+    files: BTreeMap<PathBuf, Vec<Object>>,
+}
+
+/// The outcome of one [`ManifestDir::reload`].
+#[derive(Debug, Default)]
+pub struct Reload {
+    pub errors: Vec<ParseError>,
+    /// Files whose last good objects are kept because the current text does not parse.
+    pub kept_last_good: Vec<PathBuf>,
+}
+
+impl ManifestDir {
+    /// Reads every manifest under `root` again. A file with errors keeps its previous
+    /// objects if it had any; at first sight it contributes the documents that did parse.
+    pub fn reload(&mut self, root: &Path) -> std::io::Result<Reload> {
+        let mut outcome = Reload::default();
+        let mut next = BTreeMap::new();
+        for path in manifest_files(root)? {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                // Vanished between listing and reading (an atomic replace in progress): the
+                // next event brings it back.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    outcome.errors.push(ParseError {
+                        file: path.clone(),
+                        line: None,
+                        reason: e.to_string(),
+                    });
+                    if let Some(old) = self.files.remove(&path) {
+                        next.insert(path, old);
+                    }
+                    continue;
+                }
+            };
+            let parsed = parse(&path, &text);
+            if parsed.errors.is_empty() {
+                next.insert(path, parsed.objects);
+                continue;
+            }
+            outcome.errors.extend(parsed.errors);
+            match self.files.remove(&path) {
+                Some(old) => {
+                    outcome.kept_last_good.push(path.clone());
+                    next.insert(path, old);
+                }
+                None => {
+                    next.insert(path, parsed.objects);
+                }
+            }
+        }
+        self.files = next;
+        Ok(outcome)
+    }
+
+    /// The snapshot of everything read, in stable order.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for objects in self.files.values() {
+            for o in objects {
+                snapshot.push(o.clone());
+            }
+        }
+        snapshot.sorted()
+    }
+
+    /// Which file each object came from, for messages that point at the file.
+    pub fn origins(&self) -> BTreeMap<crate::model::ObjectRef, PathBuf> {
+        let mut map = BTreeMap::new();
+        for (path, objects) in &self.files {
+            for o in objects {
+                map.entry(o.object_ref()).or_insert_with(|| path.clone());
+            }
+        }
+        map
+    }
+}
+
+/// Watches `root` for changes. The receiver yields once per burst of file events; call
+/// [`ManifestDir::reload`] after it. The directory is watched (not each file), so atomic
+/// renames and ConfigMap `..data` symlink swaps are seen. Keep the watcher alive.
+pub fn watch(
+    root: &Path,
+) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            Ok(e) if e.kind.is_access() => {}
+            // A full channel already holds a wake-up: this change will be seen by that reload.
+            Ok(_) => {
+                let _ = tx.try_send(());
+            }
+            Err(e) => tracing::warn!(error = %e, "file watch error"),
+        }
+    })?;
+    let (target, mode) = if root.is_dir() {
+        (root.to_owned(), notify::RecursiveMode::Recursive)
+    } else {
+        let parent = root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (parent.to_owned(), notify::RecursiveMode::NonRecursive)
+    };
+    watcher.watch(&target, mode)?;
+    Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_with_lines_and_defaults() {
+        let text = "\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{name: http, port: 80}]
+---
+# a comment-only document is skipped
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: skipped}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: prod}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+    -----BEGIN CERTIFICATE-----
+    --- not a marker
+    -----END CERTIFICATE-----
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: broken
+spec:
+  rules: 12
+";
+        let parsed = parse(Path::new("m.yaml"), text);
+        let refs: Vec<String> = parsed
+            .objects
+            .iter()
+            .map(|o| o.object_ref().to_string())
+            .collect();
+        assert_eq!(refs, ["Service default/web", "Secret prod/cert"]);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert_eq!(parsed.errors[0].line, Some(28), "{}", parsed.errors[0]);
+        assert!(parsed.errors[0].to_string().starts_with("m.yaml:28: "));
+    }
+
+    #[test]
+    fn wrong_api_version_is_an_error_naming_the_right_one() {
+        let parsed = parse(
+            Path::new("old.yaml"),
+            "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: x}\n",
+        );
+        assert!(parsed.objects.is_empty());
+        assert!(
+            parsed.errors[0].reason.contains("networking.k8s.io/v1"),
+            "{}",
+            parsed.errors[0]
+        );
+    }
+
+    #[test]
+    fn json_and_lists() {
+        let json = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"x"}},
+            {"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"c"},"spec":{"controller":"vestibule.dev/ingress-controller"}}
+        ]}"#;
+        let parsed = parse(Path::new("l.json"), json);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let refs: Vec<String> = parsed
+            .objects
+            .iter()
+            .map(|o| o.object_ref().to_string())
+            .collect();
+        assert_eq!(refs, ["Service x/a", "IngressClass c"]);
+    }
+
+    #[test]
+    fn broken_file_keeps_last_good_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("svc.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let mut manifests = ManifestDir::default();
+        assert!(manifests.reload(dir.path()).unwrap().errors.is_empty());
+        assert_eq!(manifests.snapshot().services.len(), 1);
+        std::fs::write(&file, "apiVersion: v1\nkind: Service\nmetadata: [oops\n").unwrap();
+        let outcome = manifests.reload(dir.path()).unwrap();
+        assert_eq!(outcome.errors.len(), 1);
+        assert_eq!(outcome.kept_last_good, std::slice::from_ref(&file));
+        assert_eq!(manifests.snapshot().services.len(), 1);
+        std::fs::remove_file(&file).unwrap();
+        manifests.reload(dir.path()).unwrap();
+        assert_eq!(manifests.snapshot().services.len(), 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Where snapshots come from. Both sources feed the same `model::build`.
+
+pub mod files;
