@@ -1,1 +1,118 @@
-fn main() {}
+//! Model benchmarks: `build` over 10,000 Ingresses (50,000 paths, 5,000 Services, 50,000
+//! endpoints), `lookup` across 10,000 hosts, and the memory the built table holds.
+//! Targets (issue #2): build < 100 ms, lookup < 200 ns, table < 100 MiB.
+//!
+//! `cargo bench --bench model`
+
+// The same allocator as the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use vestibule::model::fixtures::{ingress, service, slice};
+use vestibule::model::{Options, Snapshot, build};
+
+const INGRESSES: usize = 10_000;
+const PATHS_PER_INGRESS: usize = 5;
+const SERVICES: usize = 5_000;
+const ENDPOINTS_PER_SERVICE: usize = 10;
+
+fn snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    for i in 0..SERVICES {
+        s.push(service(&format!("ns{}/svc{i}", i % 100)).port("http", 80));
+        let mut sl =
+            slice(&format!("ns{}/svc{i}-abc", i % 100), &format!("svc{i}")).port("http", 8080);
+        for e in 0..ENDPOINTS_PER_SERVICE {
+            sl = sl.ready(&format!("10.{}.{}.{}", i / 250, i % 250, e + 1));
+        }
+        s.push(sl);
+    }
+    for i in 0..INGRESSES {
+        // Services live in namespace ns{i % 100}; keep each Ingress in its Services' namespace.
+        let ns = i % 100;
+        let svc = |k: usize| format!("svc{}", (i / 100 * 2 + k) % (SERVICES / 100) * 100 + ns);
+        let mut ing = ingress(&format!("ns{ns}/ing{i}"))
+            .created(i as i64)
+            .host(&format!("host{i}.example.com"));
+        ing = ing
+            .prefix("/", &svc(0), 80)
+            .prefix("/api", &svc(1), 80)
+            .prefix("/api/v1", &svc(0), "http")
+            .exact("/healthz", &svc(1), 80)
+            .implementation_specific("/static", &svc(0), 80);
+        s.push(ing);
+    }
+    s.sorted()
+}
+
+fn requests() -> Vec<(String, &'static str)> {
+    let paths = [
+        "/",
+        "/api/v1/users/42",
+        "/api/cart",
+        "/healthz",
+        "/static/app.js",
+        "/nothing/here",
+    ];
+    (0..INGRESSES)
+        .map(|i| (format!("host{i}.example.com"), paths[i % paths.len()]))
+        .collect()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn benches(c: &mut Criterion) {
+    let snapshot = snapshot();
+    let options = Options::default();
+    let before = rss_kib();
+    let built = build(&snapshot, &options);
+    let after = rss_kib();
+    assert!(
+        built.diagnostics.is_empty(),
+        "{:?}",
+        &built.diagnostics[..3.min(built.diagnostics.len())]
+    );
+    assert_eq!(built.table.routes().len(), INGRESSES * PATHS_PER_INGRESS);
+    eprintln!(
+        "table: {} routes over {} hosts; resident memory grew {:.1} MiB while building it",
+        built.table.routes().len(),
+        built.table.host_count(),
+        (after.saturating_sub(before)) as f64 / 1024.0
+    );
+
+    let mut group = c.benchmark_group("model");
+    group.sample_size(10);
+    group.bench_function("build 10k ingresses / 50k paths / 50k endpoints", |b| {
+        b.iter_with_large_drop(|| build(black_box(&snapshot), &options))
+    });
+    group.finish();
+
+    let requests = requests();
+    let mut i = 0;
+    c.bench_function("lookup across 10k hosts", |b| {
+        b.iter(|| {
+            let (host, path) = &requests[i % requests.len()];
+            i += 1;
+            black_box(
+                built
+                    .table
+                    .lookup(black_box(host), black_box(path))
+                    .is_some(),
+            )
+        })
+    });
+}
+
+criterion_group!(model, benches);
+criterion_main!(model);

@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let proxy = Arc::new(Proxy::new(shared.clone()));
+    let proxy = Arc::new(Proxy::new(shared.clone(), config.upstream));
     let listener = Listener {
         proto: "http",
         port: http_port,

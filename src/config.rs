@@ -101,6 +101,12 @@ pub struct RunArgs {
     /// Log filter: a level (`info`) or a tracing directive (`vestibule=debug,info`).
     #[arg(long, env = "VESTIBULE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// How long to wait for a TCP connection to an endpoint before trying another.
+    #[arg(long, env = "VESTIBULE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub upstream_connect_timeout: Duration,
+    /// How long an upstream may take to send response headers before the client gets 504.
+    #[arg(long, env = "VESTIBULE_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upstream_response_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM (e.g. `30s`, `500ms`).
     #[arg(long, env = "VESTIBULE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -114,7 +120,24 @@ pub struct Config {
     pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub options: Options,
+    pub upstream: Timeouts,
     pub shutdown_grace: Duration,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response_headers: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response_headers: Duration::from_secs(60),
+        }
+    }
 }
 
 impl RunArgs {
@@ -137,6 +160,10 @@ impl RunArgs {
             https_addr: self.https_addr,
             admin_addr: self.admin_addr,
             options: self.model.options(),
+            upstream: Timeouts {
+                connect: self.upstream_connect_timeout,
+                response_headers: self.upstream_response_timeout,
+            },
             shutdown_grace: self.shutdown_grace,
         })
     }

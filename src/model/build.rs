@@ -9,8 +9,10 @@ use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{Backend, HostRoutes, Route, RoutingTable, Slot};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -90,17 +92,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         .collect();
     // Older Ingresses win conflicts; objects without a timestamp (manifest files) count as
     // newest, then namespace/name decides.
-    ours.sort_by(|a, b| {
-        let age = |i: &Ingress| {
-            (
-                i.metadata.creation_timestamp.is_none(),
-                i.metadata.creation_timestamp.clone(),
-            )
-        };
-        age(a)
-            .cmp(&age(b))
-            .then_with(|| ingress_ref(a).cmp(&ingress_ref(b)))
-    });
+    ours.sort_by(|a, b| age_then_name(a).cmp(&age_then_name(b)));
 
     let mut builder = Builder {
         services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
@@ -117,7 +109,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
                 ))
             })
             .collect(),
-        backends: HashMap::new(),
+        backends: FxHashMap::default(),
         hosts: BTreeMap::new(),
         routes: Vec::new(),
         default_route: None,
@@ -130,11 +122,11 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     if builder.default_route.is_none()
         && let Some(service) = &options.default_backend
     {
-        let object = ObjectRef {
+        let object = Arc::new(ObjectRef {
             kind: "Flag",
             namespace: String::new(),
             name: "--default-backend".to_owned(),
-        };
+        });
         let backend = builder.backend(service.clone(), &object, "value");
         builder.default_route = Some(Arc::new(Route {
             ingress: object,
@@ -144,6 +136,18 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         }));
     }
     builder.finish()
+}
+
+/// The order in which Ingresses claim hosts and paths.
+fn age_then_name(i: &Ingress) -> (bool, Option<&Time>, Option<&str>, Option<&str>) {
+    let m = &i.metadata;
+    let created = m.creation_timestamp.as_ref();
+    (
+        created.is_none(),
+        created,
+        m.namespace.as_deref(),
+        m.name.as_deref(),
+    )
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {
@@ -157,7 +161,8 @@ fn ingress_ref(ingress: &Ingress) -> ObjectRef {
 /// One claim on a host and path, remembered to resolve conflicts and to fill the router.
 struct Claim {
     route: Arc<Route>,
-    field: String,
+    /// Indices into `spec.rules` and `.http.paths`, formatted only if someone conflicts.
+    at: (usize, usize),
 }
 
 #[derive(Default)]
@@ -174,8 +179,8 @@ type Pem = Arc<[u8]>;
 
 struct Builder<'a> {
     services: ServiceIndex<'a>,
-    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
-    backends: HashMap<ServiceRef, Resolved>,
+    secrets: FxHashMap<(&'a str, &'a str), &'a Secret>,
+    backends: FxHashMap<ServiceRef, Resolved>,
     hosts: BTreeMap<HostRule, HostClaims>,
     routes: Vec<Arc<Route>>,
     default_route: Option<Arc<Route>>,
@@ -198,7 +203,7 @@ impl Builder<'_> {
     }
 
     fn add_ingress(&mut self, ingress: &Ingress) {
-        let me = ingress_ref(ingress);
+        let me = Arc::new(ingress_ref(ingress));
         let Some(spec) = ingress.spec.as_ref() else {
             self.diagnose(&me, "spec", "missing");
             return;
@@ -244,7 +249,7 @@ impl Builder<'_> {
                         continue;
                     }
                 };
-                self.claim(&me, &host, path, &p.backend, field);
+                self.claim(&me, &host, path, &p.backend, (i, j));
             }
         }
         for (i, tls) in spec.tls.iter().flatten().enumerate() {
@@ -256,22 +261,27 @@ impl Builder<'_> {
     /// path and type; the backend is resolved only for paths that are placed.
     fn claim(
         &mut self,
-        me: &ObjectRef,
+        me: &Arc<ObjectRef>,
         host: &HostRule,
         path: PathRule,
         b: &IngressBackend,
-        field: String,
+        at: (usize, usize),
     ) {
         let key = (path.match_path().to_owned(), path.path_type.is_exact());
+        let field =
+            |(rule, index): (usize, usize)| format!("spec.rules[{rule}].http.paths[{index}]");
         if let Some(winner) = self.hosts.get(host).and_then(|h| h.claims.get(&key)) {
             let reason = format!(
                 "host {host} path {} ({:?}) is already routed by {} at {}; this path is ignored",
-                path.path, path.path_type, winner.route.ingress, winner.field
+                path.path,
+                path.path_type,
+                winner.route.ingress,
+                field(winner.at)
             );
-            self.diagnose(me, field, reason);
+            self.diagnose(me, field(at), reason);
             return;
         }
-        let backend = self.ingress_backend(b, me, &format!("{field}.backend"));
+        let backend = self.ingress_backend(b, me, &format!("{}.backend", field(at)));
         let route = Arc::new(Route {
             ingress: me.clone(),
             host: host.clone(),
@@ -280,7 +290,7 @@ impl Builder<'_> {
         });
         self.routes.push(route.clone());
         let claims = &mut self.hosts.entry(host.clone()).or_default().claims;
-        claims.insert(key, Claim { route, field });
+        claims.insert(key, Claim { route, at });
     }
 
     /// Resolves `spec...backend` to a shared backend; problems become diagnostics on `field`.
@@ -481,10 +491,10 @@ impl Builder<'_> {
             }
             match host {
                 HostRule::Exact(h) => {
-                    table.exact.insert(h, routes);
+                    table.exact.insert(h.into(), routes);
                 }
                 HostRule::Wildcard(s) => {
-                    table.wildcard.insert(s, routes);
+                    table.wildcard.insert(s.into(), routes);
                 }
                 HostRule::Any => table.any_host = Some(routes),
             }

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -165,7 +165,7 @@ impl<'a> ServiceIndex<'a> {
                 ))
             })
             .collect();
-        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::default();
         for slice in slices {
             let owner = slice
                 .metadata
@@ -273,7 +273,7 @@ fn external_name(svc: &Service, service: &ServiceRef) -> Result<Endpoints, Unres
 /// removing duplicates (an endpoint may sit in two slices while it moves).
 fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
     let mut found: Vec<Endpoint> = Vec::new();
-    let mut seen_at: HashMap<Target, usize> = HashMap::new();
+    let mut seen_at: HashMap<Target, usize> = HashMap::default();
     for slice in slices {
         let Some(port) = slice
             .ports

@@ -80,17 +80,17 @@ fn check_dns_name(name: &str) -> Result<(), &'static str> {
 /// The longest host name DNS allows, plus room for a trailing dot.
 const MAX_HOST: usize = 254;
 
-/// A request's host, lower-cased, without port and trailing dot, held on the stack so that
-/// routing a request allocates nothing.
-pub struct RequestHost {
-    buf: [u8; MAX_HOST],
-    len: usize,
+/// A request's host, lower-cased, without port and trailing dot. Routing a request allocates
+/// nothing: the host is borrowed as sent when it needs no folding, else folded on the stack.
+pub enum RequestHost<'a> {
+    AsSent(&'a str),
+    Folded { buf: [u8; MAX_HOST], len: usize },
 }
 
-impl RequestHost {
+impl<'a> RequestHost<'a> {
     /// Normalises the `Host` header or HTTP/2 `:authority`: strips `:port` (also after an IPv6
     /// literal `[::1]`) and one trailing dot, folds case. `None` when it cannot be a host.
-    pub fn parse(raw: &str) -> Option<RequestHost> {
+    pub fn parse(raw: &'a str) -> Option<RequestHost<'a>> {
         let host = if raw.starts_with('[') {
             let end = raw.find(']')?;
             match &raw[end + 1..] {
@@ -108,16 +108,21 @@ impl RequestHost {
         if host.is_empty() || host.len() > MAX_HOST {
             return None;
         }
-        let valid = host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-        });
-        if !valid {
-            return None;
+        let mut upper = false;
+        for b in host.bytes() {
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'))
+            {
+                return None;
+            }
+            upper |= b.is_ascii_uppercase();
+        }
+        if !upper {
+            return Some(RequestHost::AsSent(host));
         }
         let mut buf = [0u8; MAX_HOST];
         buf[..host.len()].copy_from_slice(host.as_bytes());
         buf[..host.len()].make_ascii_lowercase();
-        Some(RequestHost {
+        Some(RequestHost::Folded {
             buf,
             len: host.len(),
         })
@@ -125,8 +130,13 @@ impl RequestHost {
 
     /// The normalised host.
     pub fn as_str(&self) -> &str {
-        // Only ASCII bytes were admitted by `parse`, so this never fails.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+        match self {
+            RequestHost::AsSent(h) => h,
+            // Only ASCII bytes were admitted by `parse`, so this never fails.
+            RequestHost::Folded { buf, len } => {
+                std::str::from_utf8(&buf[..*len]).unwrap_or_default()
+            }
+        }
     }
 }
 

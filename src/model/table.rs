@@ -4,7 +4,7 @@ use super::endpoints::{Endpoints, ServiceRef};
 use super::host::{HostRule, RequestHost, wildcard_suffix};
 use super::path::PathRule;
 use super::snapshot::ObjectRef;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -44,7 +44,8 @@ impl Backend {
 /// One routing decision: which Ingress rule claimed the request and its backend.
 #[derive(Debug)]
 pub struct Route {
-    pub ingress: ObjectRef,
+    /// Shared by every route of one Ingress.
+    pub ingress: Arc<ObjectRef>,
     pub host: HostRule,
     /// `None` for the default backend, which matches whatever no rule claims.
     pub path: Option<PathRule>,
@@ -73,11 +74,14 @@ impl HostRoutes {
 }
 
 /// The immutable result of a build. Lookups read it without locks or allocation.
+///
+/// Host maps use FxHash: request hosts are only looked up, never inserted, so a client
+/// cannot flood them; the keys come from Ingress objects.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    pub(crate) exact: HashMap<String, HostRoutes>,
+    pub(crate) exact: FxHashMap<Box<str>, HostRoutes>,
     /// Keyed by the suffix after `*.`.
-    pub(crate) wildcard: HashMap<String, HostRoutes>,
+    pub(crate) wildcard: FxHashMap<Box<str>, HostRoutes>,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) default_route: Option<Arc<Route>>,
     /// Every route in build order, for `/debug/routes` and metrics.

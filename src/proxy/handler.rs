@@ -4,6 +4,7 @@
 use super::balance::Ejections;
 use super::forward::{self, ClientSide};
 use super::upstream::{self, RequestBody, UpstreamClient};
+use crate::config::Timeouts;
 use crate::model::Target;
 use crate::model::host::RequestHost;
 use crate::state::Shared;
@@ -88,17 +89,19 @@ pub struct Proxy {
     shared: Arc<Shared>,
     client: UpstreamClient,
     ejections: Ejections,
+    timeouts: Timeouts,
 }
 
 /// At most this many endpoints are tried for one request (the first and two more).
 const ATTEMPTS: usize = 3;
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, timeouts: Timeouts) -> Self {
         Proxy {
             shared,
-            client: upstream::client(),
+            client: upstream::client(timeouts.connect),
             ejections: Ejections::default(),
+            timeouts,
         }
     }
 
@@ -209,7 +212,7 @@ impl Proxy {
             *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
 
             let sent = tokio::time::timeout(
-                upstream::RESPONSE_HEADER_TIMEOUT,
+                self.timeouts.response_headers,
                 self.client.request(upstream_req),
             )
             .await;

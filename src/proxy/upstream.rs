@@ -13,10 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// Connect timeout towards an endpoint.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an upstream may take to send its response headers.
-pub const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
@@ -25,9 +21,9 @@ pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 /// One client for all endpoints; the pool is keyed by endpoint address, so connections
 /// survive table publishes as long as the endpoint stays.
-pub fn client() -> UpstreamClient {
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
     Client::builder(TokioExecutor::new())

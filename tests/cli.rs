@@ -1,0 +1,128 @@
+//! The command line: `vestibule validate` and flag errors.
+
+mod support;
+
+use std::process::Command;
+use support::repo;
+
+fn vestibule(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_accepts_the_bundled_examples() {
+    let quickstart = repo("examples/quickstart");
+    let (code, out, err) = vestibule(&["validate", quickstart.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
+
+#[test]
+fn validate_prints_file_object_field_reason_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: shop}
+spec:
+  ingressClassName: vestibule
+  rules:
+    - host: shop.example
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend: {service: {name: web, port: {name: http}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{name: grpc, port: 9000}]}
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yml"),
+        "kind: Service\napiVersion: v1\nmetadata: [\n",
+    )
+    .unwrap();
+    let (code, out, _) = vestibule(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{}:4:", dir.path().join("broken.yml").display())),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{}: Ingress shop/web: spec.rules[0].http.paths[0].backend.service.port.name: Service shop/web has no port http; requests get 503",
+            bad.display()
+        )
+    );
+    // The class flags apply to validate too: under another class nothing is ours, nothing is wrong.
+    let (code, _, _) = vestibule(&[
+        "validate",
+        "--ingress-class",
+        "other",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    let rows: &[(&[&str], &str)] = &[
+        (
+            &["--http-addr", "nonsense", "--manifests", "."],
+            "--http-addr",
+        ),
+        (
+            &["--default-backend", "no-namespace:80", "--manifests", "."],
+            "namespace/name:port",
+        ),
+        (
+            &["--shutdown-grace", "soon", "--manifests", "."],
+            "--shutdown-grace",
+        ),
+        (&[], "--manifests"),
+        (&["--manifests", "/does/not/exist"], "/does/not/exist"),
+        (
+            &["--manifests", ".", "--log-level", "=?=bad"],
+            "--log-level",
+        ),
+    ];
+    for (args, mentions) in rows {
+        let (code, _, err) = vestibule(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(mentions),
+            "{args:?} should mention {mentions}: {err}"
+        );
+    }
+}
+
+#[test]
+fn every_flag_has_an_environment_variable() {
+    let (code, out, _) = vestibule(&["--help"]);
+    assert_eq!(code, 0);
+    let flags = out
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("--") && !l.contains("--help") && !l.contains("--version")
+        })
+        .count();
+    let envs = out.matches("[env: VESTIBULE_").count();
+    assert!(flags >= 12, "{out}");
+    assert_eq!(flags, envs, "{out}");
+}

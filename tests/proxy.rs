@@ -1,0 +1,625 @@
+//! End-to-end tests of the data path in file mode: the real binary, echo backends on
+//! 127.0.0.1:0, manifests in a temporary directory.
+
+mod support;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SOON: Duration = Duration::from_secs(5);
+
+/// Blue and green backends behind `blue.test` and `shop.test` (/api → green, / → blue).
+async fn blue_green(extra: &[&str]) -> (tempfile::TempDir, Vestibule) {
+    let blue = backend("blue").await;
+    let green = backend("green").await;
+    let dir = manifest_dir();
+    write_atomic(
+        dir.path(),
+        "services.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml("blue", &[(blue, Some(true))]),
+            service_yaml("green", &[(green, None)])
+        ),
+    );
+    write_atomic(
+        dir.path(),
+        "ingress.yaml",
+        &ingress_yaml(
+            "shop",
+            &[
+                ("blue.test", "Prefix", "/", "blue"),
+                ("shop.test", "Prefix", "/api", "green"),
+                ("shop.test", "Prefix", "/", "blue"),
+            ],
+        ),
+    );
+    let v = Vestibule::start(dir.path(), extra);
+    (dir, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path() {
+    let (_dir, v) = blue_green(&[]).await;
+    let rows = [
+        ("blue.test", "/", "blue"),
+        ("BLUE.test:8080", "/x", "blue"),
+        ("shop.test", "/api", "green"),
+        ("shop.test", "/api/cart?x=1", "green"),
+        ("shop.test", "/apiary", "blue"),
+    ];
+    for (host, path, want) in rows {
+        let a = get(v.http, host, path).await;
+        assert_eq!(a.status, StatusCode::OK, "{host}{path}: {}", a.text);
+        assert_eq!(a.backend(), want, "{host}{path}");
+    }
+    let echoed = get(v.http, "shop.test", "/api/cart?x=1").await.json();
+    assert_eq!(echoed["path"], "/api/cart", "path is passed as sent");
+    assert_eq!(echoed["query"], "x=1");
+    let a = get(v.http, "nowhere.test", "/").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.text.contains("no route"));
+    // HTTP/2 with prior knowledge on the same port: the host comes from :authority.
+    let a = get_h2c(v.http, "shop.test", "/api/h2").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.backend(), "green");
+    assert_eq!(
+        a.json()["version"],
+        "HTTP/1.1",
+        "upstreams are spoken to in HTTP/1.1"
+    );
+    assert_eq!(a.json()["headers"]["host"], "shop.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_and_hop_by_hop() {
+    let (_dir, v) = blue_green(&[]).await;
+    let req = Request::get(format!("http://{}/", v.http))
+        .header("host", "blue.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("connection", "x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("keep-alive", "timeout=1")
+        .body(Full::default())
+        .unwrap();
+    let a = send(v.http, req).await;
+    let h = &a.json()["headers"];
+    assert_eq!(h["host"], "blue.test", "the client's Host is kept");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "blue.test");
+    assert_eq!(h["x-forwarded-port"], v.http.port().to_string());
+    assert_eq!(h["x-request-id"].as_str().map(str::len), Some(32));
+    assert!(
+        h.get("x-private-hop").is_none() && h.get("keep-alive").is_none(),
+        "{h}"
+    );
+
+    let req = Request::get(format!("http://{}/", v.http))
+        .header("host", "blue.test")
+        .header("x-request-id", "trace-me")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        send(v.http, req).await.json()["headers"]["x-request-id"],
+        "trace-me"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_map_to_404_502_503_504_and_400() {
+    let slow = backend("slow").await;
+    let not_ready = backend("not-ready").await;
+    let dir = manifest_dir();
+    let services = [
+        service_yaml("slow", &[(slow, Some(true))]),
+        service_yaml("down", &[(dead_port(), Some(true))]),
+        service_yaml("notready", &[(not_ready, Some(false))]),
+    ]
+    .join("---\n");
+    write_atomic(dir.path(), "services.yaml", &services);
+    write_atomic(
+        dir.path(),
+        "ingress.yaml",
+        &ingress_yaml(
+            "errors",
+            &[
+                ("e.test", "Prefix", "/slow", "slow"),
+                ("e.test", "Prefix", "/down", "down"),
+                ("e.test", "Prefix", "/notready", "notready"),
+                ("e.test", "Prefix", "/ghost", "ghost"),
+            ],
+        ),
+    );
+    let v = Vestibule::start(dir.path(), &["--upstream-response-timeout", "300ms"]);
+    let rows = [
+        ("/slow/sleep?ms=0", StatusCode::OK),
+        ("/nothing", StatusCode::NOT_FOUND),
+        ("/down", StatusCode::BAD_GATEWAY),
+        ("/notready", StatusCode::SERVICE_UNAVAILABLE),
+        ("/ghost", StatusCode::SERVICE_UNAVAILABLE),
+    ];
+    for (path, want) in rows {
+        let a = get(v.http, "e.test", path).await;
+        assert_eq!(a.status, want, "{path}: {}", a.text);
+    }
+    // The echo backend's /sleep answers after the timeout: 504. (It serves every path, so the
+    // route /slow reaches it with path /slow/…; the echo server only sleeps on exactly /sleep.)
+    let slow_route = ingress_yaml("errors2", &[("slow.test", "Prefix", "/", "slow")]);
+    write_atomic(dir.path(), "slow.yaml", &slow_route);
+    v.eventually("slow.test", "/", SOON, |a| a.status == StatusCode::OK)
+        .await;
+    let a = get(v.http, "slow.test", "/sleep?ms=3000").await;
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.text);
+
+    // Missing and malformed Host: 400, on a raw connection so nothing fixes the request up.
+    for raw in [
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: bad host\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a.test:99x\r\n\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(v.http).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 400 "),
+            "{raw:?} → {head}"
+        );
+    }
+    // Oversized headers are refused by hyper's limits, and the proxy lives on.
+    let mut s = tokio::net::TcpStream::connect(v.http).await.unwrap();
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: e.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = s.write_all(huge.as_bytes()).await;
+    let mut buf = vec![0u8; 256];
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    assert!(
+        n == 0 || String::from_utf8_lossy(&buf[..n]).contains(" 431 "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(
+        get(v.http, "e.test", "/slow/x").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_retry_another_endpoint_and_round_robin_spreads() {
+    let one = backend("one").await;
+    let two = backend("two").await;
+    let dir = manifest_dir();
+    write_atomic(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml("flaky", &[(dead_port(), None), (one, None)]),
+            service_yaml("pair", &[(one, None), (two, None)])
+        ),
+    );
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml(
+            "retry",
+            &[
+                ("flaky.test", "Prefix", "/", "flaky"),
+                ("pair.test", "Prefix", "/", "pair"),
+            ],
+        ),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    for i in 0..10 {
+        // A request with a body too: the body survives the failed connect.
+        let body = format!("payload {i}");
+        let req = Request::post(format!("http://{}/upload", v.http))
+            .header("host", "flaky.test")
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let a = send(v.http, req).await;
+        assert_eq!(a.status, StatusCode::OK, "attempt {i}: {}", a.text);
+        assert_eq!(a.json()["received"], body.len());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(get(v.http, "pair.test", "/").await.backend());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one", "two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_is_tunnelled_both_ways() {
+    let (_dir, v) = blue_green(&[]).await;
+    let stream = tokio::net::TcpStream::connect(v.http).await.unwrap();
+    let req = "ws://blue.test/chat".into_client_request().unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("upgrade through the proxy");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        &[0u8, 1, 2, 255]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_without_buffering() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let (_dir, v) = blue_green(&[]).await;
+    // Upload 100 MiB in 64 KiB chunks.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let chunks = futures_util::stream::iter(
+        (0..SIZE / chunk.len() as u64)
+            .map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))),
+    );
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(format!("http://{}/upload", v.http))
+        .header("host", "blue.test")
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let a = read(client.request(req).await.unwrap()).await;
+    assert_eq!(a.json()["received"], SIZE, "{}", a.text);
+    // Download 100 MiB, counting frames as they come.
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::get(format!("http://{}/download?bytes={SIZE}", v.http))
+        .header("host", "blue.test")
+        .body(Full::default())
+        .unwrap();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        received += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(received, SIZE);
+    let peak = v.peak_rss_kib();
+    assert!(
+        peak < 50 * 1024,
+        "peak RSS {peak} KiB: bodies must be streamed, not buffered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_load_drops_nothing() {
+    let a1 = backend("a1").await;
+    let a2 = backend("a2").await;
+    let ws_backend = backend("ws").await;
+    let dir = manifest_dir();
+    let stable = |endpoints: &[(SocketAddr, Option<bool>)]| {
+        format!(
+            "{}---\n{}",
+            service_yaml("stable", endpoints),
+            service_yaml("ws", &[(ws_backend, None)])
+        )
+    };
+    write_atomic(dir.path(), "services.yaml", &stable(&[(a1, None)]));
+    write_atomic(
+        dir.path(),
+        "ingress.yaml",
+        &ingress_yaml(
+            "main",
+            &[
+                ("stable.test", "Prefix", "/", "stable"),
+                ("ws.test", "Prefix", "/", "ws"),
+            ],
+        ),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    let http = v.http;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            // Keep-alive connections, so requests also ride connections opened under older tables.
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            while !stop.load(Ordering::Relaxed) {
+                let req = Request::get(format!("http://{http}/"))
+                    .header("host", "stable.test")
+                    .body(Full::default())
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        let _ = r.into_body().collect().await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = read(r).await.text;
+                        eprintln!("failed: {status} {body}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e:?}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async("ws://ws.test/".into_client_request().unwrap(), stream)
+            .await
+            .unwrap();
+
+    let endpoint_sets: [&[(SocketAddr, Option<bool>)]; 3] = [
+        &[(a1, None)],
+        &[(a1, None), (a2, None)],
+        &[(a2, Some(true)), (a1, Some(false))],
+    ];
+    for i in 0..100 {
+        write_atomic(dir.path(), "services.yaml", &stable(endpoint_sets[i % 3]));
+        if i % 4 == 3 {
+            let _ = std::fs::remove_file(dir.path().join("churn.yaml"));
+        } else {
+            write_atomic(
+                dir.path(),
+                "churn.yaml",
+                &ingress_yaml(
+                    "churn",
+                    &[
+                        (&format!("churn{i}.test"), "Prefix", "/", "stable"),
+                        ("stable.test", "Exact", &format!("/only-{i}"), "ws"),
+                    ],
+                ),
+            );
+        }
+        if i % 10 == 0 {
+            ws.send(Message::text(format!("still there {i}")))
+                .await
+                .unwrap();
+            let echoed = ws.next().await.unwrap().unwrap();
+            assert_eq!(
+                echoed.into_text().unwrap().as_str(),
+                format!("still there {i}")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    v.eventually("churn98.test", "/", SOON, |a| a.status == StatusCode::OK)
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "after"
+    );
+    let routes = get(v.admin, "admin", "/debug/routes").await.json();
+    let generation = routes["generation"].as_u64().unwrap();
+    assert!(
+        generation > 20,
+        "the table was republished many times ({generation})"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "{} requests succeeded",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let (_dir, mut v) = blue_green(&["--shutdown-grace", "10s"]).await;
+    assert_eq!(
+        get(v.admin, "admin", "/readyz").await.status,
+        StatusCode::OK
+    );
+    let http = v.http;
+    let slow = tokio::spawn(async move { get(http, "blue.test", "/sleep?ms=1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    v.terminate();
+    let mut saw_unready = false;
+    for _ in 0..50 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(v.admin),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                if get(v.admin, "admin", "/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
+                {
+                    saw_unready = true;
+                    break;
+                }
+            }
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_unready, "/readyz turns 503 while draining");
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err(),
+        "no new connections while draining"
+    );
+    let a = slow.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK, "the in-flight request finishes");
+    assert_eq!(v.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_manifest_keeps_the_rest_and_its_last_good_objects() {
+    let (dir, v) = blue_green(&[]).await;
+    // A new file that does not parse: logged with file and line, nothing else changes.
+    write_atomic(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: x\nspec:\n  rules: 12\n",
+    );
+    // The existing Ingress file breaks: its last good objects keep serving.
+    write_atomic(
+        dir.path(),
+        "ingress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: [unclosed\n",
+    );
+    // A later good change in another file still applies.
+    let extra = ingress_yaml("extra", &[("extra.test", "Prefix", "/", "green")]);
+    write_atomic(dir.path(), "extra.yaml", &extra);
+    v.eventually("extra.test", "/", SOON, |a| a.backend() == "green")
+        .await;
+    assert_eq!(get(v.http, "shop.test", "/api").await.backend(), "green");
+    assert_eq!(get(v.http, "blue.test", "/").await.backend(), "blue");
+    let logs = v.logs().join("\n");
+    assert!(
+        logs.contains("broken.yaml") && logs.contains("\"line\":6"),
+        "{logs}"
+    );
+    assert!(logs.contains("keeping the last good objects"), "{logs}");
+    // A bad Ingress (not a bad file) is a diagnostic on /debug/routes, and only its route goes.
+    write_atomic(
+        dir.path(),
+        "extra.yaml",
+        &ingress_yaml("extra", &[("extra.test", "Prefix", "/", "nosuch")]),
+    );
+    v.eventually("extra.test", "/", SOON, |a| {
+        a.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let routes = get(v.admin, "admin", "/debug/routes").await.json();
+    let diagnostics = routes["diagnostics"].to_string();
+    assert!(
+        diagnostics.contains("Ingress test/extra") && diagnostics.contains("backend.service.name"),
+        "{diagnostics}"
+    );
+    assert_eq!(get(v.http, "blue.test", "/").await.backend(), "blue");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_symlink_swap_is_followed() {
+    use std::os::unix::fs::symlink;
+    let blue = backend("blue").await;
+    let green = backend("green").await;
+    let dir = manifest_dir();
+    let d = dir.path();
+    let version = |n: u32, service: &str| {
+        let v = d.join(format!("..2026_11_27_{n}"));
+        std::fs::create_dir(&v).unwrap();
+        let text = format!(
+            "{}---\n{}---\n{}",
+            service_yaml("blue", &[(blue, None)]),
+            service_yaml("green", &[(green, None)]),
+            ingress_yaml("cm", &[("cm.test", "Prefix", "/", service)])
+        );
+        std::fs::write(v.join("all.yaml"), text).unwrap();
+        v
+    };
+    let v1 = version(1, "blue");
+    symlink(v1.file_name().unwrap(), d.join("..data")).unwrap();
+    symlink("..data/all.yaml", d.join("all.yaml")).unwrap();
+    let vest = Vestibule::start(d, &[]);
+    assert_eq!(get(vest.http, "cm.test", "/").await.backend(), "blue");
+    // The kubelet's update: a new timestamped directory, a new link, renamed over `..data`.
+    let v2 = version(2, "green");
+    symlink(v2.file_name().unwrap(), d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    vest.eventually("cm.test", "/", SOON, |a| a.backend() == "green")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_explain_the_table() {
+    let ready = backend("r").await;
+    let dir = manifest_dir();
+    write_atomic(
+        dir.path(),
+        "s.yaml",
+        &[
+            service_yaml("svc", &[(ready, None)]),
+            service_yaml("empty", &[]),
+            service_yaml("sleepy", &[(dead_port(), Some(false))]),
+        ]
+        .join("---\n"),
+    );
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml(
+            "dbg",
+            &[
+                ("d.test", "Prefix", "/", "svc"),
+                ("d.test", "Exact", "/empty", "empty"),
+                ("d.test", "Exact", "/sleepy", "sleepy"),
+            ],
+        ),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    assert_eq!(
+        get(v.admin, "admin", "/healthz").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(v.admin, "admin", "/readyz").await.status,
+        StatusCode::OK
+    );
+    let routes = get(v.admin, "admin", "/debug/routes").await.json();
+    let find = |path: &str| {
+        routes["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == path)
+            .cloned()
+            .unwrap()
+    };
+    let root = find("/");
+    assert_eq!(root["host"], "d.test");
+    assert_eq!(root["pathType"], "Prefix");
+    assert_eq!(root["ingress"], "test/dbg");
+    assert_eq!(root["service"], "test/svc:http");
+    assert_eq!(root["endpoints"][0]["address"], ready.to_string());
+    assert_eq!(root["endpoints"][0]["ready"], true);
+    assert!(root["unavailable"].is_null());
+    assert!(
+        find("/empty")["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("selector")
+    );
+    let sleepy = find("/sleepy");
+    assert_eq!(sleepy["endpoints"][0]["ready"], false);
+    assert!(sleepy["unavailable"].as_str().unwrap().contains("ready"));
+}

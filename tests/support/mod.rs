@@ -1,0 +1,309 @@
+//! Shared test support: the real `vestibule` binary started on ephemeral ports, in-process
+//! echo backends on 127.0.0.1:0, manifest writers and a small HTTP client.
+#![allow(dead_code)] // each test crate uses a different part of it
+
+#[path = "../../examples/echo.rs"]
+mod echo;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Starts an echo backend named `name` on an ephemeral loopback port.
+pub async fn backend(name: &str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo::serve(listener, name.to_owned()));
+    addr
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A selector-less Service `name` (port `http` 80) in namespace `test`, with a hand-made
+/// EndpointSlice listing `endpoints` (each `(address, ready)`).
+pub fn service_yaml(name: &str, endpoints: &[(SocketAddr, Option<bool>)]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
+    );
+    // One slice per port: a slice carries one port list for all its endpoints.
+    for (i, (addr, ready)) in endpoints.iter().enumerate() {
+        let conditions = match ready {
+            Some(r) => format!("{{ready: {r}}}"),
+            None => "{}".to_owned(),
+        };
+        text.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: test\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n  - addresses: [\"{ip}\"]\n    conditions: {conditions}\n",
+            port = addr.port(),
+            ip = addr.ip(),
+        ));
+    }
+    text
+}
+
+/// An Ingress `name` in namespace `test` with `(host, pathType, path, service)` rules.
+pub fn ingress_yaml(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  ingressClassName: vestibule\n  rules:\n"
+    );
+    for (host, path_type, path, service) in rules {
+        text.push_str(&format!(
+            "    - host: \"{host}\"\n      http:\n        paths:\n          - path: {path}\n            pathType: {path_type}\n            backend: {{service: {{name: {service}, port: {{name: http}}}}}}\n"
+        ));
+    }
+    text
+}
+
+/// Writes `text` to `dir/name` atomically (write aside, then rename), as editors and
+/// config-management tools do.
+pub fn write_atomic(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// A running `vestibule` process in file mode.
+pub struct Vestibule {
+    child: Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Vestibule {
+    /// Starts the binary on `dir` with ephemeral ports and waits until both listeners are up.
+    pub fn start(dir: &Path, extra: &[&str]) -> Vestibule {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+            .arg("--manifests")
+            .arg(dir)
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(["--log-level", "info,vestibule=debug"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vestibule");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        let _ = tx.send((
+                            v["listener"].as_str().unwrap_or("").to_owned(),
+                            v["addr"].as_str().unwrap_or("").to_owned(),
+                        ));
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (mut http, mut admin) = (None, None);
+        while http.is_none() || admin.is_none() {
+            let (which, addr) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "vestibule did not start; log:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    )
+                });
+            let addr: SocketAddr = addr.parse().unwrap();
+            match which.as_str() {
+                "http" => http = Some(addr),
+                "admin" => admin = Some(addr),
+                _ => {}
+            }
+        }
+        Vestibule {
+            child,
+            http: http.unwrap(),
+            admin: admin.unwrap(),
+            logs,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Waits until `check` holds for the answer to `GET host path`, or panics after `within`.
+    pub async fn eventually(
+        &self,
+        host: &str,
+        path: &str,
+        within: Duration,
+        check: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        let deadline = Instant::now() + within;
+        loop {
+            let answer = get(self.http, host, path).await;
+            if check(&answer) {
+                return answer;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "condition not met for {host}{path}; last answer {} {}",
+                    answer.status, answer.text
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Vestibule {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    /// The echo backend's JSON, if the answer is one.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Which echo backend answered ("" when none did).
+    pub fn backend(&self) -> String {
+        self.json()["backend"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// `GET http://addr path` with a Host header.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Answer {
+    send(
+        addr,
+        Request::get(format!("http://{addr}{path}"))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+}
+
+/// Sends a request with a new connection pool and reads the whole answer.
+pub async fn send(_addr: SocketAddr, req: Request<Full<Bytes>>) -> Answer {
+    let response = client()
+        .request(req)
+        .await
+        .expect("request reaches vestibule");
+    read(response).await
+}
+
+pub async fn read<B>(response: Response<B>) -> Answer
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `GET` over HTTP/2 with prior knowledge; the host travels as `:authority`.
+pub async fn get_h2c(addr: SocketAddr, host: &str, path: &str) -> Answer {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{host}{path}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(req).await.expect("h2c request");
+    read(response).await
+}
+
+/// A temporary manifest directory.
+pub fn manifest_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The path of a file in the repo.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
