@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// How long an upstream may take to send response headers before the client gets 504.
     #[arg(long, env = "VESTIBULE_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub upstream_response_timeout: Duration,
+    /// Threads serving requests; default one per available CPU. With 1, everything runs on a
+    /// single-threaded runtime, which is cheaper per request than a one-worker pool.
+    #[arg(long, env = "VESTIBULE_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
     /// How long in-flight requests may take to finish after SIGTERM (e.g. `30s`, `500ms`).
     #[arg(long, env = "VESTIBULE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -35,7 +35,22 @@ fn main() -> ExitCode {
                 eprintln!("error: --log-level: {e}");
                 return ExitCode::from(2);
             }
-            let runtime = match tokio::runtime::Runtime::new() {
+            let workers = cli
+                .run
+                .worker_threads
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, |n| n.get());
+            let runtime = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+            };
+            let runtime = match runtime {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");

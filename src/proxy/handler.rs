@@ -112,17 +112,20 @@ impl Proxy {
         client: SocketAddr,
         listener: Listener,
     ) -> Response<ProxyBody> {
+        // Both are cheap to clone (an enum, reference-counted bytes) and only read on failure.
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let uri = req.uri().clone();
         match self.forward(req, client, listener).await {
             Ok(response) => response,
             Err(e) => {
                 let status = e.status().as_u16();
                 match &e {
                     ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
-                        tracing::warn!(%method, %path, status, error = %e, "request failed")
+                        tracing::warn!(%method, path = uri.path(), status, error = %e, "request failed")
                     }
-                    _ => tracing::debug!(%method, %path, status, error = %e, "request refused"),
+                    _ => {
+                        tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
+                    }
                 }
                 e.response()
             }

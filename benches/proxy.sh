@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Measures Vestibule's data path next to nginx and HAProxy with the shared harness
+# (../shared/bench/run.sh; its README has the contract and how to read the numbers).
+# Vestibule runs in file mode with the anchors' table: 20 hosts x 5 routes
+# (/api/v1/, /api/, /static/, Exact /healthz, /), bench.local / -> 127.0.0.1:18080.
+#
+#   benches/proxy.sh                                  # default scenarios, one round
+#   benches/proxy.sh --rounds 4 --scenarios h1-keepalive,h2c --targets nginx,vestibule
+#
+# Needs (Debian): nginx haproxy wrk nghttp2-client curl openssl python3.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+harness="${VESTIBULE_BENCH_HARNESS:-$repo/../shared/bench/run.sh}"
+[ -x "$harness" ] || { echo "benchmark harness not found at $harness (set VESTIBULE_BENCH_HARNESS)" >&2; exit 2; }
+
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml" --bin vestibule
+manifests="$(mktemp -d /tmp/vestibule-bench.XXXXXX)"
+trap 'rm -rf "$manifests"' EXIT
+
+python3 - "$manifests/bench.yaml" <<'PY'
+import sys
+hosts = [f"app{i:02d}.example.com" for i in range(1, 20)]
+hosts.insert(9, "bench.local")
+routes = [("Prefix", "/api/v1/"), ("Prefix", "/api/"), ("Prefix", "/static/"), ("Exact", "/healthz"), ("Prefix", "/")]
+docs = ["""apiVersion: v1
+kind: Service
+metadata: {name: upstream, namespace: bench}
+spec: {ports: [{name: http, port: 80}]}
+""", """apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: upstream, namespace: bench, labels: {kubernetes.io/service-name: upstream}}
+addressType: IPv4
+ports: [{name: http, port: 18080}]
+endpoints: [{addresses: ["127.0.0.1"]}]
+"""]
+rules = []
+for h in hosts:
+    paths = "".join(f"""          - path: {p}
+            pathType: {t}
+            backend: {{service: {{name: upstream, port: {{name: http}}}}}}
+""" for t, p in routes)
+    rules.append(f"""    - host: {h}
+      http:
+        paths:
+{paths}""")
+docs.append("""apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench, namespace: bench}
+spec:
+  ingressClassName: vestibule
+  rules:
+""" + "".join(rules))
+open(sys.argv[1], "w").write("---\n".join(docs))
+PY
+
+"$repo/target/release/vestibule" validate "$manifests" >&2
+exec "$harness" \
+  --proxy-cmd "$repo/target/release/vestibule --manifests $manifests --http-addr 127.0.0.1:18090 --admin-addr 127.0.0.1:18099 --log-level warn" \
+  --proxy-port 18090 --proxy-name vestibule "$@"
