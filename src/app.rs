@@ -56,6 +56,9 @@ pub async fn shutdown_signal() {
 /// Runs the controller in file mode until `shutdown` resolves, then drains.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
+    // Watch before the first read, so a change made while reading is not missed.
+    let (_watcher, mut changes) =
+        files::watch(&config.manifests).context("watching --manifests")?;
     let mut manifests = ManifestDir::default();
     let mut known = BTreeSet::new();
     reload(&config, &mut manifests, &shared, &mut known)
@@ -65,8 +68,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let admin = bind(config.admin_addr, "admin").await?;
     let http_port = http.local_addr()?.port();
 
-    let (_watcher, mut changes) =
-        files::watch(&config.manifests).context("watching --manifests")?;
     let watch_task = {
         let shared = shared.clone();
         let config = config.clone();

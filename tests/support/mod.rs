@@ -217,6 +217,18 @@ impl Vestibule {
 
 impl Drop for Vestibule {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let start = logs.len().saturating_sub(40);
+            eprintln!(
+                "--- vestibule log (last {} lines) ---\n{}",
+                logs.len() - start,
+                logs[start..].join("\n")
+            );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("--- vestibule exited: {status}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
