@@ -2,11 +2,15 @@
 //! follow file changes, and drain on shutdown.
 
 use crate::config::{Config, LogFormat};
-use crate::model::{Diagnostic, build};
-use crate::proxy::{Proxy, handler::Listener, server};
+use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
+use crate::proxy::handler::{Listener, Settings};
+use crate::proxy::{Proxy, server};
 use crate::source::files::{self, ManifestDir};
 use crate::state::Shared;
+use crate::tls::certs::{self, CertCache, CertEntry};
 use anyhow::Context;
+use http::HeaderValue;
+use rustls::crypto::CryptoProvider;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -59,23 +63,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // Watch before the first read, so a change made while reading is not missed.
     let (_watcher, mut changes) =
         files::watch(&config.manifests).context("watching --manifests")?;
-    let mut manifests = ManifestDir::default();
-    let mut known = BTreeSet::new();
-    reload(&config, &mut manifests, &shared, &mut known)
+    let mut reloader = Reloader::new(config.clone())?;
+    reloader
+        .reload(&shared)
         .with_context(|| format!("reading --manifests {}", config.manifests.display()))?;
 
     let http = bind(config.http_addr, "http").await?;
+    let https = bind(config.https_addr, "https").await?;
     let admin = bind(config.admin_addr, "admin").await?;
-    let http_port = http.local_addr()?.port();
 
     let watch_task = {
         let shared = shared.clone();
-        let config = config.clone();
         tokio::spawn(async move {
             while changes.recv().await.is_some() {
                 tokio::time::sleep(DEBOUNCE).await;
                 while changes.try_recv().is_ok() {}
-                if let Err(e) = reload(&config, &mut manifests, &shared, &mut known) {
+                if let Err(e) = reloader.reload(&shared) {
                     tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
                 }
             }
@@ -83,16 +86,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone()));
 
+    let settings = Settings {
+        timeouts: config.upstream,
+        https_redirect_port: config.tls.redirect_port,
+        hsts: config
+            .tls
+            .hsts
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok()),
+    };
+    let proxy = Arc::new(Proxy::new(shared.clone(), settings));
+    let tls_config = crate::tls::server_config(shared.clone(), config.tls.min_version)
+        .context("TLS configuration")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let proxy = Arc::new(Proxy::new(shared.clone(), config.upstream));
-    let listener = Listener {
+    let plain = Listener {
         proto: "http",
-        port: http_port,
+        port: http.local_addr()?.port(),
+    };
+    let secure = Listener {
+        proto: "https",
+        port: https.local_addr()?.port(),
     };
     let http_task = tokio::spawn(server::serve(
         http,
+        proxy.clone(),
+        plain,
+        None,
+        stop_rx.clone(),
+        config.shutdown_grace,
+    ));
+    let https_task = tokio::spawn(server::serve(
+        https,
         proxy,
-        listener,
+        secure,
+        Some(tls_config.into()),
         stop_rx,
         config.shutdown_grace,
     ));
@@ -101,7 +128,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no longer ready, draining connections");
     shared.start_draining();
     let _ = stop_tx.send(true);
-    let _ = http_task.await;
+    let _ = tokio::join!(http_task, https_task);
     watch_task.abort();
     admin_task.abort();
     tracing::info!("stopped");
@@ -117,46 +144,120 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
-/// Reads the manifests again, builds, publishes, and logs what changed in the diagnostics.
-fn reload(
-    config: &Config,
-    manifests: &mut ManifestDir,
-    shared: &Shared,
-    known: &mut BTreeSet<Diagnostic>,
-) -> std::io::Result<()> {
-    let started = Instant::now();
-    let outcome = manifests.reload(&config.manifests)?;
-    for e in &outcome.errors {
-        tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
+/// Everything a reload carries over from the previous one.
+struct Reloader {
+    config: Config,
+    manifests: ManifestDir,
+    /// Diagnostics already logged, so each is logged once.
+    known: BTreeSet<Diagnostic>,
+    certs: CertCache,
+    provider: Arc<CryptoProvider>,
+    generated_default: Arc<CertEntry>,
+}
+
+impl Reloader {
+    fn new(config: Config) -> anyhow::Result<Self> {
+        let provider = crate::tls::provider();
+        let generated_default = Arc::new(
+            certs::generated_default(&provider)
+                .map_err(anyhow::Error::msg)
+                .context("generating the default certificate")?,
+        );
+        Ok(Reloader {
+            config,
+            manifests: ManifestDir::default(),
+            known: BTreeSet::new(),
+            certs: CertCache::default(),
+            provider,
+            generated_default,
+        })
     }
-    for f in &outcome.kept_last_good {
-        tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
+
+    /// Reads the manifests again, builds, publishes, and logs what changed in the diagnostics.
+    fn reload(&mut self, shared: &Shared) -> std::io::Result<()> {
+        let started = Instant::now();
+        let outcome = self.manifests.reload(&self.config.manifests)?;
+        for e in &outcome.errors {
+            tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
+        }
+        for f in &outcome.kept_last_good {
+            tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
+        }
+        let snapshot = self.manifests.snapshot();
+        let mut built = build(&snapshot, &self.config.options);
+        let default = self.default_certificate(&snapshot, &mut built.diagnostics);
+        let (certs, tls_diagnostics) =
+            certs::build_store(&self.provider, &built.tls, default, &mut self.certs);
+        self.certs.sweep();
+        built.diagnostics.extend(tls_diagnostics);
+
+        let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
+        let origins = self.manifests.origins();
+        for d in now.difference(&self.known) {
+            let file = origins
+                .get(&d.object)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            tracing::warn!(object = %d.object, field = %d.field, reason = %d.reason, file, "diagnostic");
+        }
+        for d in self.known.difference(&now) {
+            tracing::info!(object = %d.object, field = %d.field, "diagnostic resolved");
+        }
+        self.known = now;
+        let routes = built.table.routes().len();
+        let generation = shared.publish(built, certs);
+        tracing::info!(
+            generation,
+            objects = snapshot.len(),
+            routes,
+            diagnostics = self.known.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            source = %self.config.manifests.display(),
+            "published routing table"
+        );
+        Ok(())
     }
-    let snapshot = manifests.snapshot();
-    let built = build(&snapshot, &config.options);
-    let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
-    let origins = manifests.origins();
-    for d in now.difference(known) {
-        let file = origins
-            .get(&d.object)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        tracing::warn!(object = %d.object, field = %d.field, reason = %d.reason, file, "diagnostic");
+
+    /// `--default-ssl-certificate` if given and usable, else the generated one.
+    fn default_certificate(
+        &mut self,
+        snapshot: &Snapshot,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Arc<CertEntry> {
+        let Some((namespace, name)) = &self.config.tls.default_certificate else {
+            return self.generated_default.clone();
+        };
+        let secret_ref = ObjectRef {
+            kind: "Secret",
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let found = snapshot.secrets.iter().find(|s| {
+            s.metadata.namespace.as_ref() == Some(namespace)
+                && s.metadata.name.as_ref() == Some(name)
+        });
+        let result = match found {
+            None => Err((
+                "--default-ssl-certificate",
+                format!("Secret {namespace}/{name} not found"),
+            )),
+            Some(secret) => {
+                tls_material(secret)
+                    .map_err(|r| ("data", r))
+                    .and_then(|(cert, key)| {
+                        self.certs
+                            .get(&self.provider, &secret_ref, &cert, &key)
+                            .map_err(|e| (e.field, e.reason))
+                    })
+            }
+        };
+        result.unwrap_or_else(|(field, reason)| {
+            diagnostics.push(Diagnostic {
+                object: secret_ref,
+                field: field.to_owned(),
+                reason: format!("{reason}; the generated default certificate is served instead"),
+            });
+            self.generated_default.clone()
+        })
     }
-    for d in known.difference(&now) {
-        tracing::info!(object = %d.object, field = %d.field, "diagnostic resolved");
-    }
-    *known = now;
-    let routes = built.table.routes().len();
-    let generation = shared.publish(built);
-    tracing::info!(
-        generation,
-        objects = snapshot.len(),
-        routes,
-        diagnostics = known.len(),
-        took_ms = started.elapsed().as_secs_f64() * 1000.0,
-        source = %config.manifests.display(),
-        "published routing table"
-    );
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! validated into the typed settings the rest of the program uses.
 
 use crate::model::{Options, ServiceRef};
+use crate::tls::MinVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,9 +88,34 @@ pub struct RunArgs {
     /// Plain HTTP listener (HTTP/1.1 and h2c). Port 0 picks a free port, logged at start.
     #[arg(long, env = "VESTIBULE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// TLS listener.
+    /// TLS listener (HTTP/1.1 and HTTP/2 by ALPN).
     #[arg(long, env = "VESTIBULE_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     pub https_addr: SocketAddr,
+    /// `namespace/name` of a kubernetes.io/tls Secret served to clients whose SNI matches no
+    /// Ingress (and clients without SNI). Default: a self-signed certificate made at start.
+    #[arg(long, env = "VESTIBULE_DEFAULT_SSL_CERTIFICATE", value_parser = parse_namespaced)]
+    pub default_ssl_certificate: Option<(String, String)>,
+    /// Lowest TLS version accepted.
+    #[arg(
+        long,
+        env = "VESTIBULE_TLS_MIN_VERSION",
+        value_enum,
+        default_value = "1.2"
+    )]
+    pub tls_min_version: MinVersion,
+    /// The port clients use for https, written into redirects from plain HTTP (omitted when 443).
+    /// Behind the chart's LoadBalancer that is 443 whatever --https-addr says.
+    #[arg(long, env = "VESTIBULE_HTTPS_REDIRECT_PORT", default_value_t = 443)]
+    pub https_redirect_port: u16,
+    /// Add Strict-Transport-Security to responses over TLS.
+    #[arg(long, env = "VESTIBULE_HSTS")]
+    pub hsts: bool,
+    /// HSTS max-age in seconds.
+    #[arg(long, env = "VESTIBULE_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    pub hsts_max_age: u64,
+    /// Add includeSubDomains to HSTS.
+    #[arg(long, env = "VESTIBULE_HSTS_INCLUDE_SUBDOMAINS")]
+    pub hsts_include_subdomains: bool,
     /// Admin listener: /healthz, /readyz, /debug/routes.
     #[arg(long, env = "VESTIBULE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
@@ -125,7 +151,27 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     pub options: Options,
     pub upstream: Timeouts,
+    pub tls: TlsSettings,
     pub shutdown_grace: Duration,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub default_certificate: Option<(String, String)>,
+    pub min_version: MinVersion,
+    pub redirect_port: u16,
+    /// The Strict-Transport-Security value, when HSTS is on.
+    pub hsts: Option<String>,
+}
+
+fn parse_namespaced(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not of the form namespace/name")),
+    }
 }
 
 /// Upstream timeouts.
@@ -167,6 +213,18 @@ impl RunArgs {
             upstream: Timeouts {
                 connect: self.upstream_connect_timeout,
                 response_headers: self.upstream_response_timeout,
+            },
+            tls: TlsSettings {
+                default_certificate: self.default_ssl_certificate.clone(),
+                min_version: self.tls_min_version,
+                redirect_port: self.https_redirect_port,
+                hsts: self.hsts.then(|| {
+                    let mut value = format!("max-age={}", self.hsts_max_age);
+                    if self.hsts_include_subdomains {
+                        value.push_str("; includeSubDomains");
+                    }
+                    value
+                }),
             },
             shutdown_grace: self.shutdown_grace,
         })

@@ -9,4 +9,5 @@ pub mod model;
 pub mod proxy;
 pub mod source;
 pub mod state;
+pub mod tls;
 pub mod validate;

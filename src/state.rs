@@ -2,6 +2,7 @@
 //! whole, plus the readiness flags. Readers never lock.
 
 use crate::model::Built;
+use crate::tls::certs::CertStore;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Published {
     pub built: Built,
+    /// The certificates TLS handshakes choose from, built from `built.tls`.
+    pub certs: CertStore,
     /// 0 before the first publish, then 1, 2, …
     pub generation: u64,
 }
@@ -36,10 +39,13 @@ impl Shared {
     }
 
     /// Swaps in a new build atomically and marks the controller ready.
-    pub fn publish(&self, built: Built) -> u64 {
+    pub fn publish(&self, built: Built, certs: CertStore) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current
-            .store(Arc::new(Published { built, generation }));
+        self.current.store(Arc::new(Published {
+            built,
+            certs,
+            generation,
+        }));
         self.ready.store(true, Ordering::Release);
         generation
     }

@@ -1,16 +1,17 @@
 //! Snapshot → routing table, TLS bindings and diagnostics. Total: a bad object becomes a
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
+use super::annotations;
 use super::class::OurClasses;
 use super::endpoints::{Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
-use super::host::HostRule;
+use super::host::{HostRule, wildcard_suffix};
 use super::path::PathRule;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{Backend, HostRoutes, Route, RoutingTable, Slot};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressTLS};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,8 +115,14 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         routes: Vec::new(),
         default_route: None,
         tls: Vec::new(),
+        tls_hosts: FxHashSet::default(),
+        tls_index: FxHashMap::default(),
         diagnostics: Vec::new(),
     };
+    // TLS first: whether a route redirects to https depends on every Ingress's TLS hosts.
+    for ingress in &ours {
+        builder.add_tls_of(ingress);
+    }
     for ingress in ours {
         builder.add_ingress(ingress);
     }
@@ -133,6 +140,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             host: HostRule::Any,
             path: None,
             backend,
+            redirect_to_https: false,
         }));
     }
     builder.finish()
@@ -175,7 +183,7 @@ struct HostClaims {
 type Resolved = Result<Arc<Backend>, (Unresolved, Arc<Backend>)>;
 
 /// PEM bytes, shared by every host a Secret serves.
-type Pem = Arc<[u8]>;
+pub type Pem = Arc<[u8]>;
 
 struct Builder<'a> {
     services: ServiceIndex<'a>,
@@ -185,6 +193,11 @@ struct Builder<'a> {
     routes: Vec<Arc<Route>>,
     default_route: Option<Arc<Route>>,
     tls: Vec<TlsBinding>,
+    /// Every host some Ingress lists under `spec.tls`, whether or not its Secret is usable:
+    /// a broken Secret falls back to the default certificate, the host still speaks TLS.
+    tls_hosts: FxHashSet<HostRule>,
+    /// Host → position in `tls`, to find the binding that won a host.
+    tls_index: FxHashMap<HostRule, usize>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -208,6 +221,10 @@ impl Builder<'_> {
             self.diagnose(&me, "spec", "missing");
             return;
         };
+        let ssl_redirect = annotations::ssl_redirect(ingress).unwrap_or_else(|(field, reason)| {
+            self.diagnose(&me, field, reason);
+            true
+        });
         if let Some(default) = &spec.default_backend {
             let backend = self.ingress_backend(default, &me, "spec.defaultBackend");
             match &self.default_route {
@@ -217,6 +234,7 @@ impl Builder<'_> {
                         host: HostRule::Any,
                         path: None,
                         backend,
+                        redirect_to_https: false,
                     }))
                 }
                 Some(winner) => {
@@ -237,22 +255,40 @@ impl Builder<'_> {
                 }
             };
             let Some(http) = &rule.http else { continue };
+            let redirect = ssl_redirect && self.has_tls(&host);
             for (j, p) in http.paths.iter().enumerate() {
-                let field = format!("spec.rules[{i}].http.paths[{j}]");
-                let path = match PathRule::parse(
-                    p.path.as_deref(),
-                    Some(p.path_type.as_str()).filter(|t| !t.is_empty()),
-                ) {
+                let path_type = Some(p.path_type.as_str()).filter(|t| !t.is_empty());
+                let path = match PathRule::parse(p.path.as_deref(), path_type) {
                     Ok(path) => path,
                     Err(reason) => {
-                        self.diagnose(&me, format!("{field}.path"), reason);
+                        let field = format!("spec.rules[{i}].http.paths[{j}].path");
+                        self.diagnose(&me, field, reason);
                         continue;
                     }
                 };
-                self.claim(&me, &host, path, &p.backend, (i, j));
+                self.claim(&me, &host, path, &p.backend, (i, j), redirect);
             }
         }
-        for (i, tls) in spec.tls.iter().flatten().enumerate() {
+    }
+
+    /// Whether requests for `host` arrive over TLS: an exact TLS host, or a wildcard TLS
+    /// host covering it (or the same wildcard).
+    fn has_tls(&self, host: &HostRule) -> bool {
+        match host {
+            HostRule::Any => false,
+            HostRule::Wildcard(_) => self.tls_hosts.contains(host),
+            HostRule::Exact(h) => {
+                self.tls_hosts.contains(host)
+                    || wildcard_suffix(h)
+                        .is_some_and(|s| self.tls_hosts.contains(&HostRule::Wildcard(s.to_owned())))
+            }
+        }
+    }
+
+    fn add_tls_of(&mut self, ingress: &Ingress) {
+        let me = Arc::new(ingress_ref(ingress));
+        let entries = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+        for (i, tls) in entries.into_iter().flatten().enumerate() {
             self.add_tls(&me, i, tls);
         }
     }
@@ -266,6 +302,7 @@ impl Builder<'_> {
         path: PathRule,
         b: &IngressBackend,
         at: (usize, usize),
+        redirect_to_https: bool,
     ) {
         let key = (path.match_path().to_owned(), path.path_type.is_exact());
         let field =
@@ -287,6 +324,7 @@ impl Builder<'_> {
             host: host.clone(),
             path: Some(path),
             backend,
+            redirect_to_https,
         });
         self.routes.push(route.clone());
         let claims = &mut self.hosts.entry(host.clone()).or_default().claims;
@@ -377,28 +415,29 @@ impl Builder<'_> {
         backend
     }
 
-    fn add_tls(
-        &mut self,
-        me: &ObjectRef,
-        i: usize,
-        tls: &k8s_openapi::api::networking::v1::IngressTLS,
-    ) {
+    fn add_tls(&mut self, me: &ObjectRef, i: usize, tls: &IngressTLS) {
         let field = format!("spec.tls[{i}]");
-        let hosts = tls.hosts.as_deref().unwrap_or_default();
-        if hosts.is_empty() {
-            self.diagnose(
-                me,
-                format!("{field}.hosts"),
-                "lists no host; name the hosts this certificate serves",
-            );
+        let mut hosts = Vec::new();
+        for (j, host) in tls.hosts.iter().flatten().enumerate() {
+            match HostRule::parse(Some(host)) {
+                Ok(HostRule::Any) | Err(_) => {
+                    let reason = format!("{host:?} is not a host name");
+                    self.diagnose(me, format!("{field}.hosts[{j}]"), reason);
+                }
+                Ok(h) => {
+                    self.tls_hosts.insert(h.clone());
+                    hosts.push((j, h));
+                }
+            }
+        }
+        if tls.hosts.as_ref().is_none_or(Vec::is_empty) {
+            let reason = "lists no host; name the hosts this certificate serves";
+            self.diagnose(me, format!("{field}.hosts"), reason);
             return;
         }
         let Some(secret_name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
-            self.diagnose(
-                me,
-                format!("{field}.secretName"),
-                "missing; these hosts get the default certificate",
-            );
+            let reason = "missing; these hosts get the default certificate";
+            self.diagnose(me, format!("{field}.secretName"), reason);
             return;
         };
         let secret_ref = ObjectRef {
@@ -418,19 +457,9 @@ impl Builder<'_> {
                 return;
             }
         };
-        for (j, host) in hosts.iter().enumerate() {
-            let host = match HostRule::parse(Some(host)) {
-                Ok(HostRule::Any) | Err(_) => {
-                    self.diagnose(
-                        me,
-                        format!("{field}.hosts[{j}]"),
-                        format!("{host:?} is not a host name"),
-                    );
-                    continue;
-                }
-                Ok(h) => h,
-            };
-            if let Some(winner) = self.tls.iter().find(|b| b.host == host) {
+        for (j, host) in hosts {
+            if let Some(&k) = self.tls_index.get(&host) {
+                let winner = &self.tls[k];
                 if winner.secret != secret_ref {
                     let reason = format!(
                         "host {host} already uses {} from the older {}; this entry is ignored",
@@ -440,6 +469,7 @@ impl Builder<'_> {
                 }
                 continue;
             }
+            self.tls_index.insert(host.clone(), self.tls.len());
             self.tls.push(TlsBinding {
                 host,
                 secret: secret_ref.clone(),
@@ -517,7 +547,7 @@ fn unavailable(reason: &str) -> Arc<Backend> {
 
 /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret (`stringData` counts, as the API
 /// server would merge it into `data`). Whether the PEM parses is the TLS module's business.
-fn tls_material(secret: &Secret) -> Result<(Pem, Pem), String> {
+pub fn tls_material(secret: &Secret) -> Result<(Pem, Pem), String> {
     let name = format!(
         "{}/{}",
         secret.metadata.namespace.as_deref().unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! Routing semantics: a pure function from a [`Snapshot`] of Kubernetes objects to a
 //! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
 
+pub mod annotations;
 mod build;
 pub mod class;
 pub mod endpoints;
@@ -13,7 +14,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
-pub use build::{Built, Diagnostic, Options, TlsBinding, build};
+pub use build::{Built, Diagnostic, Options, Pem, TlsBinding, build, tls_material};
 pub use endpoints::{Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;
 pub use path::{PathRule, PathType};

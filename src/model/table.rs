@@ -50,6 +50,8 @@ pub struct Route {
     /// `None` for the default backend, which matches whatever no rule claims.
     pub path: Option<PathRule>,
     pub backend: Arc<Backend>,
+    /// Plain-HTTP requests get a 308 to https: the host has TLS and the Ingress did not opt out.
+    pub redirect_to_https: bool,
 }
 
 /// What one router key leads to. Exact and prefix rules may share a key (`/foo` Exact and

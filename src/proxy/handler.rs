@@ -8,6 +8,7 @@ use crate::config::Timeouts;
 use crate::model::Target;
 use crate::model::host::RequestHost;
 use crate::state::Shared;
+use crate::tls::TlsConnection;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -36,6 +37,8 @@ pub enum ProxyError {
     Upstream(String),
     #[error("upstream sent no response headers in time")]
     Timeout,
+    #[error("the connection's certificate does not cover this host")]
+    Misdirected,
 }
 
 impl ProxyError {
@@ -47,6 +50,7 @@ impl ProxyError {
             ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -59,6 +63,7 @@ impl ProxyError {
             ProxyError::NoEndpoints(_) => "service unavailable: no ready endpoints\n",
             ProxyError::Connect(_) | ProxyError::Upstream(_) => "bad gateway: upstream failed\n",
             ProxyError::Timeout => "gateway timeout: upstream did not answer in time\n",
+            ProxyError::Misdirected => "misdirected request: open a connection for this host\n",
         };
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
@@ -84,25 +89,40 @@ pub struct Listener {
     pub port: u16,
 }
 
+/// What the proxy needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    /// The port clients use for https, for redirects from plain HTTP.
+    pub https_redirect_port: u16,
+    /// `Strict-Transport-Security` for responses over TLS.
+    pub hsts: Option<HeaderValue>,
+}
+
 /// Forwards requests along the published table.
 pub struct Proxy {
     shared: Arc<Shared>,
     client: UpstreamClient,
     ejections: Ejections,
-    timeouts: Timeouts,
+    settings: Settings,
 }
 
 /// At most this many endpoints are tried for one request (the first and two more).
 const ATTEMPTS: usize = 3;
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>, timeouts: Timeouts) -> Self {
+    pub fn new(shared: Arc<Shared>, settings: Settings) -> Self {
         Proxy {
             shared,
-            client: upstream::client(timeouts.connect),
+            client: upstream::client(settings.timeouts.connect),
             ejections: Ejections::default(),
-            timeouts,
+            settings,
         }
+    }
+
+    /// The published state this proxy reads.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Answers one request; never fails, errors become their responses.
@@ -111,11 +131,30 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
         listener: Listener,
+        tls: Option<&TlsConnection>,
+    ) -> Response<ProxyBody> {
+        let mut response = self.answer(req, client, listener, tls).await;
+        if tls.is_some()
+            && let Some(hsts) = &self.settings.hsts
+        {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        response
+    }
+
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        listener: Listener,
+        tls: Option<&TlsConnection>,
     ) -> Response<ProxyBody> {
         // Both are cheap to clone (an enum, reference-counted bytes) and only read on failure.
         let method = req.method().clone();
         let uri = req.uri().clone();
-        match self.forward(req, client, listener).await {
+        match self.forward(req, client, listener, tls).await {
             Ok(response) => response,
             Err(e) => {
                 let status = e.status().as_u16();
@@ -137,6 +176,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: SocketAddr,
         listener: Listener,
+        tls: Option<&TlsConnection>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // HTTP/2 carries the host in `:authority`; HTTP/1.1 in the Host header.
         let host = match req.headers().get(header::HOST) {
@@ -148,7 +188,13 @@ impl Proxy {
                 .ok_or(ProxyError::BadHost)?,
         };
         let host_text = host.to_str().map_err(|_| ProxyError::BadHost)?;
-        RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
+        let normalised = RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
+        if let Some(tls) = tls
+            && req.version() == Version::HTTP_2
+            && !tls.may_serve(normalised.as_str())
+        {
+            return Err(ProxyError::Misdirected);
+        }
         let backend = {
             let published = self.shared.peek();
             let route = published
@@ -156,6 +202,9 @@ impl Proxy {
                 .table
                 .lookup(host_text, req.uri().path())
                 .ok_or(ProxyError::NoRoute)?;
+            if tls.is_none() && route.redirect_to_https {
+                return Ok(self.redirect_to_https(host_text, req.uri()));
+            }
             route.backend.clone()
         };
         if backend.endpoints.targets.is_empty() {
@@ -215,7 +264,7 @@ impl Proxy {
             *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
 
             let sent = tokio::time::timeout(
-                self.timeouts.response_headers,
+                self.settings.timeouts.response_headers,
                 self.client.request(upstream_req),
             )
             .await;
@@ -251,6 +300,33 @@ impl Proxy {
             return Ok(response.map(|b| b.boxed_unsync()));
         }
         Err(ProxyError::Connect(last_error))
+    }
+}
+
+impl Proxy {
+    /// `308 Permanent Redirect` to the same host, path and query over https (308, unlike 301,
+    /// keeps the method and body).
+    fn redirect_to_https(&self, host: &str, uri: &Uri) -> Response<ProxyBody> {
+        let name = without_port(host);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = match self.settings.https_redirect_port {
+            443 => format!("https://{name}{path}"),
+            port => format!("https://{name}:{port}{path}"),
+        };
+        let mut response = Response::new(full("redirecting to https\n"));
+        *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn without_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
     }
 }
 

@@ -31,6 +31,7 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(1024)
+        .http1_max_buf_size(crate::proxy::server::MAX_BUF)
         .set_host(false)
         .build(connector)
 }

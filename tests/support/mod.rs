@@ -81,6 +81,7 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) {
 pub struct Vestibule {
     child: Child,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -93,6 +94,8 @@ impl Vestibule {
             .arg(dir)
             .args([
                 "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
                 "127.0.0.1:0",
                 "--admin-addr",
                 "127.0.0.1:0",
@@ -124,8 +127,8 @@ impl Vestibule {
                 }
             });
         }
-        let (mut http, mut admin) = (None, None);
-        while http.is_none() || admin.is_none() {
+        let (mut http, mut https, mut admin) = (None, None, None);
+        while http.is_none() || https.is_none() || admin.is_none() {
             let (which, addr) = rx
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| {
@@ -137,6 +140,7 @@ impl Vestibule {
             let addr: SocketAddr = addr.parse().unwrap();
             match which.as_str() {
                 "http" => http = Some(addr),
+                "https" => https = Some(addr),
                 "admin" => admin = Some(addr),
                 _ => {}
             }
@@ -144,6 +148,7 @@ impl Vestibule {
         Vestibule {
             child,
             http: http.unwrap(),
+            https: https.unwrap(),
             admin: admin.unwrap(),
             logs,
         }
@@ -219,6 +224,10 @@ impl Drop for Vestibule {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let logs = self.logs();
+            let _ = std::fs::write(
+                std::env::temp_dir().join(format!("vestibule-{}.log", self.pid())),
+                logs.join("\n"),
+            );
             let start = logs.len().saturating_sub(40);
             eprintln!(
                 "--- vestibule log (last {} lines) ---\n{}",
