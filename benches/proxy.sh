@@ -17,7 +17,17 @@ cargo build --release --quiet --manifest-path "$repo/Cargo.toml" --bin vestibule
 manifests="$(mktemp -d /tmp/vestibule-bench.XXXXXX)"
 trap 'rm -rf "$manifests"' EXIT
 
-python3 - "$manifests/bench.yaml" <<'PY'
+# The harness's certificate (it makes the same one when missing), served from a Secret.
+tls=/tmp/bench-tls
+if [[ ! -s $tls/cert.pem || ! -s $tls/key.pem || ! -s $tls/bench.pem ]]; then
+  mkdir -p "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$tls/key.pem" -out "$tls/cert.pem" -days 3650 -subj /CN=bench.local \
+    -addext "subjectAltName=DNS:bench.local,DNS:*.example.com,IP:127.0.0.1" >/dev/null 2>&1
+  cat "$tls/cert.pem" "$tls/key.pem" > "$tls/bench.pem"
+fi
+
+python3 - "$manifests/bench.yaml" "$tls" <<'PY'
 import sys
 hosts = [f"app{i:02d}.example.com" for i in range(1, 20)]
 hosts.insert(9, "bench.local")
@@ -43,11 +53,27 @@ for h in hosts:
       http:
         paths:
 {paths}""")
+ind = lambda path: "".join("    " + l + "\n" for l in open(path).read().strip().splitlines())
+docs.append(f"""apiVersion: v1
+kind: Secret
+metadata: {{name: bench-tls, namespace: bench}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{ind(sys.argv[2] + "/cert.pem")}  tls.key: |
+{ind(sys.argv[2] + "/key.pem")}""")
+# The plain-HTTP scenarios must not be redirected to https.
 docs.append("""apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: bench, namespace: bench}
+metadata:
+  name: bench
+  namespace: bench
+  annotations: {vestibule.dev/ssl-redirect: "false"}
 spec:
   ingressClassName: vestibule
+  tls:
+    - hosts: [bench.local, "*.example.com"]
+      secretName: bench-tls
   rules:
 """ + "".join(rules))
 open(sys.argv[1], "w").write("---\n".join(docs))
@@ -55,5 +81,5 @@ PY
 
 "$repo/target/release/vestibule" validate "$manifests" >&2
 exec "$harness" \
-  --proxy-cmd "$repo/target/release/vestibule --manifests $manifests --http-addr 127.0.0.1:18090 --admin-addr 127.0.0.1:18099 --log-level warn" \
-  --proxy-port 18090 --proxy-name vestibule "$@"
+  --proxy-cmd "$repo/target/release/vestibule --manifests $manifests --http-addr 127.0.0.1:18090 --https-addr 127.0.0.1:18490 --admin-addr 127.0.0.1:18099 --log-level warn" \
+  --proxy-port 18090 --proxy-tls-port 18490 --proxy-name vestibule "$@"

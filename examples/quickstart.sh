@@ -6,6 +6,8 @@
 #   curl -H 'Host: shop.example' localhost:8080/apiary       # → blue (Prefix matches whole path elements)
 #   curl -H 'Host: a.green.example' localhost:8080/          # → green (wildcard)
 #   curl -H 'Host: nowhere.example' localhost:8080/          # → 404
+#   curl --resolve secure.example:8443:127.0.0.1 --cacert examples/tls/ca.pem https://secure.example:8443/
+#   curl -i -H 'Host: secure.example' localhost:8080/         # → 308 to https
 #   curl localhost:9090/debug/routes                         # the live table
 # Edit examples/quickstart/*.yaml while it runs: changes apply within a second.
 set -euo pipefail
@@ -15,4 +17,5 @@ target/debug/examples/echo 127.0.0.1:9001 blue &
 target/debug/examples/echo 127.0.0.1:9002 green &
 trap 'kill $(jobs -p) 2>/dev/null' EXIT
 target/debug/vestibule --manifests examples/quickstart \
-  --http-addr "${HTTP_ADDR:-127.0.0.1:8080}" --admin-addr "${ADMIN_ADDR:-127.0.0.1:9090}" "$@"
+  --http-addr "${HTTP_ADDR:-127.0.0.1:8080}" --https-addr "${HTTPS_ADDR:-127.0.0.1:8443}" \
+  --https-redirect-port "${HTTPS_REDIRECT_PORT:-8443}" --admin-addr "${ADMIN_ADDR:-127.0.0.1:9090}" "$@"

@@ -3,6 +3,7 @@
 
 use crate::model::Route;
 use crate::state::{Published, Shared};
+use crate::tls::certs::rfc3339;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -92,6 +93,7 @@ fn route_json(route: &Route) -> Value {
         "pathType": route.path.as_ref().map(|p| p.path_type),
         "ingress": route.ingress.key(),
         "service": backend.service.as_ref().map(|s| s.to_string()),
+        "redirectToHttps": route.redirect_to_https,
         "endpoints": endpoints,
         "unavailable": why_unavailable,
     })
@@ -101,10 +103,25 @@ fn route_json(route: &Route) -> Value {
 pub fn routes_json(published: &Published) -> Value {
     let built = &published.built;
     let routes: Vec<Value> = built.table.routes().iter().map(|r| route_json(r)).collect();
+    let not_after = |secret| {
+        let certs = &published.certs.by_secret;
+        certs
+            .iter()
+            .find(|(s, _)| s == secret)
+            .map(|(_, c)| rfc3339(c.not_after))
+    };
     let tls: Vec<Value> = built
         .tls
         .iter()
-        .map(|b| json!({"host": b.host.to_string(), "secret": b.secret.key(), "ingress": b.ingress.key()}))
+        .map(|b| {
+            json!({
+                "host": b.host.to_string(),
+                "secret": b.secret.key(),
+                "ingress": b.ingress.key(),
+                // null when the Secret is unusable and the default certificate is served
+                "notAfter": not_after(&b.secret),
+            })
+        })
         .collect();
     let diagnostics: Vec<Value> = built
         .diagnostics

@@ -1044,3 +1044,104 @@ proptest! {
         let _ = built.table.lookup(&hosts[0], &paths[0]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS redirects (DESIGN.md "TLS"; issue #4): a route redirects when its host has TLS in any
+// of our Ingresses and its own Ingress did not opt out.
+
+#[test]
+fn redirect_to_https_follows_tls_hosts_and_annotations() {
+    let snapshot = Snapshot::default()
+        .with(
+            ingress("ns/tls")
+                .created(1)
+                .tls("cert", &["a.example", "*.wild.example"]),
+        )
+        .with(
+            ingress("ns/routes")
+                .created(2)
+                .host("a.example")
+                .prefix("/", "s", 80)
+                .host("b.wild.example")
+                .prefix("/", "s", 80)
+                .host("*.wild.example")
+                .prefix("/", "s", 80)
+                .host("other.example")
+                .prefix("/", "s", 80)
+                .host("")
+                .prefix("/", "s", 80),
+        )
+        .with(
+            ingress("ns/optout")
+                .created(3)
+                .annotate("vestibule.dev/ssl-redirect", "false")
+                .host("a.example")
+                .prefix("/out", "s", 80),
+        )
+        .with(
+            ingress("ns/nginx")
+                .created(4)
+                .annotate("nginx.ingress.kubernetes.io/ssl-redirect", "False")
+                .host("a.example")
+                .prefix("/nginx", "s", 80),
+        )
+        .with(
+            ingress("ns/bad")
+                .created(5)
+                .annotate("vestibule.dev/ssl-redirect", "maybe")
+                .host("a.example")
+                .prefix("/bad", "s", 80),
+        )
+        .with(tls_secret("ns/cert", "CERT", "KEY"));
+    let built = build_all(snapshot);
+    let redirects =
+        |host: &str, path: &str| built.table.lookup(host, path).map(|r| r.redirect_to_https);
+    assert_eq!(redirects("a.example", "/"), Some(true));
+    assert_eq!(
+        redirects("b.wild.example", "/"),
+        Some(true),
+        "covered by the TLS wildcard"
+    );
+    assert_eq!(
+        redirects("c.wild.example", "/"),
+        Some(true),
+        "wildcard rule, same TLS wildcard"
+    );
+    assert_eq!(redirects("other.example", "/"), Some(false));
+    assert_eq!(
+        redirects("nohost.example", "/"),
+        Some(false),
+        "host-less rules never redirect"
+    );
+    assert_eq!(redirects("a.example", "/out"), Some(false));
+    assert_eq!(
+        redirects("a.example", "/nginx"),
+        Some(false),
+        "the ingress-nginx alias, any case"
+    );
+    assert_eq!(
+        redirects("a.example", "/bad"),
+        Some(true),
+        "an invalid value keeps the default"
+    );
+    assert_eq!(
+        fields(&built),
+        ["Ingress ns/bad metadata.annotations[vestibule.dev/ssl-redirect]"]
+    );
+    // A TLS host whose Secret is missing still speaks TLS (default certificate): still redirects.
+    let built = build_all(
+        Snapshot::default().with(
+            ingress("ns/i")
+                .tls("missing", &["m.example"])
+                .host("m.example")
+                .prefix("/", "s", 80),
+        ),
+    );
+    assert_eq!(
+        built
+            .table
+            .lookup("m.example", "/")
+            .map(|r| r.redirect_to_https),
+        Some(true)
+    );
+}

@@ -4,6 +4,7 @@
 
 #[path = "../../examples/echo.rs"]
 mod echo;
+pub mod tls;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
