@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz` (ready after the first publish, not while
-//! draining) and `/debug/routes` (the live table as JSON, with why a route has no endpoints).
+//! draining), `/metrics` (Prometheus) and `/debug/routes` (the live table as JSON, with why a
+//! route has no endpoints).
 
+use crate::metrics::Metrics;
 use crate::model::Route;
 use crate::state::{Published, Shared};
 use crate::tls::certs::rfc3339;
@@ -17,16 +19,18 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, metrics: Arc<Metrics>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let shared = shared.clone();
+        let metrics = metrics.clone();
         let service = service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(answer(&req, &shared)) }
+            let metrics = metrics.clone();
+            async move { Ok::<_, Infallible>(answer(&req, &shared, &metrics)) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -35,7 +39,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, shared: &Shared, metrics: &Metrics) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -51,6 +55,13 @@ fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
             );
+            r
+        }
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+            let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
             r
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

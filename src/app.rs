@@ -2,8 +2,10 @@
 //! follow file changes, and drain on shutdown.
 
 use crate::config::{Config, LogFormat};
+use crate::metrics::{Metrics, ResultLabels};
 use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
 use crate::proxy::handler::{Listener, Settings};
+use crate::proxy::observe::{AccessLog, Observers};
 use crate::proxy::{Proxy, server};
 use crate::source::files::{self, ManifestDir};
 use crate::state::Shared;
@@ -14,7 +16,7 @@ use rustls::crypto::CryptoProvider;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,9 +26,12 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Logs to stderr as text or JSON, filtered by `level` (a level or tracing directives).
 pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    // Colours only for people: not in files, pipes or log collectors.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -60,10 +65,11 @@ pub async fn shutdown_signal() {
 /// Runs the controller in file mode until `shutdown` resolves, then drains.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(Metrics::new());
     // Watch before the first read, so a change made while reading is not missed.
     let (_watcher, mut changes) =
         files::watch(&config.manifests).context("watching --manifests")?;
-    let mut reloader = Reloader::new(config.clone())?;
+    let mut reloader = Reloader::new(config.clone(), metrics.clone())?;
     reloader
         .reload(&shared)
         .with_context(|| format!("reading --manifests {}", config.manifests.display()))?;
@@ -79,12 +85,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 tokio::time::sleep(DEBOUNCE).await;
                 while changes.try_recv().is_ok() {}
                 if let Err(e) = reloader.reload(&shared) {
+                    reloader
+                        .metrics
+                        .reloads
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
                     tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
                 }
             }
         })
     };
-    let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone()));
+    let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), metrics.clone()));
 
     let settings = Settings {
         timeouts: config.upstream,
@@ -95,7 +106,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .as_deref()
             .and_then(|v| HeaderValue::from_str(v).ok()),
     };
-    let proxy = Arc::new(Proxy::new(shared.clone(), settings));
+    let (access_log, _flush_on_exit) = match config.access_log {
+        Some(json) => {
+            let (log, guard) = AccessLog::stdout(json);
+            (Some(log), Some(guard))
+        }
+        None => (None, None),
+    };
+    let observers = Arc::new(Observers {
+        metrics,
+        access_log,
+    });
+    let proxy = Arc::new(Proxy::new(shared.clone(), settings, observers));
     let tls_config = crate::tls::server_config(shared.clone(), config.tls.min_version)
         .context("TLS configuration")?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -153,10 +175,11 @@ struct Reloader {
     certs: CertCache,
     provider: Arc<CryptoProvider>,
     generated_default: Arc<CertEntry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reloader {
-    fn new(config: Config) -> anyhow::Result<Self> {
+    fn new(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let provider = crate::tls::provider();
         let generated_default = Arc::new(
             certs::generated_default(&provider)
@@ -170,6 +193,7 @@ impl Reloader {
             certs: CertCache::default(),
             provider,
             generated_default,
+            metrics,
         })
     }
 
@@ -206,12 +230,22 @@ impl Reloader {
         self.known = now;
         let routes = built.table.routes().len();
         let generation = shared.publish(built, certs);
+        let took = started.elapsed();
+        self.metrics
+            .reloads
+            .get_or_create(&ResultLabels { result: "success" })
+            .inc();
+        self.metrics.reload_duration.observe(took.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.published(&shared.current(), now);
         tracing::info!(
             generation,
             objects = snapshot.len(),
             routes,
             diagnostics = self.known.len(),
-            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            took_ms = took.as_secs_f64() * 1000.0,
             source = %self.config.manifests.display(),
             "published routing table"
         );

@@ -14,7 +14,8 @@ use std::time::Duration;
     name = "vestibule",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -121,7 +122,10 @@ pub struct RunArgs {
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Log lines as text or JSON.
+    /// One access-log line per request on standard output (`--access-log=false` turns it off).
+    #[arg(long, env = "VESTIBULE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub access_log: bool,
+    /// Log lines (and access-log lines) as text or JSON.
     #[arg(long, env = "VESTIBULE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter: a level (`info`) or a tracing directive (`vestibule=debug,info`).
@@ -152,6 +156,8 @@ pub struct Config {
     pub options: Options,
     pub upstream: Timeouts,
     pub tls: TlsSettings,
+    /// Access-log lines on stdout, JSON when `Some(true)`.
+    pub access_log: Option<bool>,
     pub shutdown_grace: Duration,
 }
 
@@ -226,6 +232,9 @@ impl RunArgs {
                     value
                 }),
             },
+            access_log: self
+                .access_log
+                .then_some(self.log_format == LogFormat::Json),
             shutdown_grace: self.shutdown_grace,
         })
     }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod source;

@@ -69,9 +69,9 @@ pub(crate) struct HostRoutes {
 }
 
 impl HostRoutes {
-    fn route(&self, path: &str) -> Option<&Route> {
+    fn route(&self, path: &str) -> Option<&Arc<Route>> {
         let slot = self.router.at(path).ok()?.value;
-        slot.exact.as_deref().or(slot.prefix.as_deref())
+        slot.exact.as_ref().or(slot.prefix.as_ref())
     }
 }
 
@@ -95,13 +95,13 @@ impl RoutingTable {
     /// the request path without query. Picks one host group (exact host, else wildcard, else
     /// the host-less rules), routes by path inside it, and otherwise falls back to the default
     /// backend.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let group = RequestHost::parse(host).and_then(|h| self.host_group(h.as_str()));
         match group {
             Some(group) => group.route(path),
             None => None,
         }
-        .or(self.default_route.as_deref())
+        .or(self.default_route.as_ref())
     }
 
     fn host_group(&self, host: &str) -> Option<&HostRoutes> {

@@ -3,8 +3,10 @@
 
 use super::balance::Ejections;
 use super::forward::{self, ClientSide};
+use super::observe::{Exchange, Facts, ObservedBody, Observers};
 use super::upstream::{self, RequestBody, UpstreamClient};
 use crate::config::Timeouts;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
 use crate::model::host::RequestHost;
 use crate::state::Shared;
@@ -12,12 +14,16 @@ use crate::tls::TlsConnection;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+use tracing::Instrument;
 
 /// The body of every response the proxy writes.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -105,18 +111,23 @@ pub struct Proxy {
     client: UpstreamClient,
     ejections: Ejections,
     settings: Settings,
+    observers: Arc<Observers>,
 }
 
 /// At most this many endpoints are tried for one request (the first and two more).
 const ATTEMPTS: usize = 3;
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>, settings: Settings) -> Self {
+    pub fn new(shared: Arc<Shared>, settings: Settings, observers: Arc<Observers>) -> Self {
         Proxy {
             shared,
-            client: upstream::client(settings.timeouts.connect),
+            client: upstream::client(
+                settings.timeouts.connect,
+                observers.metrics.upstream_connect_duration.clone(),
+            ),
             ejections: Ejections::default(),
             settings,
+            observers,
         }
     }
 
@@ -125,38 +136,45 @@ impl Proxy {
         &self.shared
     }
 
-    /// Answers one request; never fails, errors become their responses.
+    /// The metrics this proxy reports to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.observers.metrics
+    }
+
+    /// Answers one request; never fails, errors become their responses. The response body
+    /// records the exchange (metrics, access log) when it ends.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
         listener: Listener,
         tls: Option<&TlsConnection>,
-    ) -> Response<ProxyBody> {
-        let mut response = self.answer(req, client, listener, tls).await;
-        if tls.is_some()
-            && let Some(hsts) = &self.settings.hsts
-        {
-            response
-                .headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
-        response
-    }
-
-    async fn answer(
-        &self,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        listener: Listener,
-        tls: Option<&TlsConnection>,
-    ) -> Response<ProxyBody> {
-        // Both are cheap to clone (an enum, reference-counted bytes) and only read on failure.
+    ) -> Response<ObservedBody> {
+        let started = Instant::now();
+        // Cheap to clone (an enum, reference-counted bytes), kept for the record.
         let method = req.method().clone();
         let uri = req.uri().clone();
-        match self.forward(req, client, listener, tls).await {
+        let version = req.version();
+        let host = req.headers().get(header::HOST).cloned();
+        let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
+        let mut facts = Facts::default();
+        let span = tracing::debug_span!(
+            "request",
+            host = host.as_ref().and_then(|h| h.to_str().ok()).or(uri.host()),
+            path = uri.path(),
+            route = tracing::field::Empty,
+            ingress = tracing::field::Empty,
+            upstream = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        let forwarded = self
+            .forward(req, client, listener, tls, &mut facts, bytes_in.clone())
+            .instrument(span.clone())
+            .await;
+        let mut response = match forwarded {
             Ok(response) => response,
             Err(e) => {
+                let _enter = span.enter();
                 let status = e.status().as_u16();
                 match &e {
                     ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
@@ -168,7 +186,28 @@ impl Proxy {
                 }
                 e.response()
             }
+        };
+        span.record("status", response.status().as_u16());
+        if tls.is_some()
+            && let Some(hsts) = &self.settings.hsts
+        {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
+        let exchange = Exchange {
+            started,
+            client,
+            method,
+            host,
+            uri,
+            version,
+            status: response.status().as_u16(),
+            bytes_in,
+            facts,
+            observers: self.observers.clone(),
+        };
+        response.map(|body| ObservedBody::new(body, exchange))
     }
 
     async fn forward(
@@ -177,6 +216,8 @@ impl Proxy {
         client: SocketAddr,
         listener: Listener,
         tls: Option<&TlsConnection>,
+        facts: &mut Facts,
+        bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // HTTP/2 carries the host in `:authority`; HTTP/1.1 in the Host header.
         let host = match req.headers().get(header::HOST) {
@@ -195,7 +236,7 @@ impl Proxy {
         {
             return Err(ProxyError::Misdirected);
         }
-        let backend = {
+        let route = {
             let published = self.shared.peek();
             let route = published
                 .built
@@ -205,8 +246,15 @@ impl Proxy {
             if tls.is_none() && route.redirect_to_https {
                 return Ok(self.redirect_to_https(host_text, req.uri()));
             }
-            route.backend.clone()
+            route.clone()
         };
+        let span = tracing::Span::current();
+        span.record("ingress", route.ingress.key().as_str());
+        if let Some(path) = &route.path {
+            span.record("route", path.path.as_str());
+        }
+        let backend = route.backend.clone();
+        facts.route = Some(route);
         if backend.endpoints.targets.is_empty() {
             let why = backend
                 .problem
@@ -229,14 +277,15 @@ impl Proxy {
             port: listener.port,
             host: host_text,
         };
-        forward::request_headers(&mut headers, &side, upgrade);
+        facts.request_id = Some(forward::request_headers(&mut headers, &side, upgrade));
         headers.entry(header::HOST).or_insert_with(|| host.clone());
         let path_and_query = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let body = RequestBody::new(body);
+        let body = RequestBody::new(body, bytes_in);
+        let metrics = &self.observers.metrics;
 
         let mut tried: Vec<Target> = Vec::new();
         let mut headers = Some(headers);
@@ -248,6 +297,8 @@ impl Proxy {
             let Some(attempt_body) = body.again() else {
                 break;
             };
+            span.record("upstream", tracing::field::display(&target));
+            facts.upstream = Some(target.clone());
             let more_possible = tried.len() + 1 < ATTEMPTS.min(backend.endpoints.targets.len());
             let attempt_headers = if more_possible {
                 headers.clone()
@@ -263,14 +314,25 @@ impl Proxy {
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
 
+            let sent_at = Instant::now();
             let sent = tokio::time::timeout(
                 self.settings.timeouts.response_headers,
                 self.client.request(upstream_req),
             )
             .await;
             let mut response = match sent {
-                Err(_) => return Err(ProxyError::Timeout),
+                Err(_) => {
+                    metrics
+                        .upstream_errors
+                        .get_or_create(&ReasonLabels { reason: "timeout" })
+                        .inc();
+                    return Err(ProxyError::Timeout);
+                }
                 Ok(Err(e)) if e.is_connect() => {
+                    metrics
+                        .upstream_errors
+                        .get_or_create(&ReasonLabels { reason: "connect" })
+                        .inc();
                     tracing::warn!(upstream = %target, error = %error_chain(&e), "connect failed; ejecting the endpoint for a few seconds");
                     self.ejections.eject(&target);
                     last_error = format!("{target}: {}", error_chain(&e));
@@ -281,6 +343,12 @@ impl Proxy {
                     continue;
                 }
                 Ok(Err(e)) => {
+                    metrics
+                        .upstream_errors
+                        .get_or_create(&ReasonLabels {
+                            reason: failure_reason(&e),
+                        })
+                        .inc();
                     return Err(ProxyError::Upstream(format!(
                         "{target}: {}",
                         error_chain(&e)
@@ -288,6 +356,9 @@ impl Proxy {
                 }
                 Ok(Ok(response)) => response,
             };
+            let took = sent_at.elapsed();
+            metrics.upstream_header_duration.observe(took.as_secs_f64());
+            facts.upstream_took = Some(took);
             let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             match client_upgrade {
                 Some(client_upgrade) if switching => {
@@ -301,6 +372,23 @@ impl Proxy {
         }
         Err(ProxyError::Connect(last_error))
     }
+}
+
+/// `reset` when the upstream connection broke, `protocol` for anything else it did wrong.
+fn failure_reason(e: &hyper_util::client::legacy::Error) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return "reset";
+        }
+        if s.downcast_ref::<std::io::Error>().is_some() {
+            return "reset";
+        }
+        source = s.source();
+    }
+    "protocol"
 }
 
 impl Proxy {

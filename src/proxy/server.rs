@@ -3,6 +3,7 @@
 //! drain gracefully on shutdown.
 
 use super::handler::{Listener, Proxy};
+use crate::metrics::ListenerLabels;
 use crate::tls::TlsConnection;
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
@@ -110,6 +111,14 @@ fn connection<I>(
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
+    let open = proxy
+        .metrics()
+        .client_connections
+        .get_or_create(&ListenerLabels {
+            protocol: info.proto,
+        })
+        .clone();
+    open.inc();
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let tls = tls.clone();
@@ -123,5 +132,6 @@ fn connection<I>(
         if let Err(e) = conn.await {
             tracing::debug!(%client, error = %e, "client connection ended with an error");
         }
+        open.dec();
     });
 }

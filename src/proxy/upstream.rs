@@ -3,29 +3,38 @@
 //! request can be retried on another endpoint.
 
 use bytes::Bytes;
+use http::Uri;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::histogram::Histogram;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::Instant;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The shared upstream client.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+pub type UpstreamClient = Client<TimedConnector, RequestBody>;
 
 /// One client for all endpoints; the pool is keyed by endpoint address, so connections
 /// survive table publishes as long as the endpoint stays.
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
+pub fn client(connect_timeout: Duration, connect_duration: Histogram) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let connector = TimedConnector {
+        inner: http,
+        connect_duration,
+    };
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -36,6 +45,34 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .build(connector)
 }
 
+/// The TCP connector, timing each connect for the metrics.
+#[derive(Clone)]
+pub struct TimedConnector {
+    inner: HttpConnector,
+    connect_duration: Histogram,
+}
+
+impl tower::Service<Uri> for TimedConnector {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let histogram = self.connect_duration.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let connected = connecting.await;
+            histogram.observe(started.elapsed().as_secs_f64());
+            connected
+        })
+    }
+}
+
 /// A client's request body, shared between attempts. The client library drops a request
 /// whose connection could not be made; the body sits in a shared slot and is only taken
 /// out when the upstream first reads it, so a failed connect leaves it for the next attempt.
@@ -44,11 +81,13 @@ pub struct RequestBody {
     taken: Option<Incoming>,
     hint: SizeHint,
     end: bool,
+    /// Bytes read from the client, for the access log.
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
     /// A body to pass to the first attempt; [`RequestBody::again`] makes the next ones.
-    pub fn new(body: Incoming) -> Self {
+    pub fn new(body: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         RequestBody {
@@ -56,6 +95,7 @@ impl RequestBody {
             taken: None,
             hint,
             end,
+            counted,
         }
     }
 
@@ -72,6 +112,7 @@ impl RequestBody {
             taken: None,
             hint: self.hint,
             end: self.end,
+            counted: self.counted.clone(),
         })
     }
 }
@@ -94,10 +135,16 @@ impl Body for RequestBody {
                 None => return Poll::Ready(None),
             }
         }
-        match &mut self.taken {
+        let polled = match &mut self.taken {
             Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => return Poll::Ready(None),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(counted)) = (&polled, &self.counted)
+            && let Some(data) = frame.data_ref()
+        {
+            counted.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -85,6 +85,7 @@ pub struct Vestibule {
     pub https: SocketAddr,
     pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    access: Arc<Mutex<Vec<String>>>,
 }
 
 impl Vestibule {
@@ -105,18 +106,30 @@ impl Vestibule {
             ])
             .args(["--log-level", "info,vestibule=debug"])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start vestibule");
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let access = Arc::new(Mutex::new(Vec::new()));
+        {
+            let access = access.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    access.lock().unwrap().push(line);
+                }
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    if let Some(found) = listening(&line) {
+                        let _ = tx.send(found);
+                    } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                         && v["message"] == "listening"
                     {
                         let _ = tx.send((
@@ -152,7 +165,18 @@ impl Vestibule {
             https: https.unwrap(),
             admin: admin.unwrap(),
             logs,
+            access,
         }
+    }
+
+    /// Every access-log line (stdout) so far.
+    pub fn access_log(&self) -> Vec<String> {
+        self.access.lock().unwrap().clone()
+    }
+
+    /// The metrics text from the admin port.
+    pub async fn metrics(&self) -> String {
+        get(self.admin, "admin", "/metrics").await.text
     }
 
     pub fn pid(&self) -> u32 {
@@ -328,4 +352,29 @@ pub fn manifest_dir() -> tempfile::TempDir {
 /// The path of a file in the repo.
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The value of the sample `name{labels}` in OpenMetrics text, when present. `labels` is the
+/// exact label text as encoded, e.g. `namespace="test",ingress="shop",service="blue",status_class="2xx"`.
+pub fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// `(listener, addr)` from a text-format "listening" log line.
+fn listening(line: &str) -> Option<(String, String)> {
+    if !line.contains(" listening ") {
+        return None;
+    }
+    let field = |key: &str| {
+        let rest = &line[line.find(&format!("{key}="))? + key.len() + 1..];
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    };
+    Some((field("listener")?, field("addr")?))
 }
