@@ -1,7 +1,7 @@
 //! Wiring and lifecycle: load the manifests, publish the first table, open the listeners,
 //! follow file changes, and drain on shutdown.
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
 use crate::proxy::handler::{Listener, Settings};
@@ -22,22 +22,6 @@ use tokio::sync::watch;
 
 /// Quiet time after a file event before reloading, so one editor save is one rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-
-/// Logs to stderr as text or JSON, filtered by `level` (a level or tracing directives).
-pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-    // Colours only for people: not in files, pipes or log collectors.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour);
-    let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    result.map_err(|e| e.to_string())
-}
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

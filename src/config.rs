@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// One access-log line per request on standard output (`--access-log=false` turns it off).
     #[arg(long, env = "VESTIBULE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub access_log: bool,
+    /// Send request spans to this OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// `http://otel-collector:4318`). Needs a build with the `otel` feature.
+    #[arg(long, env = "VESTIBULE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Log lines (and access-log lines) as text or JSON.
     #[arg(long, env = "VESTIBULE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -10,5 +10,6 @@ pub mod model;
 pub mod proxy;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod tls;
 pub mod validate;

@@ -31,10 +31,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = vestibule::app::init_logging(cli.run.log_format, &cli.run.log_level) {
-                eprintln!("error: --log-level: {e}");
-                return ExitCode::from(2);
-            }
+            let telemetry = vestibule::telemetry::init(
+                cli.run.log_format,
+                &cli.run.log_level,
+                cli.run.otlp_endpoint.as_deref(),
+            );
+            let _telemetry = match telemetry {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let workers = cli
                 .run
                 .worker_threads

@@ -167,10 +167,14 @@ impl Proxy {
             upstream = tracing::field::Empty,
             status = tracing::field::Empty,
         );
-        let forwarded = self
-            .forward(req, client, listener, tls, &mut facts, bytes_in.clone())
-            .instrument(span.clone())
-            .await;
+        crate::telemetry::continue_trace(&span, req.headers());
+        let forwarding = self.forward(req, client, listener, tls, &mut facts, bytes_in.clone());
+        // Entering a span on every poll costs even when nothing listens; skip it then.
+        let forwarded = if span.is_disabled() {
+            forwarding.await
+        } else {
+            forwarding.instrument(span.clone()).await
+        };
         let mut response = match forwarded {
             Ok(response) => response,
             Err(e) => {
@@ -278,6 +282,7 @@ impl Proxy {
             host: host_text,
         };
         facts.request_id = Some(forward::request_headers(&mut headers, &side, upgrade));
+        crate::telemetry::propagate(&span, &mut headers);
         headers.entry(header::HOST).or_insert_with(|| host.clone());
         let path_and_query = parts
             .uri

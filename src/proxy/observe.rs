@@ -4,18 +4,22 @@
 
 use super::handler::ProxyBody;
 use crate::metrics::{Metrics, RequestLabels, status_class};
-use crate::model::{Route, Target};
+use crate::model::{ObjectRef, Route, ServiceRef, Target};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use serde::Serialize;
+use std::cell::RefCell;
+use std::fmt;
 use std::io::Write;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where access-log lines go, and in which format.
 pub struct AccessLog {
@@ -27,7 +31,10 @@ impl AccessLog {
     /// Lines to standard output through a background thread; keep the guard until exit so
     /// the last lines are flushed.
     pub fn stdout(json: bool) -> (AccessLog, tracing_appender::non_blocking::WorkerGuard) {
-        let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+        // The writer thread drains every queued line before it flushes: under load one write
+        // call carries many lines.
+        let buffered = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+        let (writer, guard) = tracing_appender::non_blocking(buffered);
         (AccessLog { writer, json }, guard)
     }
 }
@@ -137,14 +144,14 @@ fn record(exchange: &Exchange, bytes_out: u64) {
     exchange.observers.metrics.request(&labels, took);
     if let Some(log) = &exchange.observers.access_log {
         let line = AccessLine {
-            time: now_rfc3339(),
+            time: Now,
             request_id: exchange
                 .facts
                 .request_id
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
-            client: exchange.client.ip().to_string(),
+            client: exchange.client.ip(),
             method: exchange.method.as_str(),
             host: exchange
                 .host
@@ -160,31 +167,51 @@ fn record(exchange: &Exchange, bytes_out: u64) {
                 .map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out,
             duration_ms: took.as_secs_f64() * 1000.0,
-            upstream: exchange.facts.upstream.as_ref().map(|t| t.to_string()),
+            upstream: exchange.facts.upstream.as_ref(),
             upstream_ms: exchange
                 .facts
                 .upstream_took
                 .map(|d| d.as_secs_f64() * 1000.0),
-            ingress: route.map(|r| r.ingress.key()),
-            service: service.map(|s| s.to_string()),
+            ingress: route.map(|r| IngressKey(&r.ingress)),
+            service,
         };
-        let mut text = if log.json {
-            serde_json::to_string(&line).unwrap_or_default()
+        let mut text = Vec::with_capacity(320);
+        // Writing into a Vec cannot fail.
+        let _ = if log.json {
+            serde_json::to_writer(&mut text, &line).map_err(std::io::Error::other)
         } else {
-            line.text()
+            line.write_text(&mut text)
         };
-        text.push('\n');
+        text.push(b'\n');
         // A full buffer drops the line (the writer is lossy), it never waits.
-        let _ = log.writer.clone().write_all(text.as_bytes());
+        let _ = log.writer.clone().write_all(&text);
     }
 }
 
-fn now_rfc3339() -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let ts = k8s_openapi::jiff::Timestamp::new(since.as_secs() as i64, since.subsec_nanos() as i32);
-    ts.map_or_else(|_| since.as_secs().to_string(), |t| t.to_string())
+/// The current time as RFC 3339 with milliseconds. Formatting a date is slow next to
+/// everything else a log line needs, so each thread keeps the text of its last second.
+struct Now;
+
+impl fmt::Display for Now {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        thread_local! {
+            static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        }
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let seconds = since.as_secs();
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != seconds {
+                let stamp = k8s_openapi::jiff::Timestamp::from_second(seconds as i64)
+                    .map_or_else(|_| seconds.to_string(), |t| t.to_string());
+                // `2026-11-27T17:40:01Z` → keep everything before the `Z`.
+                *last = (seconds, stamp.trim_end_matches('Z').to_owned());
+            }
+            write!(f, "{}.{:03}Z", last.1, since.subsec_millis())
+        })
+    }
 }
 
 fn version(v: Version) -> &'static str {
@@ -198,12 +225,49 @@ fn version(v: Version) -> &'static str {
     }
 }
 
+/// Milliseconds with three decimals, printed with integer arithmetic (float formatting with a
+/// precision is slow, and this runs for every request).
+struct Millis(f64);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = (self.0 * 1000.0).round() as u64;
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// `namespace/name` without allocating.
+struct IngressKey<'a>(&'a ObjectRef);
+
+impl fmt::Display for IngressKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.namespace, self.0.name)
+    }
+}
+
+/// Serializes a `Display` value as a JSON string.
+fn display<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn display_opt<T: fmt::Display, S: serde::Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 /// One access-log line. The path is logged without its query, which often carries tokens.
 #[derive(Serialize)]
 struct AccessLine<'a> {
-    time: String,
+    #[serde(serialize_with = "display")]
+    time: Now,
     request_id: &'a str,
-    client: String,
+    #[serde(serialize_with = "display")]
+    client: IpAddr,
     method: &'a str,
     host: &'a str,
     path: &'a str,
@@ -212,18 +276,21 @@ struct AccessLine<'a> {
     bytes_in: u64,
     bytes_out: u64,
     duration_ms: f64,
-    upstream: Option<String>,
+    #[serde(serialize_with = "display_opt")]
+    upstream: Option<&'a Target>,
     upstream_ms: Option<f64>,
-    ingress: Option<String>,
-    service: Option<String>,
+    #[serde(serialize_with = "display_opt")]
+    ingress: Option<IngressKey<'a>>,
+    #[serde(serialize_with = "display_opt")]
+    service: Option<&'a ServiceRef>,
 }
 
 impl AccessLine<'_> {
     /// Common Log Format's order, then the proxy's fields as `key=value`.
-    fn text(&self) -> String {
-        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-        format!(
-            "{} - - [{}] \"{} {} {}\" {} {} host={} in={} ms={:.3} upstream={} upstream_ms={} ingress={} service={} id={}",
+    fn write_text(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        write!(
+            out,
+            "{} - - [{}] \"{} {} {}\" {} {} host={} in={} ms={}",
             self.client,
             self.time,
             self.method,
@@ -233,13 +300,24 @@ impl AccessLine<'_> {
             self.bytes_out,
             self.host,
             self.bytes_in,
-            self.duration_ms,
-            dash(&self.upstream),
-            self.upstream_ms
-                .map_or_else(|| "-".to_owned(), |m| format!("{m:.3}")),
-            dash(&self.ingress),
-            dash(&self.service),
-            self.request_id,
-        )
+            Millis(self.duration_ms),
+        )?;
+        match self.upstream {
+            Some(u) => write!(out, " upstream={u}")?,
+            None => write!(out, " upstream=-")?,
+        }
+        match self.upstream_ms {
+            Some(ms) => write!(out, " upstream_ms={}", Millis(ms))?,
+            None => write!(out, " upstream_ms=-")?,
+        }
+        match &self.ingress {
+            Some(i) => write!(out, " ingress={i}")?,
+            None => write!(out, " ingress=-")?,
+        }
+        match self.service {
+            Some(s) => write!(out, " service={s}")?,
+            None => write!(out, " service=-")?,
+        }
+        write!(out, " id={}", self.request_id)
     }
 }
