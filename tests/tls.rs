@@ -149,15 +149,7 @@ async fn certificate_by_sni_exact_wildcard_default_and_none() {
         "no SNI gets the default"
     );
     // The routed request carries X-Forwarded-Proto: https.
-    let stream = connect(
-        https,
-        Hello {
-            sni: Some("a.test"),
-            ..Hello::default()
-        },
-    )
-    .await
-    .unwrap();
+    let stream = connect(https, Hello::sni("a.test")).await.unwrap();
     let a = get_over(stream, "a.test", "/").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["headers"]["x-forwarded-proto"], "https");
@@ -304,15 +296,7 @@ async fn expired_certificate_is_served_and_diagnosed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_applies_to_new_handshakes_and_spares_open_connections() {
     let s = setup(&[]).await;
-    let open = connect(
-        s.v.https,
-        Hello {
-            sni: Some("a.test"),
-            ..Hello::default()
-        },
-    )
-    .await
-    .unwrap();
+    let open = connect(s.v.https, Hello::sni("a.test")).await.unwrap();
     assert_eq!(presented_names(&open), ["a.test"]);
     let io = hyper_util::rt::TokioIo::new(open);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
@@ -452,15 +436,7 @@ async fn hsts_when_asked() {
         "--hsts-include-subdomains",
     ])
     .await;
-    let stream = connect(
-        s.v.https,
-        Hello {
-            sni: Some("a.test"),
-            ..Hello::default()
-        },
-    )
-    .await
-    .unwrap();
+    let stream = connect(s.v.https, Hello::sni("a.test")).await.unwrap();
     let a = get_over(stream, "a.test", "/").await;
     assert_eq!(
         a.headers["strict-transport-security"],
@@ -472,15 +448,7 @@ async fn hsts_when_asked() {
         "never over plain HTTP"
     );
     let s = setup(&[]).await;
-    let stream = connect(
-        s.v.https,
-        Hello {
-            sni: Some("a.test"),
-            ..Hello::default()
-        },
-    )
-    .await
-    .unwrap();
+    let stream = connect(s.v.https, Hello::sni("a.test")).await.unwrap();
     assert!(
         get_over(stream, "a.test", "/")
             .await
@@ -506,15 +474,7 @@ const TLS10_CLIENT_HELLO: &[u8] = &[
 async fn failed_handshakes_do_not_disturb_others() {
     let s = setup(&["--tls-min-version", "1.3"]).await;
     let https: SocketAddr = s.v.https;
-    let open = connect(
-        https,
-        Hello {
-            sni: Some("a.test"),
-            ..Hello::default()
-        },
-    )
-    .await
-    .unwrap();
+    let open = connect(https, Hello::sni("a.test")).await.unwrap();
     let io = hyper_util::rt::TokioIo::new(open);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);

@@ -156,26 +156,11 @@ fn typed(meta: &TypeMeta, doc: &str) -> Result<Option<Object>, (Option<usize>, S
     }
 }
 
+/// An item of a `kind: List`, read like a document of its own.
 fn from_value(value: serde_yaml_ng::Value) -> Result<Option<Object>, String> {
-    let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(|e| e.to_string())?;
-    if !check_api_version(&meta)? {
-        return Ok(None);
-    }
-    fn read<T: DeserializeOwned + Into<Object>>(
-        v: serde_yaml_ng::Value,
-    ) -> Result<Option<Object>, String> {
-        serde_yaml_ng::from_value::<T>(v)
-            .map(|o| Some(o.into()))
-            .map_err(|e| e.to_string())
-    }
-    match meta.kind.as_str() {
-        "Ingress" => read::<Ingress>(value),
-        "IngressClass" => read::<IngressClass>(value),
-        "Service" => read::<Service>(value),
-        "EndpointSlice" => read::<EndpointSlice>(value),
-        "Secret" => read::<Secret>(value),
-        _ => Ok(None),
-    }
+    let text = serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?;
+    let meta: TypeMeta = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    typed(&meta, &text).map_err(|(_, reason)| reason)
 }
 
 /// Splits YAML text at `---` document markers, with the 0-based line each document starts at.

@@ -134,6 +134,16 @@ impl Default for Hello<'_> {
     }
 }
 
+impl<'a> Hello<'a> {
+    /// A default hello with this SNI.
+    pub fn sni(name: &'a str) -> Self {
+        Hello {
+            sni: Some(name),
+            ..Hello::default()
+        }
+    }
+}
+
 /// Connects and completes a handshake.
 pub async fn connect(addr: SocketAddr, hello: Hello<'_>) -> std::io::Result<TlsStream<TcpStream>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
