@@ -13,15 +13,15 @@ use crate::tls::certs::{self, CertCache, CertEntry};
 use anyhow::Context;
 use http::HeaderValue;
 use rustls::crypto::CryptoProvider;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
-
-/// Quiet time after a file event before reloading, so one editor save is one rebuild.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+use tokio::task::JoinHandle;
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
@@ -46,39 +46,60 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs the controller in file mode until `shutdown` resolves, then drains.
+/// Runs the controller (file mode with `--manifests`, else cluster mode) until `shutdown`
+/// resolves, then drains.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(Metrics::new());
-    // Watch before the first read, so a change made while reading is not missed.
-    let (_watcher, mut changes) =
-        files::watch(&config.manifests).context("watching --manifests")?;
     let mut reloader = Reloader::new(config.clone(), metrics.clone())?;
-    reloader
-        .reload(&shared)
-        .with_context(|| format!("reading --manifests {}", config.manifests.display()))?;
+    let source_task = match config.manifests.clone() {
+        Some(dir) => {
+            // Watch before the first read, so a change made while reading is not missed.
+            let (watcher, changes) = files::watch(&dir).context("watching --manifests")?;
+            let mut manifests = ManifestDir::default();
+            reloader
+                .reload_files(&mut manifests, &dir, &shared)
+                .with_context(|| format!("reading --manifests {}", dir.display()))?;
+            let shared = shared.clone();
+            let debounce = config.debounce;
+            tokio::spawn(async move {
+                let _keep_watching = watcher;
+                on_changes(changes, debounce, move || {
+                    if let Err(e) = reloader.reload_files(&mut manifests, &dir, &shared) {
+                        reloader.metrics.reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                        tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
+                    }
+                })
+                .await
+            })
+        }
+        None => {
+            let client = kube::Client::try_default().await.context(
+                "connecting to the Kubernetes API (in-cluster service account, else KUBECONFIG)",
+            )?;
+            let (stores, changes, reflectors) =
+                crate::source::kube::watch(client, config.watch_namespace.as_deref());
+            tracing::info!(
+                namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
+                "listing objects from the Kubernetes API"
+            );
+            stores.wait_until_ready().await.context("listing objects")?;
+            reloader.publish(&shared, stores.snapshot(), None);
+            let shared = shared.clone();
+            let debounce = config.debounce;
+            tokio::spawn(async move {
+                on_changes(changes, debounce, move || {
+                    reloader.publish(&shared, stores.snapshot(), None)
+                })
+                .await;
+                reflectors.iter().for_each(JoinHandle::abort);
+            })
+        }
+    };
 
     let http = bind(config.http_addr, "http").await?;
     let https = bind(config.https_addr, "https").await?;
     let admin = bind(config.admin_addr, "admin").await?;
-
-    let watch_task = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            while changes.recv().await.is_some() {
-                tokio::time::sleep(DEBOUNCE).await;
-                while changes.try_recv().is_ok() {}
-                if let Err(e) = reloader.reload(&shared) {
-                    reloader
-                        .metrics
-                        .reloads
-                        .get_or_create(&ResultLabels { result: "error" })
-                        .inc();
-                    tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
-                }
-            }
-        })
-    };
     let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), metrics.clone()));
 
     let settings = Settings {
@@ -135,7 +156,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     shared.start_draining();
     let _ = stop_tx.send(true);
     let _ = tokio::join!(http_task, https_task);
-    watch_task.abort();
+    source_task.abort();
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())
@@ -150,10 +171,22 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
+/// Calls `rebuild` after each burst of changes, once the source has been quiet for `debounce`.
+async fn on_changes(
+    mut changes: mpsc::Receiver<()>,
+    debounce: Duration,
+    mut rebuild: impl FnMut(),
+) {
+    while changes.recv().await.is_some() {
+        tokio::time::sleep(debounce).await;
+        while changes.try_recv().is_ok() {}
+        rebuild();
+    }
+}
+
 /// Everything a reload carries over from the previous one.
 struct Reloader {
     config: Config,
-    manifests: ManifestDir,
     /// Diagnostics already logged, so each is logged once.
     known: BTreeSet<Diagnostic>,
     certs: CertCache,
@@ -172,7 +205,6 @@ impl Reloader {
         );
         Ok(Reloader {
             config,
-            manifests: ManifestDir::default(),
             known: BTreeSet::new(),
             certs: CertCache::default(),
             provider,
@@ -181,17 +213,33 @@ impl Reloader {
         })
     }
 
-    /// Reads the manifests again, builds, publishes, and logs what changed in the diagnostics.
-    fn reload(&mut self, shared: &Shared) -> std::io::Result<()> {
-        let started = Instant::now();
-        let outcome = self.manifests.reload(&self.config.manifests)?;
+    /// Reads the manifest directory again and publishes what it holds.
+    fn reload_files(
+        &mut self,
+        manifests: &mut ManifestDir,
+        dir: &Path,
+        shared: &Shared,
+    ) -> std::io::Result<()> {
+        let outcome = manifests.reload(dir)?;
         for e in &outcome.errors {
             tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
         }
         for f in &outcome.kept_last_good {
             tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
         }
-        let snapshot = self.manifests.snapshot();
+        self.publish(shared, manifests.snapshot(), Some(&manifests.origins()));
+        Ok(())
+    }
+
+    /// Builds from `snapshot`, publishes, and logs what changed in the diagnostics (with the
+    /// file each object came from, in file mode).
+    fn publish(
+        &mut self,
+        shared: &Shared,
+        snapshot: Snapshot,
+        origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
+    ) {
+        let started = Instant::now();
         let mut built = build(&snapshot, &self.config.options);
         let default = self.default_certificate(&snapshot, &mut built.diagnostics);
         let (certs, tls_diagnostics) =
@@ -200,10 +248,9 @@ impl Reloader {
         built.diagnostics.extend(tls_diagnostics);
 
         let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
-        let origins = self.manifests.origins();
         for d in now.difference(&self.known) {
             let file = origins
-                .get(&d.object)
+                .and_then(|o| o.get(&d.object))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
             tracing::warn!(object = %d.object, field = %d.field, reason = %d.reason, file, "diagnostic");
@@ -220,20 +267,18 @@ impl Reloader {
             .get_or_create(&ResultLabels { result: "success" })
             .inc();
         self.metrics.reload_duration.observe(took.as_secs_f64());
-        let now = SystemTime::now()
+        let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        self.metrics.published(&shared.current(), now);
+        self.metrics.published(&shared.current(), unix_now);
         tracing::info!(
             generation,
             objects = snapshot.len(),
             routes,
             diagnostics = self.known.len(),
             took_ms = took.as_secs_f64() * 1000.0,
-            source = %self.config.manifests.display(),
             "published routing table"
         );
-        Ok(())
     }
 
     /// `--default-ssl-certificate` if given and usable, else the generated one.

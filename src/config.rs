@@ -82,8 +82,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// File mode: read Kubernetes manifests from this directory (or file) and watch it,
-    /// instead of watching a cluster.
+    /// File mode: read Kubernetes manifests from this directory (or file) and watch it.
+    /// Without it, Vestibule watches the cluster (in-cluster service account, else KUBECONFIG).
     #[arg(long, env = "VESTIBULE_MANIFESTS")]
     pub manifests: Option<PathBuf>,
     /// Plain HTTP listener (HTTP/1.1 and h2c). Port 0 picks a free port, logged at start.
@@ -135,6 +135,13 @@ pub struct RunArgs {
     /// Log filter: a level (`info`) or a tracing directive (`vestibule=debug,info`).
     #[arg(long, env = "VESTIBULE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Cluster mode: watch Ingresses, Services, EndpointSlices and Secrets of this namespace
+    /// only (IngressClasses are cluster-wide).
+    #[arg(long, env = "VESTIBULE_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Quiet time after a change before the table is rebuilt, so a burst is one rebuild.
+    #[arg(long, env = "VESTIBULE_DEBOUNCE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
     /// How long to wait for a TCP connection to an endpoint before trying another.
     #[arg(long, env = "VESTIBULE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub upstream_connect_timeout: Duration,
@@ -153,7 +160,10 @@ pub struct RunArgs {
 /// Settings of a running controller, after validation.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub manifests: PathBuf,
+    /// File mode when set, else cluster mode.
+    pub manifests: Option<PathBuf>,
+    pub watch_namespace: Option<String>,
+    pub debounce: Duration,
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -203,19 +213,19 @@ impl Default for Timeouts {
 impl RunArgs {
     /// Checks what clap cannot; the error is meant for the user.
     pub fn validate(&self) -> Result<Config, String> {
-        let Some(manifests) = self.manifests.clone() else {
-            return Err(
-                "no source given: pass --manifests DIR (cluster mode is not built yet)".to_owned(),
-            );
-        };
-        if !manifests.exists() {
+        let manifests = self.manifests.clone();
+        if let Some(dir) = &manifests
+            && !dir.exists()
+        {
             return Err(format!(
                 "--manifests {}: no such file or directory",
-                manifests.display()
+                dir.display()
             ));
         }
         Ok(Config {
             manifests,
+            watch_namespace: self.watch_namespace.clone(),
+            debounce: self.debounce,
             http_addr: self.http_addr,
             https_addr: self.https_addr,
             admin_addr: self.admin_addr,

@@ -95,7 +95,6 @@ fn bad_flags_exit_2_with_a_message() {
             &["--shutdown-grace", "soon", "--manifests", "."],
             "--shutdown-grace",
         ),
-        (&[], "--manifests"),
         (&["--manifests", "/does/not/exist"], "/does/not/exist"),
         (
             &["--manifests", ".", "--log-level", "=?=bad"],
@@ -110,6 +109,26 @@ fn bad_flags_exit_2_with_a_message() {
             "{args:?} should mention {mentions}: {err}"
         );
     }
+}
+
+#[test]
+fn without_manifests_it_needs_a_cluster() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Kubernetes API"), "{err}");
 }
 
 #[test]

@@ -1,3 +1,4 @@
 //! Where snapshots come from. Both sources feed the same `model::build`.
 
 pub mod files;
+pub mod kube;

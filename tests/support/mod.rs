@@ -2,6 +2,7 @@
 //! echo backends on 127.0.0.1:0, manifest writers and a small HTTP client.
 #![allow(dead_code)] // each test crate uses a different part of it
 
+pub mod apiserver;
 #[path = "../../examples/echo.rs"]
 mod echo;
 pub mod tls;
@@ -89,11 +90,19 @@ pub struct Vestibule {
 }
 
 impl Vestibule {
-    /// Starts the binary on `dir` with ephemeral ports and waits until both listeners are up.
+    /// Starts the binary on `dir` with ephemeral ports and waits until its listeners are up.
     pub fn start(dir: &Path, extra: &[&str]) -> Vestibule {
+        let manifests = ["--manifests", dir.to_str().unwrap()];
+        Self::start_with(
+            &manifests.iter().chain(extra).copied().collect::<Vec<_>>(),
+            &[],
+        )
+    }
+
+    /// Starts the binary with these arguments (besides ports and logging) and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Vestibule {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vestibule"))
-            .arg("--manifests")
-            .arg(dir)
+            .envs(env.iter().copied())
             .args([
                 "--http-addr",
                 "127.0.0.1:0",
@@ -105,7 +114,7 @@ impl Vestibule {
                 "json",
             ])
             .args(["--log-level", "info,vestibule=debug"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,132 @@
+//! Cluster mode against a fake API server: reflectors list and watch, routing follows changes,
+//! a forced relist (410 Gone) and a broken Ingress do not disturb the rest.
+
+mod support;
+
+use http::StatusCode;
+use std::time::Duration;
+use support::apiserver::ApiServer;
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(3);
+
+fn class() -> &'static str {
+    "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: vestibule}\nspec: {controller: vestibule.dev/ingress-controller}\n"
+}
+
+async fn cluster(extra: &[&str]) -> (ApiServer, tempfile::TempDir, Vestibule) {
+    let api = ApiServer::start().await;
+    let web = backend("web").await;
+    let other = backend("other").await;
+    api.apply(class());
+    api.apply_all(&service_yaml("web", &[(web, None)]));
+    api.apply_all(&service_yaml("other", &[(other, None)]));
+    api.apply(&ingress_yaml(
+        "site",
+        &[("site.test", "Prefix", "/", "web")],
+    ));
+    // Objects outside the watched kinds or filtered out must not matter.
+    api.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: opaque, namespace: test}\ntype: Opaque\nstringData: {password: hunter2}\n");
+    let dir = manifest_dir();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let v = Vestibule::start_with(extra, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    (api, dir, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_follows_objects_created_changed_and_deleted() {
+    let (api, _dir, v) = cluster(&[]).await;
+    assert_eq!(
+        get(v.admin, "admin", "/readyz").await.status,
+        StatusCode::OK,
+        "ready once every kind was listed"
+    );
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    // Created.
+    api.apply(&ingress_yaml(
+        "more",
+        &[("more.test", "Prefix", "/", "other")],
+    ));
+    v.eventually("more.test", "/", WITHIN, |a| a.backend() == "other")
+        .await;
+    // Changed: the Ingress now sends site.test to the other Service.
+    api.apply(&ingress_yaml(
+        "site",
+        &[("site.test", "Prefix", "/", "other")],
+    ));
+    v.eventually("site.test", "/", WITHIN, |a| a.backend() == "other")
+        .await;
+    // Endpoints moved: the other Service's slice now points at a dead port: 502, not stale.
+    api.apply_all(&service_yaml("other", &[(dead_port(), None)]));
+    v.eventually("more.test", "/", WITHIN, |a| {
+        a.status == StatusCode::BAD_GATEWAY
+    })
+    .await;
+    // Deleted.
+    api.delete("Ingress", "test", "more");
+    v.eventually("more.test", "/", WITHIN, |a| {
+        a.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(!v.logs().join("\n").contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_relist_keeps_serving_and_catches_up() {
+    let (api, _dir, v) = cluster(&[]).await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    // History is compacted: the next watch from an old resourceVersion gets 410 and relists.
+    api.compact();
+    api.apply(&ingress_yaml(
+        "after",
+        &[("after.test", "Prefix", "/", "web")],
+    ));
+    v.eventually("after.test", "/", WITHIN, |a| a.backend() == "web")
+        .await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    let logs = v.logs().join("\n");
+    assert!(
+        logs.contains("watch failed") && logs.contains("Expired"),
+        "the watch saw 410 Gone and relisted:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespace_limits_what_is_served() {
+    let (api, _dir, v) = cluster(&["--watch-namespace", "test"]).await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    let elsewhere = ingress_yaml("elsewhere", &[("elsewhere.test", "Prefix", "/", "web")])
+        .replace("namespace: test", "namespace: prod");
+    api.apply(&elsewhere);
+    api.apply(&ingress_yaml(
+        "here",
+        &[("here.test", "Prefix", "/", "web")],
+    ));
+    v.eventually("here.test", "/", WITHIN, |a| a.backend() == "web")
+        .await;
+    assert_eq!(
+        get(v.http, "elsewhere.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_ingress_costs_only_its_own_routes() {
+    let (api, _dir, v) = cluster(&[]).await;
+    api.apply(&ingress_yaml(
+        "broken",
+        &[
+            ("*.*.bad.test", "Prefix", "/", "web"),
+            ("fine.test", "Prefix", "/", "web"),
+        ],
+    ));
+    v.eventually("fine.test", "/", WITHIN, |a| a.backend() == "web")
+        .await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    let diagnostics =
+        get(v.admin, "admin", "/debug/routes").await.json()["diagnostics"].to_string();
+    assert!(
+        diagnostics.contains("Ingress test/broken") && diagnostics.contains("spec.rules[0].host"),
+        "{diagnostics}"
+    );
+}

@@ -1,0 +1,446 @@
+//! A fake Kubernetes API server for tests, in-process, plain HTTP on 127.0.0.1:0: the parts of
+//! the API that kube-rs reflectors rely on. Lists with `limit`/`continue` and a list
+//! `resourceVersion`; one global, strictly increasing resourceVersion; `watch=true` streams of
+//! ADDED/MODIFIED/DELETED replayed from a resourceVersion, with a 410 ERROR event (inside a 200
+//! stream) for history that is gone; `timeoutSeconds`; label (`k=v`) and field (`type=`,
+//! `metadata.name=`, `metadata.namespace=`) selectors. Tests change objects through [`ApiServer`].
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The kinds served: (plural, apiVersion, kind, path prefix of the group/version).
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    (
+        "ingresses",
+        "networking.k8s.io/v1",
+        "Ingress",
+        "/apis/networking.k8s.io/v1",
+    ),
+    (
+        "ingressclasses",
+        "networking.k8s.io/v1",
+        "IngressClass",
+        "/apis/networking.k8s.io/v1",
+    ),
+    ("services", "v1", "Service", "/api/v1"),
+    (
+        "endpointslices",
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        "/apis/discovery.k8s.io/v1",
+    ),
+    ("secrets", "v1", "Secret", "/api/v1"),
+];
+
+#[derive(Clone, Debug)]
+struct Change {
+    rv: u64,
+    plural: &'static str,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// (plural, namespace, name) → object.
+    objects: BTreeMap<(String, String, String), Value>,
+    history: Vec<Change>,
+    /// History before this resourceVersion is gone (a watch from older gets 410).
+    compacted_before: u64,
+}
+
+/// Handle to a running fake API server.
+#[derive(Clone)]
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<Change>,
+    /// Bumped to end every open watch (as an API server restart or compaction would).
+    epoch: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+fn plural_of(kind: &str) -> (&'static str, &'static str, &'static str) {
+    let (plural, api, kind, _) = KINDS
+        .iter()
+        .find(|k| k.2 == kind)
+        .unwrap_or_else(|| panic!("unsupported kind {kind}"));
+    (plural, api, kind)
+}
+
+impl ApiServer {
+    pub async fn start() -> ApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events, _) = broadcast::channel(4096);
+        let epoch = Arc::new(tokio::sync::watch::channel(0).0);
+        let server = ApiServer {
+            addr,
+            state: Arc::new(Mutex::new(State::default())),
+            events,
+            epoch,
+        };
+        let handle = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let handle = handle.clone();
+                        async move { Ok::<_, Infallible>(handle.answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    /// A kubeconfig file pointing at this server, without credentials.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: test, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: test, namespace: default}}}}]\ncurrent-context: fake\n",
+            self.addr
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Creates or replaces an object given as YAML (one document).
+    pub fn apply(&self, yaml: &str) {
+        let mut object: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let (plural, api, _) = plural_of(object["kind"].as_str().unwrap());
+        object["apiVersion"] = json!(api);
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+        let namespace = if plural == "ingressclasses" {
+            String::new()
+        } else {
+            namespace.unwrap_or_else(|| "default".to_owned())
+        };
+        if !namespace.is_empty() {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let mut state = self.state.lock().unwrap();
+        state.rv += 1;
+        let rv = state.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = (plural.to_owned(), namespace, name);
+        let existed = state.objects.insert(key, object.clone()).is_some();
+        let change = Change {
+            rv,
+            plural,
+            kind: if existed { "MODIFIED" } else { "ADDED" },
+            object,
+        };
+        state.history.push(change.clone());
+        let _ = self.events.send(change);
+    }
+
+    /// Applies every document of a multi-document YAML text.
+    pub fn apply_all(&self, yaml: &str) {
+        for doc in yaml.split("\n---\n") {
+            if !doc.trim().is_empty() {
+                self.apply(doc);
+            }
+        }
+    }
+
+    /// Deletes an object.
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let (plural, _, _) = plural_of(kind);
+        let mut state = self.state.lock().unwrap();
+        let Some(mut object) =
+            state
+                .objects
+                .remove(&(plural.to_owned(), namespace.to_owned(), name.to_owned()))
+        else {
+            return;
+        };
+        state.rv += 1;
+        let rv = state.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let change = Change {
+            rv,
+            plural,
+            kind: "DELETED",
+            object,
+        };
+        state.history.push(change.clone());
+        let _ = self.events.send(change);
+    }
+
+    /// Forgets the history so far and ends every open watch: a watch resumed from an older
+    /// resourceVersion gets 410 Gone, and the client must list again.
+    pub fn compact(&self) {
+        {
+            let mut state = self.state.lock().unwrap();
+            state.compacted_before = state.rv + 1;
+            state.history.clear();
+        }
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let path = req.uri().path().to_owned();
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+            .collect();
+        let Some((plural, namespace)) = route(&path) else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no route {path}"),
+            );
+        };
+        let filter = Filter::new(plural, namespace, &query);
+        if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            return self.watch(filter, &query);
+        }
+        self.list(filter, &query)
+    }
+
+    fn list(
+        &self,
+        filter: Filter,
+        query: &BTreeMap<String, String>,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let state = self.state.lock().unwrap();
+        let matching: Vec<&Value> = state
+            .objects
+            .iter()
+            .filter(|((p, _, _), o)| p == filter.plural && filter.matches(o))
+            .map(|(_, o)| o)
+            .collect();
+        let offset: usize = query
+            .get("continue")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let limit: usize = query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let page: Vec<&Value> = matching.iter().skip(offset).take(limit).copied().collect();
+        let next = offset + page.len();
+        let mut metadata = json!({"resourceVersion": state.rv.to_string()});
+        if next < matching.len() {
+            metadata["continue"] = json!(next.to_string());
+        }
+        let (_, api, kind, _) = KINDS.iter().find(|k| k.0 == filter.plural).unwrap();
+        let body = json!({"apiVersion": api, "kind": format!("{kind}List"), "metadata": metadata, "items": page});
+        json_response(StatusCode::OK, &body)
+    }
+
+    fn watch(
+        &self,
+        filter: Filter,
+        query: &BTreeMap<String, String>,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let from: u64 = query
+            .get("resourceVersion")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let timeout = Duration::from_secs(
+            query
+                .get("timeoutSeconds")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(300),
+        );
+        let (replay, live, gone) = {
+            let state = self.state.lock().unwrap();
+            let gone = from != 0 && from < state.compacted_before;
+            let replay: Vec<Change> = state
+                .history
+                .iter()
+                .filter(|c| c.rv > from)
+                .cloned()
+                .collect();
+            (replay, self.events.subscribe(), gone)
+        };
+        if gone {
+            let error = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410, "message": "too old resource version"}});
+            let line = Bytes::from(format!("{error}\n"));
+            return stream_response(futures_util::stream::iter(vec![line]).boxed());
+        }
+        let last_replayed = replay.last().map_or(from, |c| c.rv);
+        let f1 = filter.clone();
+        let replayed =
+            futures_util::stream::iter(replay).filter(move |c| std::future::ready(f1.accepts(c)));
+        let live = tokio_stream_from(live)
+            .filter(move |c| std::future::ready(c.rv > last_replayed && filter.accepts(c)));
+        let mut epoch = self.epoch.subscribe();
+        let ended = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = epoch.changed() => {}
+            }
+        };
+        let events = replayed
+            .chain(live)
+            .map(|c| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object}))))
+            .take_until(ended)
+            .boxed();
+        stream_response(events)
+    }
+}
+
+fn tokio_stream_from(
+    rx: broadcast::Receiver<Change>,
+) -> futures_util::stream::BoxStream<'static, Change> {
+    // A lagging receiver ends the watch; the client then resumes, as from a real server.
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.ok().map(|c| (c, rx)) },
+    )
+    .boxed()
+}
+
+#[derive(Clone)]
+struct Filter {
+    plural: &'static str,
+    namespace: Option<String>,
+    labels: Vec<(String, String)>,
+    fields: Vec<(String, String)>,
+}
+
+impl Filter {
+    fn new(
+        plural: &'static str,
+        namespace: Option<String>,
+        query: &BTreeMap<String, String>,
+    ) -> Filter {
+        let pairs = |key: &str| -> Vec<(String, String)> {
+            query
+                .get(key)
+                .map(|s| {
+                    s.split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.trim_end_matches('=').to_owned(), v.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Filter {
+            plural,
+            namespace,
+            labels: pairs("labelSelector"),
+            fields: pairs("fieldSelector"),
+        }
+    }
+
+    fn matches(&self, o: &Value) -> bool {
+        if let Some(ns) = &self.namespace
+            && o["metadata"]["namespace"].as_str() != Some(ns)
+        {
+            return false;
+        }
+        let labels_ok = self
+            .labels
+            .iter()
+            .all(|(k, v)| o["metadata"]["labels"][k].as_str() == Some(v));
+        let fields_ok = self.fields.iter().all(|(k, v)| {
+            let got = match k.as_str() {
+                "type" => o["type"].as_str(),
+                "metadata.name" => o["metadata"]["name"].as_str(),
+                "metadata.namespace" => o["metadata"]["namespace"].as_str(),
+                _ => None,
+            };
+            got == Some(v.as_str())
+        });
+        labels_ok && fields_ok
+    }
+
+    fn accepts(&self, c: &Change) -> bool {
+        c.plural == self.plural && self.matches(&c.object)
+    }
+}
+
+/// `/api/v1/services` or `/api/v1/namespaces/ns/services` (and the same under `/apis/...`).
+fn route(path: &str) -> Option<(&'static str, Option<String>)> {
+    for (plural, _, _, prefix) in KINDS {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        if rest == format!("/{plural}") {
+            return Some((plural, None));
+        }
+        if let Some(ns_rest) = rest.strip_prefix("/namespaces/")
+            && let Some((ns, tail)) = ns_rest.split_once('/')
+            && tail == *plural
+        {
+            return Some((plural, Some(ns.to_owned())));
+        }
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code.as_u16()}),
+    )
+}
+
+fn stream_response(
+    lines: futures_util::stream::BoxStream<'static, Bytes>,
+) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let frames = lines.map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
