@@ -78,18 +78,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 "connecting to the Kubernetes API (in-cluster service account, else KUBECONFIG)",
             )?;
             let (stores, changes, reflectors) =
-                crate::source::kube::watch(client, config.watch_namespace.as_deref());
+                crate::source::kube::watch(client.clone(), config.watch_namespace.as_deref());
             tracing::info!(
                 namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
                 "listing objects from the Kubernetes API"
             );
             stores.wait_until_ready().await.context("listing objects")?;
-            reloader.publish(&shared, stores.snapshot(), None);
+            let events = crate::source::kube::EventSink::new(client);
+            let snapshot = stores.snapshot();
+            events.emit(&snapshot, reloader.publish(&shared, &snapshot, None));
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
                 on_changes(changes, debounce, move || {
-                    reloader.publish(&shared, stores.snapshot(), None)
+                    let snapshot = stores.snapshot();
+                    events.emit(&snapshot, reloader.publish(&shared, &snapshot, None));
                 })
                 .await;
                 reflectors.iter().for_each(JoinHandle::abort);
@@ -227,28 +230,29 @@ impl Reloader {
         for f in &outcome.kept_last_good {
             tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
         }
-        self.publish(shared, manifests.snapshot(), Some(&manifests.origins()));
+        self.publish(shared, &manifests.snapshot(), Some(&manifests.origins()));
         Ok(())
     }
 
     /// Builds from `snapshot`, publishes, and logs what changed in the diagnostics (with the
-    /// file each object came from, in file mode).
+    /// file each object came from, in file mode). Returns the diagnostics not seen before.
     fn publish(
         &mut self,
         shared: &Shared,
-        snapshot: Snapshot,
+        snapshot: &Snapshot,
         origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
-    ) {
+    ) -> Vec<Diagnostic> {
         let started = Instant::now();
-        let mut built = build(&snapshot, &self.config.options);
-        let default = self.default_certificate(&snapshot, &mut built.diagnostics);
+        let mut built = build(snapshot, &self.config.options);
+        let default = self.default_certificate(snapshot, &mut built.diagnostics);
         let (certs, tls_diagnostics) =
             certs::build_store(&self.provider, &built.tls, default, &mut self.certs);
         self.certs.sweep();
         built.diagnostics.extend(tls_diagnostics);
 
         let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
-        for d in now.difference(&self.known) {
+        let new: Vec<Diagnostic> = now.difference(&self.known).cloned().collect();
+        for d in &new {
             let file = origins
                 .and_then(|o| o.get(&d.object))
                 .map(|p| p.display().to_string())
@@ -279,6 +283,7 @@ impl Reloader {
             took_ms = took.as_secs_f64() * 1000.0,
             "published routing table"
         );
+        new
     }
 
     /// `--default-ssl-certificate` if given and usable, else the generated one.

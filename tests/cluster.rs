@@ -130,3 +130,53 @@ async fn a_broken_ingress_costs_only_its_own_routes() {
         "{diagnostics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_ingress_gets_one_event() {
+    let (api, _dir, v) = cluster(&[]).await;
+    api.apply(&ingress_yaml(
+        "broken",
+        &[("site2.test", "Prefix", "/", "missing-service")],
+    ));
+    v.eventually("site2.test", "/", WITHIN, |a| {
+        a.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    // More rebuilds: the same diagnostic must not be reported again.
+    for i in 0..3 {
+        api.apply(&ingress_yaml(
+            "churn",
+            &[(&format!("c{i}.test"), "Prefix", "/", "web")],
+        ));
+        v.eventually(&format!("c{i}.test"), "/", WITHIN, |a| a.backend() == "web")
+            .await;
+    }
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = api.objects("Event");
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidConfiguration");
+    assert_eq!(event["regarding"]["kind"], "Ingress");
+    assert_eq!(event["regarding"]["name"], "broken");
+    assert_eq!(event["regarding"]["namespace"], "test");
+    assert!(
+        event["regarding"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{event}"
+    );
+    let note = event["note"].as_str().unwrap();
+    assert!(note.starts_with("spec.rules[0].http.paths[0].backend.service.name: Service test/missing-service not found"), "{note}");
+    assert_eq!(
+        get(v.http, "site.test", "/").await.backend(),
+        "web",
+        "the rest keeps serving"
+    );
+}

@@ -1,6 +1,7 @@
 //! Cluster mode: kube-rs reflectors for Ingress, IngressClass, Service, EndpointSlice and TLS
 //! Secret (by field selector). The stores feed the same `model::build` as file mode; each
-//! change wakes the rebuild loop, which debounces.
+//! change wakes the rebuild loop, which debounces. New diagnostics become Kubernetes Events on
+//! the objects concerned.
 
 use crate::model::Snapshot;
 use futures_util::StreamExt;
@@ -128,4 +129,85 @@ where
             .await
     }));
     store
+}
+
+/// Publishes each new diagnostic as a `Warning` Event (events.k8s.io/v1) on its object. The
+/// caller passes only diagnostics it has not reported before, so a rebuild does not repeat them.
+#[derive(Clone)]
+pub struct EventSink {
+    recorder: kube::runtime::events::Recorder,
+}
+
+impl EventSink {
+    pub fn new(client: Client) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: "vestibule".to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        EventSink {
+            recorder: kube::runtime::events::Recorder::new(client, reporter),
+        }
+    }
+
+    /// Sends the Events in the background; a failure is logged, never fatal.
+    pub fn emit(&self, snapshot: &Snapshot, diagnostics: Vec<crate::model::Diagnostic>) {
+        for d in diagnostics {
+            let Some(reference) = object_reference(snapshot, &d.object) else {
+                continue;
+            };
+            let recorder = self.recorder.clone();
+            tokio::spawn(async move {
+                let mut note = format!("{}: {}", d.field, d.reason);
+                // The API caps notes at 1 kB.
+                note.truncate(1000);
+                let event = kube::runtime::events::Event {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: "InvalidConfiguration".to_owned(),
+                    note: Some(note),
+                    action: "Route".to_owned(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(object = %d.object, error = %e, "could not record an Event");
+                }
+            });
+        }
+    }
+}
+
+/// The API reference of an object of the snapshot (with its uid, so `kubectl describe` finds
+/// the Event); `None` for things that are not objects, such as a flag.
+fn object_reference(
+    snapshot: &Snapshot,
+    object: &crate::model::ObjectRef,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    fn find<'a, K: Resource<DynamicType = ()>>(
+        items: &'a [K],
+        o: &crate::model::ObjectRef,
+    ) -> Option<&'a ObjectMeta> {
+        items.iter().map(|i| i.meta()).find(|m| {
+            m.name.as_deref() == Some(o.name.as_str())
+                && m.namespace.as_deref().unwrap_or("") == o.namespace
+        })
+    }
+    let (api_version, meta) = match object.kind {
+        "Ingress" => ("networking.k8s.io/v1", find(&snapshot.ingresses, object)),
+        "Secret" => ("v1", find(&snapshot.secrets, object)),
+        "Service" => ("v1", find(&snapshot.services, object)),
+        "IngressClass" => (
+            "networking.k8s.io/v1",
+            find(&snapshot.ingress_classes, object),
+        ),
+        _ => return None,
+    };
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(api_version.to_owned()),
+        kind: Some(object.kind.to_owned()),
+        name: Some(object.name.clone()),
+        namespace: (!object.namespace.is_empty()).then(|| object.namespace.clone()),
+        uid: meta.and_then(|m| m.uid.clone()),
+        resource_version: meta.and_then(|m| m.resource_version.clone()),
+        ..Default::default()
+    })
 }

@@ -3,7 +3,9 @@
 //! `resourceVersion`; one global, strictly increasing resourceVersion; `watch=true` streams of
 //! ADDED/MODIFIED/DELETED replayed from a resourceVersion, with a 410 ERROR event (inside a 200
 //! stream) for history that is gone; `timeoutSeconds`; label (`k=v`) and field (`type=`,
-//! `metadata.name=`, `metadata.namespace=`) selectors. Tests change objects through [`ApiServer`].
+//! `metadata.name=`, `metadata.namespace=`) selectors; get, create (409 AlreadyExists), replace
+//! (409 Conflict on a stale resourceVersion), delete, and JSON merge patch (on `/status`, only
+//! the status changes). Tests change and inspect objects through [`ApiServer`].
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -42,6 +44,18 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
         "/apis/discovery.k8s.io/v1",
     ),
     ("secrets", "v1", "Secret", "/api/v1"),
+    (
+        "events",
+        "events.k8s.io/v1",
+        "Event",
+        "/apis/events.k8s.io/v1",
+    ),
+    (
+        "leases",
+        "coordination.k8s.io/v1",
+        "Lease",
+        "/apis/coordination.k8s.io/v1",
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -143,6 +157,9 @@ impl ApiServer {
         state.rv += 1;
         let rv = state.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = json!(format!("uid-{name}"));
+        }
         let key = (plural.to_owned(), namespace, name);
         let existed = state.objects.insert(key, object.clone()).is_some();
         let change = Change {
@@ -209,18 +226,198 @@ impl ApiServer {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), percent_decode(v)))
             .collect();
-        let Some((plural, namespace)) = route(&path) else {
+        let Some(target) = route(&path) else {
             return status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 &format!("no route {path}"),
             );
         };
-        let filter = Filter::new(plural, namespace, &query);
-        if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-            return self.watch(filter, &query);
+        let method = req.method().clone();
+        let body: Value = req
+            .into_body()
+            .collect()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+            .unwrap_or(Value::Null);
+        match (method.as_str(), target.name) {
+            ("GET", None) => {
+                let filter = Filter::new(target.plural, target.namespace, &query);
+                if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                    return self.watch(filter, &query);
+                }
+                self.list(filter, &query)
+            }
+            ("POST", None) => self.write(
+                target.plural,
+                target.namespace.unwrap_or_default(),
+                None,
+                Write::Create(body),
+            ),
+            ("GET", Some(name)) => {
+                self.get(target.plural, &target.namespace.unwrap_or_default(), &name)
+            }
+            ("PUT", Some(name)) => self.write(
+                target.plural,
+                target.namespace.unwrap_or_default(),
+                Some(name),
+                Write::Replace(body),
+            ),
+            ("PATCH", Some(name)) => {
+                let patch = if target.status {
+                    json!({"status": body["status"].clone()})
+                } else {
+                    body
+                };
+                self.write(
+                    target.plural,
+                    target.namespace.unwrap_or_default(),
+                    Some(name),
+                    Write::Merge(patch),
+                )
+            }
+            ("DELETE", Some(name)) => {
+                let (_, _, kind, _) = KINDS.iter().find(|k| k.0 == target.plural).unwrap();
+                self.delete(kind, &target.namespace.unwrap_or_default(), &name);
+                status(StatusCode::OK, "", "deleted")
+            }
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                method.as_str(),
+            ),
         }
-        self.list(filter, &query)
+    }
+
+    fn get(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let state = self.state.lock().unwrap();
+        match state
+            .objects
+            .get(&(plural.to_owned(), namespace.to_owned(), name.to_owned()))
+        {
+            Some(o) => json_response(StatusCode::OK, o),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{plural} {name} not found"),
+            ),
+        }
+    }
+
+    fn write(
+        &self,
+        plural: &'static str,
+        namespace: String,
+        name: Option<String>,
+        write: Write,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let (_, api, kind, _) = KINDS.iter().find(|k| k.0 == plural).unwrap();
+        let mut state = self.state.lock().unwrap();
+        let key_name = match (&name, &write) {
+            (Some(n), _) => n.clone(),
+            (None, Write::Create(o)) => match o["metadata"]["name"].as_str() {
+                Some(n) => n.to_owned(),
+                None => match o["metadata"]["generateName"].as_str() {
+                    Some(prefix) => format!("{prefix}{}", state.rv + 1),
+                    None => {
+                        return status(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            "metadata.name is required",
+                        );
+                    }
+                },
+            },
+            (None, _) => {
+                return status(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "no name",
+                );
+            }
+        };
+        let key = (plural.to_owned(), namespace.clone(), key_name.clone());
+        let existing = state.objects.get(&key).cloned();
+        let mut object = match (write, existing) {
+            (Write::Create(_), Some(_)) => {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    &format!("{plural} {key_name} already exists"),
+                );
+            }
+            (Write::Create(o), None) => o,
+            (Write::Replace(_), None) | (Write::Merge(_), None) => {
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{plural} {key_name} not found"),
+                );
+            }
+            (Write::Replace(o), Some(old)) => {
+                let sent = o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str()
+                {
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version",
+                    );
+                }
+                o
+            }
+            (Write::Merge(patch), Some(mut old)) => {
+                merge(&mut old, &patch);
+                old
+            }
+        };
+        state.rv += 1;
+        let rv = state.rv;
+        object["apiVersion"] = json!(api);
+        object["kind"] = json!(kind);
+        object["metadata"]["name"] = json!(key_name);
+        if !namespace.is_empty() {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = json!(format!("uid-{rv}"));
+        }
+        let existed = state.objects.insert(key, object.clone()).is_some();
+        let change = Change {
+            rv,
+            plural,
+            kind: if existed { "MODIFIED" } else { "ADDED" },
+            object: object.clone(),
+        };
+        state.history.push(change.clone());
+        let _ = self.events.send(change);
+        json_response(
+            if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            &object,
+        )
+    }
+
+    /// Every stored object of a kind, in namespace/name order.
+    pub fn objects(&self, kind: &str) -> Vec<Value> {
+        let (plural, _, _) = plural_of(kind);
+        let state = self.state.lock().unwrap();
+        state
+            .objects
+            .iter()
+            .filter(|((p, _, _), _)| p == plural)
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     fn list(
@@ -379,21 +576,65 @@ impl Filter {
     }
 }
 
-/// `/api/v1/services` or `/api/v1/namespaces/ns/services` (and the same under `/apis/...`).
-fn route(path: &str) -> Option<(&'static str, Option<String>)> {
+enum Write {
+    Create(Value),
+    Replace(Value),
+    Merge(Value),
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+struct Target {
+    plural: &'static str,
+    namespace: Option<String>,
+    name: Option<String>,
+    /// The `/status` subresource.
+    status: bool,
+}
+
+/// `/api/v1/services`, `/api/v1/namespaces/ns/services[/name[/status]]` (and the same under
+/// `/apis/...`), `/apis/networking.k8s.io/v1/ingressclasses[/name]`.
+fn route(path: &str) -> Option<Target> {
     for (plural, _, _, prefix) in KINDS {
         let Some(rest) = path.strip_prefix(prefix) else {
             continue;
         };
-        if rest == format!("/{plural}") {
-            return Some((plural, None));
+        let (namespace, rest) = match rest.strip_prefix("/namespaces/") {
+            Some(ns_rest) => {
+                let (ns, tail) = ns_rest.split_once('/')?;
+                (Some(ns.to_owned()), format!("/{tail}"))
+            }
+            None => (None, rest.to_owned()),
+        };
+        let Some(rest) = rest.strip_prefix(&format!("/{plural}")) else {
+            continue;
+        };
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            continue;
         }
-        if let Some(ns_rest) = rest.strip_prefix("/namespaces/")
-            && let Some((ns, tail)) = ns_rest.split_once('/')
-            && tail == *plural
-        {
-            return Some((plural, Some(ns.to_owned())));
-        }
+        let mut parts = rest.split('/').filter(|p| !p.is_empty());
+        let name = parts.next().map(str::to_owned);
+        let status = parts.next() == Some("status");
+        return Some(Target {
+            plural,
+            namespace,
+            name,
+            status,
+        });
     }
     None
 }
