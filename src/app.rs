@@ -52,6 +52,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(Metrics::new());
     let mut reloader = Reloader::new(config.clone(), metrics.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut status_task = None;
     let source_task = match config.manifests.clone() {
         Some(dir) => {
             // Watch before the first read, so a change made while reading is not missed.
@@ -84,6 +86,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 "listing objects from the Kubernetes API"
             );
             stores.wait_until_ready().await.context("listing objects")?;
+            if let Some(publish) = config.publish.clone() {
+                let settings = crate::status::Settings {
+                    publish,
+                    election_id: config.election_id.clone(),
+                    namespace: std::env::var("POD_NAMESPACE")
+                        .unwrap_or_else(|_| client.default_namespace().to_owned()),
+                    identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+                        let host =
+                            std::env::var("HOSTNAME").unwrap_or_else(|_| "vestibule".to_owned());
+                        format!("{host}-{}", std::process::id())
+                    }),
+                    lease_duration: Duration::from_secs(15),
+                    renew_deadline: Duration::from_secs(10),
+                    retry_period: Duration::from_secs(2),
+                    update_on_shutdown: config.update_status_on_shutdown,
+                };
+                let run = crate::status::run(
+                    client.clone(),
+                    settings,
+                    stores.clone(),
+                    shared.clone(),
+                    stop_rx.clone(),
+                );
+                status_task = Some(tokio::spawn(run));
+            }
             let events = crate::source::kube::EventSink::new(client);
             let snapshot = stores.snapshot();
             events.emit(&snapshot, reloader.publish(&shared, &snapshot, None));
@@ -128,7 +155,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let proxy = Arc::new(Proxy::new(shared.clone(), settings, observers));
     let tls_config = crate::tls::server_config(shared.clone(), config.tls.min_version)
         .context("TLS configuration")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let plain = Listener {
         proto: "http",
         port: http.local_addr()?.port(),
@@ -160,6 +186,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = stop_tx.send(true);
     let _ = tokio::join!(http_task, https_task);
     source_task.abort();
+    if let Some(task) = status_task {
+        // Releasing the Lease and, maybe, clearing statuses takes a few seconds at most.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())

@@ -139,6 +139,29 @@ pub struct RunArgs {
     /// only (IngressClasses are cluster-wide).
     #[arg(long, env = "VESTIBULE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Cluster mode: write this LoadBalancer Service's addresses (`namespace/name`) into the
+    /// `status.loadBalancer` of every Ingress of ours.
+    #[arg(long, env = "VESTIBULE_PUBLISH_SERVICE", value_parser = parse_namespaced)]
+    pub publish_service: Option<(String, String)>,
+    /// Cluster mode: write these IPs or host names (comma-separated) into Ingress status instead.
+    #[arg(
+        long,
+        env = "VESTIBULE_PUBLISH_STATUS_ADDRESS",
+        value_delimiter = ',',
+        conflicts_with = "publish_service"
+    )]
+    pub publish_status_address: Vec<String>,
+    /// Name of the Lease that elects the one replica writing Ingress status (in the namespace
+    /// of `POD_NAMESPACE`, else the kubeconfig's).
+    #[arg(
+        long,
+        env = "VESTIBULE_ELECTION_ID",
+        default_value = "vestibule-leader"
+    )]
+    pub election_id: String,
+    /// At shutdown, clear the addresses from Ingress status unless another replica takes over.
+    #[arg(long, env = "VESTIBULE_UPDATE_STATUS_ON_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub update_status_on_shutdown: bool,
     /// Quiet time after a change before the table is rebuilt, so a burst is one rebuild.
     #[arg(long, env = "VESTIBULE_DEBOUNCE", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub debounce: Duration,
@@ -162,6 +185,10 @@ pub struct RunArgs {
 pub struct Config {
     /// File mode when set, else cluster mode.
     pub manifests: Option<PathBuf>,
+    /// Where Ingress status addresses come from, if they are written at all.
+    pub publish: Option<crate::status::Publish>,
+    pub election_id: String,
+    pub update_status_on_shutdown: bool,
     pub watch_namespace: Option<String>,
     pub debounce: Duration,
     pub http_addr: SocketAddr,
@@ -222,8 +249,30 @@ impl RunArgs {
                 dir.display()
             ));
         }
+        let publish = match (
+            &self.publish_service,
+            self.publish_status_address.is_empty(),
+        ) {
+            (Some((namespace, name)), _) => Some(crate::status::Publish::Service {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            }),
+            (None, false) => Some(crate::status::Publish::Addresses(
+                self.publish_status_address.clone(),
+            )),
+            (None, true) => None,
+        };
+        if publish.is_some() && manifests.is_some() {
+            return Err(
+                "--publish-service and --publish-status-address need cluster mode (no --manifests)"
+                    .to_owned(),
+            );
+        }
         Ok(Config {
             manifests,
+            publish,
+            election_id: self.election_id.clone(),
+            update_status_on_shutdown: self.update_status_on_shutdown,
             watch_namespace: self.watch_namespace.clone(),
             debounce: self.debounce,
             http_addr: self.http_addr,

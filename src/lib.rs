@@ -10,6 +10,7 @@ pub mod model;
 pub mod proxy;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;

@@ -180,3 +180,158 @@ async fn a_broken_ingress_gets_one_event() {
         "the rest keeps serving"
     );
 }
+
+fn status_of(api: &ApiServer, name: &str) -> serde_json::Value {
+    api.objects("Ingress")
+        .into_iter()
+        .find(|i| i["metadata"]["name"] == name)
+        .map(|i| i["status"]["loadBalancer"]["ingress"].clone())
+        .unwrap_or_default()
+}
+
+async fn until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_the_published_service_and_skips_other_classes() {
+    let api = ApiServer::start().await;
+    let web = backend("web").await;
+    api.apply(class());
+    api.apply_all(&service_yaml("web", &[(web, None)]));
+    api.apply(&ingress_yaml(
+        "site",
+        &[("site.test", "Prefix", "/", "web")],
+    ));
+    let theirs = ingress_yaml("theirs", &[("theirs.test", "Prefix", "/", "web")])
+        .replace("ingressClassName: vestibule", "ingressClassName: nginx");
+    api.apply(&theirs);
+    api.apply("apiVersion: v1\nkind: Service\nmetadata: {name: vestibule, namespace: ingress}\nspec: {type: LoadBalancer, ports: [{name: http, port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}\n");
+    let dir = manifest_dir();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let env = [
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("POD_NAME", "solo"),
+        ("POD_NAMESPACE", "ingress"),
+    ];
+    let mut v = Vestibule::start_with(&["--publish-service", "ingress/vestibule"], &env);
+    assert!(
+        until(Duration::from_secs(10), || status_of(&api, "site")
+            == serde_json::json!([{"ip": "198.51.100.7"}]))
+        .await,
+        "{}",
+        status_of(&api, "site")
+    );
+    // The LoadBalancer gets a host name instead: followed.
+    api.apply("apiVersion: v1\nkind: Service\nmetadata: {name: vestibule, namespace: ingress}\nspec: {type: LoadBalancer, ports: [{name: http, port: 80}]}\nstatus: {loadBalancer: {ingress: [{hostname: lb.example.net}]}}\n");
+    assert!(
+        until(Duration::from_secs(10), || status_of(&api, "site")
+            == serde_json::json!([{"hostname": "lb.example.net"}]))
+        .await
+    );
+    assert!(
+        status_of(&api, "theirs").is_null(),
+        "another class's Ingress is not touched"
+    );
+    // The Lease names this replica.
+    let lease = api.objects("Lease");
+    assert_eq!(lease[0]["metadata"]["name"], "vestibule-leader");
+    assert_eq!(lease[0]["metadata"]["namespace"], "ingress");
+    assert_eq!(lease[0]["spec"]["holderIdentity"], "solo");
+    // Shutting down with no other replica left clears the address.
+    v.terminate();
+    assert_eq!(v.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(
+        status_of(&api, "site")
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{}",
+        status_of(&api, "site")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let api = ApiServer::start().await;
+    let web = backend("web").await;
+    api.apply(class());
+    api.apply_all(&service_yaml("web", &[(web, None)]));
+    api.apply(&ingress_yaml(
+        "site",
+        &[("site.test", "Prefix", "/", "web")],
+    ));
+    let dir = manifest_dir();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let args = ["--publish-status-address", "203.0.113.10,lb.example.org"];
+    let start = |name: &str| {
+        Vestibule::start_with(
+            &args,
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("POD_NAME", name),
+                ("POD_NAMESPACE", "ingress"),
+            ],
+        )
+    };
+    let mut a = start("replica-a");
+    let mut b = start("replica-b");
+    let want = serde_json::json!([{"ip": "203.0.113.10"}, {"hostname": "lb.example.org"}]);
+    assert!(
+        until(Duration::from_secs(10), || status_of(&api, "site") == want).await,
+        "{}",
+        status_of(&api, "site")
+    );
+    let holder = api.objects("Lease")[0]["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let writers = |v: &Vestibule| {
+        v.logs()
+            .iter()
+            .filter(|l| l.contains("wrote Ingress status"))
+            .count()
+    };
+    let leading = |v: &Vestibule| {
+        v.logs()
+            .iter()
+            .any(|l| l.contains("leader election") && l.contains("\"leading\":true"))
+    };
+    let (leader, follower) = if holder == "replica-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert!(
+        leading(leader) && !leading(follower),
+        "exactly one replica leads"
+    );
+    assert!(writers(leader) >= 1);
+    assert_eq!(writers(follower), 0, "only the leader writes status");
+    // Both serve traffic.
+    assert_eq!(get(leader.http, "site.test", "/").await.backend(), "web");
+    assert_eq!(get(follower.http, "site.test", "/").await.backend(), "web");
+    // The leader dies without releasing the Lease; the other takes over once it expires.
+    leader.kill();
+    let started = std::time::Instant::now();
+    api.apply(&ingress_yaml(
+        "later",
+        &[("later.test", "Prefix", "/", "web")],
+    ));
+    assert!(
+        until(Duration::from_secs(20), || status_of(&api, "later") == want).await,
+        "the new leader writes status"
+    );
+    eprintln!("took over after {:?}", started.elapsed());
+    assert!(leading(follower));
+    assert_ne!(
+        api.objects("Lease")[0]["spec"]["holderIdentity"],
+        holder.as_str()
+    );
+}

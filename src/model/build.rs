@@ -73,6 +73,8 @@ pub struct TlsBinding {
 #[derive(Debug, Default)]
 pub struct Built {
     pub table: RoutingTable,
+    /// Every Ingress that is ours (whether or not it produced routes), for status writing.
+    pub ours: Vec<ObjectRef>,
     /// Host → certificate, in precedence order (oldest Ingress first); one entry per host.
     pub tls: Vec<TlsBinding>,
     pub diagnostics: Vec<Diagnostic>,
@@ -123,6 +125,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     for ingress in &ours {
         builder.add_tls_of(ingress);
     }
+    let our_refs = ours.iter().map(|i| ingress_ref(i)).collect();
     for ingress in ours {
         builder.add_ingress(ingress);
     }
@@ -143,7 +146,9 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             redirect_to_https: false,
         }));
     }
-    builder.finish()
+    let mut built = builder.finish();
+    built.ours = our_refs;
+    built
 }
 
 /// The order in which Ingresses claim hosts and paths.
@@ -531,6 +536,7 @@ impl Builder<'_> {
         }
         Built {
             table,
+            ours: Vec::new(),
             tls: self.tls,
             diagnostics,
         }

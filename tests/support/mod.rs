@@ -197,6 +197,12 @@ impl Vestibule {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Kills the process at once (SIGKILL), as a crashed node would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")
