@@ -79,13 +79,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let client = kube::Client::try_default().await.context(
                 "connecting to the Kubernetes API (in-cluster service account, else KUBECONFIG)",
             )?;
-            let (stores, changes, reflectors) =
+            let (stores, mut changes, reflectors) =
                 crate::source::kube::watch(client.clone(), config.watch_namespace.as_deref());
             tracing::info!(
                 namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
                 "listing objects from the Kubernetes API"
             );
             stores.wait_until_ready().await.context("listing objects")?;
+            // The listing itself woke the rebuild loop; the first snapshot, taken after this,
+            // holds all of it. Later changes wake the loop again.
+            while changes.try_recv().is_ok() {}
             if let Some(publish) = config.publish.clone() {
                 let settings = crate::status::Settings {
                     publish,

@@ -335,3 +335,34 @@ async fn one_leader_writes_status_and_another_takes_over() {
         holder.as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_flows_while_the_api_server_restarts() {
+    let (api, _dir, v) = cluster(&[]).await;
+    let http = v.http;
+    let load = tokio::spawn(async move {
+        let mut failures = 0;
+        for _ in 0..60 {
+            if get(http, "site.test", "/").await.backend() != "web" {
+                failures += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        failures
+    });
+    api.restart(Duration::from_millis(700)).await;
+    assert_eq!(
+        load.await.unwrap(),
+        0,
+        "the last table keeps serving while the API server is away"
+    );
+    // After the restart the watches resume and changes are followed again.
+    api.apply(&ingress_yaml(
+        "back",
+        &[("back.test", "Prefix", "/", "web")],
+    ));
+    v.eventually("back.test", "/", Duration::from_secs(15), |a| {
+        a.backend() == "web"
+    })
+    .await;
+}

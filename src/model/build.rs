@@ -91,6 +91,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let mut ours: Vec<&Ingress> = snapshot
         .ingresses
         .iter()
+        .map(|i| &**i)
         .filter(|i| classes.owns(i))
         .collect();
     // Older Ingresses win conflicts; objects without a timestamp (manifest files) count as
@@ -108,7 +109,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
                         s.metadata.namespace.as_deref()?,
                         s.metadata.name.as_deref()?,
                     ),
-                    s,
+                    &**s,
                 ))
             })
             .collect(),

@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The legacy class annotation that predates `spec.ingressClassName`.
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -21,7 +22,7 @@ impl OurClasses {
     /// Ingresses without a class are ours when one of our classes is marked default, or when
     /// `watch_without_class` is set.
     pub fn new(
-        classes: &[IngressClass],
+        classes: &[Arc<IngressClass>],
         controller_name: &str,
         fallback_class: &str,
         watch_without_class: bool,

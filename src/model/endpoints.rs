@@ -152,9 +152,10 @@ pub struct ServiceIndex<'a> {
 }
 
 impl<'a> ServiceIndex<'a> {
-    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice]) -> Self {
+    pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
         let services = services
             .iter()
+            .map(|s| &**s)
             .filter_map(|s| {
                 Some((
                     (
@@ -176,7 +177,7 @@ impl<'a> ServiceIndex<'a> {
                 by_service
                     .entry((ns, owner.as_str()))
                     .or_default()
-                    .push(slice);
+                    .push(&**slice);
             }
         }
         ServiceIndex {

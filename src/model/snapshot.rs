@@ -5,18 +5,21 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::fmt;
+use std::sync::Arc;
 
 /// Every object of the five kinds Vestibule reads, as the API server (or a manifest file) gave them.
 ///
 /// The order of the vectors carries no meaning: [`Snapshot::sorted`] puts them in
 /// `namespace/name` order so that `build` is deterministic whatever order a source used.
+/// Objects are shared (`Arc`), as reflector stores hand them out: a snapshot costs pointers,
+/// not copies.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub ingresses: Vec<Ingress>,
-    pub ingress_classes: Vec<IngressClass>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub secrets: Vec<Secret>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 /// One object of a kind Vestibule reads.
@@ -108,11 +111,11 @@ impl Snapshot {
     /// Adds one object to the vector of its kind.
     pub fn push(&mut self, object: impl Into<Object>) {
         match object.into() {
-            Object::Ingress(o) => self.ingresses.push(o),
-            Object::IngressClass(o) => self.ingress_classes.push(o),
-            Object::Service(o) => self.services.push(o),
-            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
-            Object::Secret(o) => self.secrets.push(o),
+            Object::Ingress(o) => self.ingresses.push(Arc::new(o)),
+            Object::IngressClass(o) => self.ingress_classes.push(Arc::new(o)),
+            Object::Service(o) => self.services.push(Arc::new(o)),
+            Object::EndpointSlice(o) => self.endpoint_slices.push(Arc::new(o)),
+            Object::Secret(o) => self.secrets.push(Arc::new(o)),
         }
     }
 

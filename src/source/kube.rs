@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -30,11 +30,11 @@ pub struct Stores {
 impl Stores {
     /// The objects as the stores hold them now.
     pub fn snapshot(&self) -> Snapshot {
-        fn all<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
+        fn all<K: Resource + Clone>(store: &Store<K>) -> Vec<std::sync::Arc<K>>
         where
             K::DynamicType: Eq + Hash + Clone,
         {
-            store.state().iter().map(|o| (**o).clone()).collect()
+            store.state()
         }
         Snapshot {
             ingresses: all(&self.ingresses),
@@ -87,18 +87,41 @@ pub fn watch(
     let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
     let mut tasks = Vec::new();
     let stores = Stores {
-        ingresses: reflect(ingresses, all.clone(), &tx, &mut tasks),
-        ingress_classes: reflect(Api::all(client), all.clone(), &tx, &mut tasks),
-        services: reflect(services, all.clone(), &tx, &mut tasks),
-        endpoint_slices: reflect(slices, all, &tx, &mut tasks),
-        secrets: reflect(secrets, tls_only, &tx, &mut tasks),
+        ingresses: reflect(ingresses, all.clone(), trim, &tx, &mut tasks),
+        ingress_classes: reflect(Api::all(client), all.clone(), trim, &tx, &mut tasks),
+        services: reflect(services, all.clone(), trim, &tx, &mut tasks),
+        endpoint_slices: reflect(slices, all, trim_slice, &tx, &mut tasks),
+        secrets: reflect(secrets, tls_only, trim, &tx, &mut tasks),
     };
     (stores, rx, tasks)
+}
+
+/// Drops what routing never reads before an object is stored: managedFields and kubectl's
+/// last-applied copy of the whole object are often most of its size.
+fn trim<K: Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// [`trim`], and the per-endpoint fields routing does not use (target pod, node, zone, hints).
+fn trim_slice(slice: &mut EndpointSlice) {
+    trim(slice);
+    for e in slice.endpoints.iter_mut().flatten() {
+        e.target_ref = None;
+        e.node_name = None;
+        e.zone = None;
+        e.hints = None;
+        e.deprecated_topology = None;
+    }
 }
 
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
     changed: &mpsc::Sender<()>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<K>
@@ -111,8 +134,7 @@ where
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let events = watcher(api, config)
         .default_backoff()
-        // Nothing here reads managedFields; dropping them roughly halves what the stores hold.
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(trim)
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
         events
@@ -183,10 +205,10 @@ fn object_reference(
 ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     fn find<'a, K: Resource<DynamicType = ()>>(
-        items: &'a [K],
+        items: &'a [std::sync::Arc<K>],
         o: &crate::model::ObjectRef,
     ) -> Option<&'a ObjectMeta> {
-        items.iter().map(|i| i.meta()).find(|m| {
+        items.iter().map(|i| (**i).meta()).find(|m| {
             m.name.as_deref() == Some(o.name.as_str())
                 && m.namespace.as_deref().unwrap_or("") == o.namespace
         })

@@ -84,6 +84,8 @@ pub struct ApiServer {
     events: broadcast::Sender<Change>,
     /// Bumped to end every open watch (as an API server restart or compaction would).
     epoch: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The accept loop and the connections, aborted by [`ApiServer::restart`].
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 fn plural_of(kind: &str) -> (&'static str, &'static str, &'static str) {
@@ -105,15 +107,22 @@ impl ApiServer {
             state: Arc::new(Mutex::new(State::default())),
             events,
             epoch,
+            tasks: Arc::new(Mutex::new(Vec::new())),
         };
-        let handle = server.clone();
-        tokio::spawn(async move {
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let handle = self.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let handle = handle.clone();
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let handle = handle.clone();
                         async move { Ok::<_, Infallible>(handle.answer(req).await) }
@@ -122,9 +131,26 @@ impl ApiServer {
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
+                tasks.lock().unwrap().push(connection);
             }
         });
-        server
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Stops answering (every connection dropped, the port closed) for `down`, then serves
+    /// again on the same address with the same objects, as a restarted API server would.
+    pub async fn restart(&self, down: Duration) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        tokio::time::sleep(down).await;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.serve(listener);
     }
 
     /// A kubeconfig file pointing at this server, without credentials.
@@ -140,7 +166,11 @@ impl ApiServer {
 
     /// Creates or replaces an object given as YAML (one document).
     pub fn apply(&self, yaml: &str) {
-        let mut object: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        self.apply_value(serde_yaml_ng::from_str(yaml).unwrap());
+    }
+
+    /// Creates or replaces an object given as JSON.
+    pub fn apply_value(&self, mut object: Value) {
         let (plural, api, _) = plural_of(object["kind"].as_str().unwrap());
         object["apiVersion"] = json!(api);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
