@@ -6,13 +6,11 @@ use crate::model::ObjectRef;
 use crate::source::kube::Stores;
 use crate::state::Shared;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -171,37 +169,24 @@ impl Elector {
     }
 }
 
-/// The addresses to publish, as Ingress status entries.
-async fn addresses(
-    client: &Client,
-    publish: &Publish,
-) -> Result<Vec<IngressLoadBalancerIngress>, kube::Error> {
+/// The addresses to publish, as Ingress status entries. The published Service is read from
+/// the Service store (so no `get` permission is needed); it must be in a watched namespace.
+fn addresses(stores: &Stores, publish: &Publish) -> Result<Vec<IngressLoadBalancerIngress>, String> {
     let entry = |a: &str| match a.parse::<IpAddr>() {
-        Ok(_) => IngressLoadBalancerIngress {
-            ip: Some(a.to_owned()),
-            ..Default::default()
-        },
-        Err(_) => IngressLoadBalancerIngress {
-            hostname: Some(a.to_owned()),
-            ..Default::default()
-        },
+        Ok(_) => IngressLoadBalancerIngress { ip: Some(a.to_owned()), ..Default::default() },
+        Err(_) => IngressLoadBalancerIngress { hostname: Some(a.to_owned()), ..Default::default() },
     };
     match publish {
         Publish::Addresses(list) => Ok(list.iter().map(|a| entry(a)).collect()),
         Publish::Service { namespace, name } => {
-            let service = Api::<Service>::namespaced(client.clone(), namespace)
-                .get(name)
-                .await?;
-            let found = service
-                .status
-                .and_then(|s| s.load_balancer)
-                .and_then(|lb| lb.ingress)
-                .unwrap_or_default();
-            Ok(found
-                .into_iter()
-                .filter_map(|i| i.ip.or(i.hostname))
-                .map(|a| entry(&a))
-                .collect())
+            let snapshot = stores.snapshot();
+            let service = snapshot
+                .services
+                .iter()
+                .find(|s| s.metadata.namespace.as_ref() == Some(namespace) && s.metadata.name.as_ref() == Some(name))
+                .ok_or_else(|| format!("--publish-service {namespace}/{name}: no such Service among the watched ones"))?;
+            let found = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.clone()).unwrap_or_default();
+            Ok(found.into_iter().filter_map(|i| i.ip.or(i.hostname)).map(|a| entry(&a)).collect())
         }
     }
 }
@@ -215,20 +200,16 @@ fn current(ingress: &Ingress) -> Vec<IngressLoadBalancerIngress> {
         .unwrap_or_default()
 }
 
-async fn write(
-    client: &Client,
-    ingress: &ObjectRef,
-    addresses: &[IngressLoadBalancerIngress],
-) -> Result<(), kube::Error> {
-    let api = Api::<Ingress>::namespaced(client.clone(), &ingress.namespace);
-    let patch = json!({"status": {"loadBalancer": {"ingress": addresses}}});
-    api.patch_status(
-        &ingress.name,
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(|_| ())
+/// Replaces the status of `ingress` (as last seen, resourceVersion and all): a concurrent
+/// change makes it fail with 409 and the next round tries again.
+async fn write(client: &Client, ingress: &Ingress, addresses: &[IngressLoadBalancerIngress]) -> Result<(), kube::Error> {
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    let name = ingress.metadata.name.as_deref().unwrap_or_default();
+    let api = Api::<Ingress>::namespaced(client.clone(), namespace);
+    let mut updated = ingress.clone();
+    let status = updated.status.get_or_insert_with(Default::default);
+    status.load_balancer.get_or_insert_with(Default::default).ingress = (!addresses.is_empty()).then(|| addresses.to_vec());
+    api.replace_status(name, &PostParams::default(), &updated).await.map(|_| ())
 }
 
 /// Brings every Ingress's status in line: ours get `desired`, those that stopped being ours
@@ -260,7 +241,7 @@ async fn reconcile(
             }
             continue;
         }
-        match write(client, &object, want).await {
+        match write(client, &ingress, want).await {
             Ok(()) => {
                 tracing::info!(ingress = %object.key(), addresses = want.len(), "wrote Ingress status");
                 if want.is_empty() {
@@ -302,7 +283,7 @@ pub async fn run(
             leading = now_leading;
         }
         if leading {
-            match addresses(&client, &elector.settings.publish).await {
+            match addresses(&stores, &elector.settings.publish) {
                 Ok(desired) => reconcile(&client, &stores, &shared, &desired, &mut written).await,
                 Err(e) => tracing::warn!(error = %e, "cannot read the addresses to publish"),
             }
@@ -323,10 +304,18 @@ pub async fn run(
         tokio::time::sleep(retry * 2 + Duration::from_millis(500)).await;
         if !elector.other_holder().await {
             tracing::info!("no other replica took over: clearing Ingress status");
-            let ours = shared.peek().built.ours.clone();
-            for ingress in ours {
-                if let Err(e) = write(&client, &ingress, &[]).await {
-                    tracing::warn!(ingress = %ingress.key(), error = %e, "could not clear Ingress status");
+            let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.iter().cloned().collect();
+            for ingress in stores.snapshot().ingresses {
+                let object = ObjectRef {
+                    kind: "Ingress",
+                    namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
+                    name: ingress.metadata.name.clone().unwrap_or_default(),
+                };
+                if ours.contains(&object)
+                    && !current(&ingress).is_empty()
+                    && let Err(e) = write(&client, &ingress, &[]).await
+                {
+                    tracing::warn!(ingress = %object.key(), error = %e, "could not clear Ingress status");
                 }
             }
         }

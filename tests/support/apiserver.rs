@@ -383,7 +383,7 @@ impl ApiServer {
                 );
             }
             (Write::Create(o), None) => o,
-            (Write::Replace(_), None) | (Write::Merge(_), None) => {
+            (Write::Replace(_) | Write::ReplaceStatus(_) | Write::Merge(_), None) => {
                 return status(
                     StatusCode::NOT_FOUND,
                     "NotFound",
@@ -401,6 +401,15 @@ impl ApiServer {
                     );
                 }
                 o
+            }
+            (Write::ReplaceStatus(o), Some(mut old)) => {
+                let sent = o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str() {
+                    return status(StatusCode::CONFLICT, "Conflict", "the object has been modified; please apply your changes to the latest version");
+                }
+                // The status subresource ignores the spec.
+                old["status"] = o["status"].clone();
+                old
             }
             (Write::Merge(patch), Some(mut old)) => {
                 merge(&mut old, &patch);
@@ -609,6 +618,8 @@ impl Filter {
 enum Write {
     Create(Value),
     Replace(Value),
+    /// PUT on `/status`: only the status changes.
+    ReplaceStatus(Value),
     Merge(Value),
 }
 
