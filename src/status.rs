@@ -171,10 +171,19 @@ impl Elector {
 
 /// The addresses to publish, as Ingress status entries. The published Service is read from
 /// the Service store (so no `get` permission is needed); it must be in a watched namespace.
-fn addresses(stores: &Stores, publish: &Publish) -> Result<Vec<IngressLoadBalancerIngress>, String> {
+fn addresses(
+    stores: &Stores,
+    publish: &Publish,
+) -> Result<Vec<IngressLoadBalancerIngress>, String> {
     let entry = |a: &str| match a.parse::<IpAddr>() {
-        Ok(_) => IngressLoadBalancerIngress { ip: Some(a.to_owned()), ..Default::default() },
-        Err(_) => IngressLoadBalancerIngress { hostname: Some(a.to_owned()), ..Default::default() },
+        Ok(_) => IngressLoadBalancerIngress {
+            ip: Some(a.to_owned()),
+            ..Default::default()
+        },
+        Err(_) => IngressLoadBalancerIngress {
+            hostname: Some(a.to_owned()),
+            ..Default::default()
+        },
     };
     match publish {
         Publish::Addresses(list) => Ok(list.iter().map(|a| entry(a)).collect()),
@@ -185,8 +194,17 @@ fn addresses(stores: &Stores, publish: &Publish) -> Result<Vec<IngressLoadBalanc
                 .iter()
                 .find(|s| s.metadata.namespace.as_ref() == Some(namespace) && s.metadata.name.as_ref() == Some(name))
                 .ok_or_else(|| format!("--publish-service {namespace}/{name}: no such Service among the watched ones"))?;
-            let found = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.clone()).unwrap_or_default();
-            Ok(found.into_iter().filter_map(|i| i.ip.or(i.hostname)).map(|a| entry(&a)).collect())
+            let found = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.clone())
+                .unwrap_or_default();
+            Ok(found
+                .into_iter()
+                .filter_map(|i| i.ip.or(i.hostname))
+                .map(|a| entry(&a))
+                .collect())
         }
     }
 }
@@ -202,14 +220,23 @@ fn current(ingress: &Ingress) -> Vec<IngressLoadBalancerIngress> {
 
 /// Replaces the status of `ingress` (as last seen, resourceVersion and all): a concurrent
 /// change makes it fail with 409 and the next round tries again.
-async fn write(client: &Client, ingress: &Ingress, addresses: &[IngressLoadBalancerIngress]) -> Result<(), kube::Error> {
+async fn write(
+    client: &Client,
+    ingress: &Ingress,
+    addresses: &[IngressLoadBalancerIngress],
+) -> Result<(), kube::Error> {
     let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
     let name = ingress.metadata.name.as_deref().unwrap_or_default();
     let api = Api::<Ingress>::namespaced(client.clone(), namespace);
     let mut updated = ingress.clone();
     let status = updated.status.get_or_insert_with(Default::default);
-    status.load_balancer.get_or_insert_with(Default::default).ingress = (!addresses.is_empty()).then(|| addresses.to_vec());
-    api.replace_status(name, &PostParams::default(), &updated).await.map(|_| ())
+    status
+        .load_balancer
+        .get_or_insert_with(Default::default)
+        .ingress = (!addresses.is_empty()).then(|| addresses.to_vec());
+    api.replace_status(name, &PostParams::default(), &updated)
+        .await
+        .map(|_| ())
 }
 
 /// Brings every Ingress's status in line: ours get `desired`, those that stopped being ours

@@ -19,9 +19,11 @@ fn vestibule(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn validate_accepts_the_bundled_examples() {
-    let quickstart = repo("examples/quickstart");
-    let (code, out, err) = vestibule(&["validate", quickstart.to_str().unwrap()]);
-    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    for dir in ["examples/quickstart", "examples/compose/manifests"] {
+        let path = repo(dir);
+        let (code, out, err) = vestibule(&["validate", path.to_str().unwrap()]);
+        assert_eq!((code, out.as_str()), (0, ""), "{dir}: {err}");
+    }
 }
 
 #[test]

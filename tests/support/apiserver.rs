@@ -404,8 +404,13 @@ impl ApiServer {
             }
             (Write::ReplaceStatus(o), Some(mut old)) => {
                 let sent = o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str() {
-                    return status(StatusCode::CONFLICT, "Conflict", "the object has been modified; please apply your changes to the latest version");
+                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str()
+                {
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version",
+                    );
                 }
                 // The status subresource ignores the spec.
                 old["status"] = o["status"].clone();
