@@ -10,7 +10,7 @@ cargo build --release --quiet --bin vestibule --example echo
 target/release/examples/echo 127.0.0.1:9001 blue 2>/dev/null &
 echo_pid=$!
 target/release/vestibule --manifests examples/quickstart --http-addr 127.0.0.1:18571 \
-  --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --log-level warn &
+  --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --log-level warn --access-log=false &
 pid=$!
 trap 'kill $pid $echo_pid 2>/dev/null' EXIT
 sleep 1
