@@ -528,6 +528,7 @@ impl ApiServer {
             return stream_response(futures_util::stream::iter(vec![line]).boxed());
         }
         let last_replayed = replay.last().map_or(from, |c| c.rv);
+        let plural = filter.plural;
         let f1 = filter.clone();
         let replayed =
             futures_util::stream::iter(replay).filter(move |c| std::future::ready(f1.accepts(c)));
@@ -540,11 +541,21 @@ impl ApiServer {
                 _ = epoch.changed() => {}
             }
         };
-        let events = replayed
-            .chain(live)
-            .map(|c| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object}))))
-            .take_until(ended)
-            .boxed();
+        // With allowWatchBookmarks, a BOOKMARK (only apiVersion, kind and resourceVersion, as
+        // the real server sends) tells the client how far the replay went.
+        let bookmark = query.get("allowWatchBookmarks").is_some_and(|b| b == "true").then(|| {
+            let (_, api, kind, _) = KINDS.iter().find(|k| k.0 == plural).unwrap();
+            Bytes::from(format!("{}\n", json!({"type": "BOOKMARK", "object": {"apiVersion": api, "kind": kind, "metadata": {"resourceVersion": last_replayed.to_string()}}})))
+        });
+        let events =
+            replayed
+                .map(|c| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object}))))
+                .chain(futures_util::stream::iter(bookmark))
+                .chain(live.map(|c| {
+                    Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object})))
+                }))
+                .take_until(ended)
+                .boxed();
         stream_response(events)
     }
 }
