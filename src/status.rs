@@ -209,6 +209,14 @@ fn addresses(
     }
 }
 
+fn object_of(ingress: &Ingress) -> ObjectRef {
+    ObjectRef {
+        kind: "Ingress",
+        namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
+        name: ingress.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
 fn current(ingress: &Ingress) -> Vec<IngressLoadBalancerIngress> {
     ingress
         .status
@@ -250,11 +258,7 @@ async fn reconcile(
 ) {
     let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.iter().cloned().collect();
     for ingress in stores.snapshot().ingresses {
-        let object = ObjectRef {
-            kind: "Ingress",
-            namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
-            name: ingress.metadata.name.clone().unwrap_or_default(),
-        };
+        let object = object_of(&ingress);
         let want: &[IngressLoadBalancerIngress] = if ours.contains(&object) {
             desired
         } else if written.contains(&object) {
@@ -333,11 +337,7 @@ pub async fn run(
             tracing::info!("no other replica took over: clearing Ingress status");
             let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.iter().cloned().collect();
             for ingress in stores.snapshot().ingresses {
-                let object = ObjectRef {
-                    kind: "Ingress",
-                    namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
-                    name: ingress.metadata.name.clone().unwrap_or_default(),
-                };
+                let object = object_of(&ingress);
                 if ours.contains(&object)
                     && !current(&ingress).is_empty()
                     && let Err(e) = write(&client, &ingress, &[]).await
