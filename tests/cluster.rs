@@ -14,17 +14,24 @@ fn class() -> &'static str {
     "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: vestibule}\nspec: {controller: vestibule.dev/ingress-controller}\n"
 }
 
-async fn cluster(extra: &[&str]) -> (ApiServer, tempfile::TempDir, Vestibule) {
+/// A fake API server holding our IngressClass, Service `web` (an echo backend) and Ingress
+/// `site` routing site.test to it.
+async fn seeded() -> ApiServer {
     let api = ApiServer::start().await;
     let web = backend("web").await;
-    let other = backend("other").await;
     api.apply(class());
     api.apply_all(&service_yaml("web", &[(web, None)]));
-    api.apply_all(&service_yaml("other", &[(other, None)]));
     api.apply(&ingress_yaml(
         "site",
         &[("site.test", "Prefix", "/", "web")],
     ));
+    api
+}
+
+async fn cluster(extra: &[&str]) -> (ApiServer, tempfile::TempDir, Vestibule) {
+    let api = seeded().await;
+    let other = backend("other").await;
+    api.apply_all(&service_yaml("other", &[(other, None)]));
     // Objects outside the watched kinds or filtered out must not matter.
     api.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: opaque, namespace: test}\ntype: Opaque\nstringData: {password: hunter2}\n");
     let dir = manifest_dir();
@@ -202,14 +209,7 @@ async fn until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_follows_the_published_service_and_skips_other_classes() {
-    let api = ApiServer::start().await;
-    let web = backend("web").await;
-    api.apply(class());
-    api.apply_all(&service_yaml("web", &[(web, None)]));
-    api.apply(&ingress_yaml(
-        "site",
-        &[("site.test", "Prefix", "/", "web")],
-    ));
+    let api = seeded().await;
     let theirs = ingress_yaml("theirs", &[("theirs.test", "Prefix", "/", "web")])
         .replace("ingressClassName: vestibule", "ingressClassName: nginx");
     api.apply(&theirs);
@@ -259,14 +259,7 @@ async fn status_follows_the_published_service_and_skips_other_classes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_writes_status_and_another_takes_over() {
-    let api = ApiServer::start().await;
-    let web = backend("web").await;
-    api.apply(class());
-    api.apply_all(&service_yaml("web", &[(web, None)]));
-    api.apply(&ingress_yaml(
-        "site",
-        &[("site.test", "Prefix", "/", "web")],
-    ));
+    let api = seeded().await;
     let dir = manifest_dir();
     let kubeconfig = api.kubeconfig(dir.path());
     let args = ["--publish-status-address", "203.0.113.10,lb.example.org"];

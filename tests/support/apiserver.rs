@@ -391,26 +391,14 @@ impl ApiServer {
                 );
             }
             (Write::Replace(o), Some(old)) => {
-                let sent = o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str()
-                {
-                    return status(
-                        StatusCode::CONFLICT,
-                        "Conflict",
-                        "the object has been modified; please apply your changes to the latest version",
-                    );
+                if let Some(conflict) = stale(&o, &old) {
+                    return conflict;
                 }
                 o
             }
             (Write::ReplaceStatus(o), Some(mut old)) => {
-                let sent = o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-                if sent.is_some() && sent.as_deref() != old["metadata"]["resourceVersion"].as_str()
-                {
-                    return status(
-                        StatusCode::CONFLICT,
-                        "Conflict",
-                        "the object has been modified; please apply your changes to the latest version",
-                    );
+                if let Some(conflict) = stale(&o, &old) {
+                    return conflict;
                 }
                 // The status subresource ignores the spec.
                 old["status"] = o["status"].clone();
@@ -629,6 +617,19 @@ impl Filter {
     fn accepts(&self, c: &Change) -> bool {
         c.plural == self.plural && self.matches(&c.object)
     }
+}
+
+/// 409 Conflict when a write names a resourceVersion other than the stored one.
+fn stale(sent: &Value, stored: &Value) -> Option<Response<UnsyncBoxBody<Bytes, Infallible>>> {
+    let version = |o: &Value| o["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+    let sent = version(sent)?;
+    (Some(sent) != version(stored)).then(|| {
+        status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version",
+        )
+    })
 }
 
 enum Write {
