@@ -146,7 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let (access_log, _flush_on_exit) = match config.access_log {
         Some(json) => {
-            let (log, guard) = AccessLog::stdout(json);
+            let (log, guard) = AccessLog::stdout(json).context("access log writer")?;
             (Some(log), Some(guard))
         }
         None => (None, None),

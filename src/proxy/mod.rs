@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod forward;
 pub mod handler;
+pub mod lines;
 pub mod observe;
 pub mod server;
 pub mod upstream;

@@ -1,8 +1,9 @@
 //! What is recorded once a response is done: the access-log line and the request metrics.
 //! Both happen when the response body ends (or the client goes away), off the request's path:
-//! the line goes to a background writer that drops lines rather than block.
+//! the line goes to a background writer ([`super::lines`]) that drops lines rather than block.
 
 use super::handler::ProxyBody;
+use super::lines::{FlushOnDrop, Lines};
 use crate::metrics::{Metrics, RequestLabels, status_class};
 use crate::model::{ObjectRef, Route, ServiceRef, Target};
 use bytes::Bytes;
@@ -23,19 +24,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where access-log lines go, and in which format.
 pub struct AccessLog {
-    writer: tracing_appender::non_blocking::NonBlocking,
+    lines: Lines,
     json: bool,
 }
 
 impl AccessLog {
     /// Lines to standard output through a background thread; keep the guard until exit so
     /// the last lines are flushed.
-    pub fn stdout(json: bool) -> (AccessLog, tracing_appender::non_blocking::WorkerGuard) {
-        // The writer thread drains every queued line before it flushes: under load one write
-        // call carries many lines.
-        let buffered = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-        let (writer, guard) = tracing_appender::non_blocking(buffered);
-        (AccessLog { writer, json }, guard)
+    pub fn stdout(json: bool) -> std::io::Result<(AccessLog, FlushOnDrop)> {
+        let (lines, guard) = Lines::spawn(std::io::stdout())?;
+        Ok((AccessLog { lines, json }, guard))
     }
 }
 
@@ -183,8 +181,7 @@ fn record(exchange: &Exchange, bytes_out: u64) {
             line.write_text(&mut text)
         };
         text.push(b'\n');
-        // A full buffer drops the line (the writer is lossy), it never waits.
-        let _ = log.writer.clone().write_all(&text);
+        log.lines.append(&text);
     }
 }
 
