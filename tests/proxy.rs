@@ -247,6 +247,107 @@ async fn connect_failures_retry_another_endpoint_and_round_robin_spreads() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one", "two"]);
 }
 
+/// How a hand-written pod treats its keep-alive connections.
+#[derive(Clone, Copy)]
+enum PodConnections {
+    /// Answers every request on a connection.
+    Keep,
+    /// Answers one request, then closes the connection this much later (a short keep-alive
+    /// timeout, announced nowhere).
+    CloseAfter(Duration),
+    /// Answers one request with `Connection: close`.
+    CloseNow,
+}
+
+/// A pod whose answer names its connection and request (`conn 0 req 1`), and how many
+/// connections it accepted.
+async fn counting_pod(mode: PodConnections) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let conn = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                for req in 0.. {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let body = format!("conn {conn} req {req}");
+                    let connection = match mode {
+                        PodConnections::CloseNow => "close",
+                        _ => "keep-alive",
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    match mode {
+                        PodConnections::Keep => continue,
+                        PodConnections::CloseAfter(after) => tokio::time::sleep(after).await,
+                        PodConnections::CloseNow => {}
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_until_the_pod_closes_them() {
+    let pods = [
+        ("keeping", PodConnections::Keep),
+        (
+            "lingering",
+            PodConnections::CloseAfter(Duration::from_millis(20)),
+        ),
+        ("closing", PodConnections::CloseNow),
+    ];
+    let mut services = Vec::new();
+    let mut rules = Vec::new();
+    let mut accepted = Vec::new();
+    for (name, mode) in pods {
+        let (addr, count) = counting_pod(mode).await;
+        services.push(service_yaml(name, &[(addr, None)]));
+        rules.push((format!("{name}.test"), name));
+        accepted.push(count);
+    }
+    let dir = manifest_dir();
+    write_atomic(dir.path(), "s.yaml", &services.join("---\n"));
+    let rules: Vec<(&str, &str, &str, &str)> = rules
+        .iter()
+        .map(|(host, name)| (host.as_str(), "Prefix", "/", *name))
+        .collect();
+    write_atomic(dir.path(), "i.yaml", &ingress_yaml("pods", &rules));
+    let v = Vestibule::start(dir.path(), &[]);
+    for i in 0..5 {
+        for (host, expected) in [
+            ("keeping.test", format!("conn 0 req {i}")),
+            ("lingering.test", format!("conn {i} req 0")),
+            ("closing.test", format!("conn {i} req 0")),
+        ] {
+            let a = get(v.http, host, "/").await;
+            assert_eq!(a.status, StatusCode::OK, "{host} request {i}: {}", a.text);
+            assert_eq!(a.text, expected, "{host} request {i}");
+        }
+        // Long enough for the lingering pod to have closed its connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted: Vec<usize> = accepted.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(accepted, [1, 5, 5]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_is_tunnelled_both_ways() {
     let (_dir, v) = blue_green(&[]).await;

@@ -4,7 +4,7 @@
 use super::balance::Ejections;
 use super::forward::{self, ClientSide};
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
-use super::upstream::{self, RequestBody, UpstreamClient};
+use super::upstream::{RequestBody, UpstreamError, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
@@ -108,7 +108,7 @@ pub struct Settings {
 /// Forwards requests along the published table.
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: UpstreamClient,
+    upstreams: Arc<Upstreams>,
     ejections: Ejections,
     settings: Settings,
     observers: Arc<Observers>,
@@ -121,7 +121,7 @@ impl Proxy {
     pub fn new(shared: Arc<Shared>, settings: Settings, observers: Arc<Observers>) -> Self {
         Proxy {
             shared,
-            client: upstream::client(
+            upstreams: Upstreams::new(
                 settings.timeouts.connect,
                 observers.metrics.upstream_connect_duration.clone(),
             ),
@@ -284,11 +284,11 @@ impl Proxy {
         facts.request_id = Some(forward::request_headers(&mut headers, &side, upgrade));
         crate::telemetry::propagate(&span, &mut headers);
         headers.entry(header::HOST).or_insert_with(|| host.clone());
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        // Pods get the origin form (`/path?query`), whatever form the client used.
+        let origin_form = match parts.uri.path_and_query() {
+            Some(p) => Uri::from(p.clone()),
+            None => Uri::from_static("/"),
+        };
         let body = RequestBody::new(body, bytes_in);
         let metrics = &self.observers.metrics;
 
@@ -310,19 +310,16 @@ impl Proxy {
             } else {
                 headers.take()
             };
-            let uri: Uri = format!("http://{target}{path_and_query}")
-                .parse()
-                .map_err(|e| ProxyError::Upstream(format!("bad upstream URI: {e}")))?;
             let mut upstream_req = Request::new(attempt_body);
             *upstream_req.method_mut() = parts.method.clone();
-            *upstream_req.uri_mut() = uri;
+            *upstream_req.uri_mut() = origin_form.clone();
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
 
             let sent_at = Instant::now();
             let sent = tokio::time::timeout(
                 self.settings.timeouts.response_headers,
-                self.client.request(upstream_req),
+                self.upstreams.send(&target, upstream_req),
             )
             .await;
             let mut response = match sent {
@@ -333,21 +330,21 @@ impl Proxy {
                         .inc();
                     return Err(ProxyError::Timeout);
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(UpstreamError::Connect(e))) => {
                     metrics
                         .upstream_errors
                         .get_or_create(&ReasonLabels { reason: "connect" })
                         .inc();
-                    tracing::warn!(upstream = %target, error = %error_chain(&e), "connect failed; ejecting the endpoint for a few seconds");
+                    tracing::warn!(upstream = %target, error = %e, "connect failed; ejecting the endpoint for a few seconds");
                     self.ejections.eject(&target);
-                    last_error = format!("{target}: {}", error_chain(&e));
+                    last_error = format!("{target}: {e}");
                     tried.push(target);
                     if headers.is_none() {
                         break;
                     }
                     continue;
                 }
-                Ok(Err(e)) => {
+                Ok(Err(UpstreamError::Exchange(e))) => {
                     metrics
                         .upstream_errors
                         .get_or_create(&ReasonLabels {
@@ -380,20 +377,13 @@ impl Proxy {
 }
 
 /// `reset` when the upstream connection broke, `protocol` for anything else it did wrong.
-fn failure_reason(e: &hyper_util::client::legacy::Error) -> &'static str {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
-        {
-            return "reset";
-        }
-        if s.downcast_ref::<std::io::Error>().is_some() {
-            return "reset";
-        }
-        source = s.source();
+fn failure_reason(e: &hyper::Error) -> &'static str {
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() || io {
+        "reset"
+    } else {
+        "protocol"
     }
-    "protocol"
 }
 
 impl Proxy {

@@ -1,75 +1,254 @@
-//! The pooled client towards pods: keep-alive connections per endpoint, connect and
-//! response-header timeouts, and a request body that survives a failed connect so the
+//! The connections towards pods: a keep-alive pool per endpoint over hyper's HTTP/1.1 client
+//! connections, the connect timeout, and a request body that survives a failed connect so the
 //! request can be retried on another endpoint.
+//!
+//! The pool is ours rather than hyper-util's legacy client because a proxy already knows the
+//! endpoint for each request: no URI to build and parse, no pool key to hash from it, and a
+//! connection goes back to the pool the moment its response body ends.
 
+use crate::model::Target;
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::histogram::Histogram;
-use std::future::Future;
+use rustc_hash::FxHashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
+/// At most this many idle connections are kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
-/// The shared upstream client.
-pub type UpstreamClient = Client<TimedConnector, RequestBody>;
-
-/// One client for all endpoints; the pool is keyed by endpoint address, so connections
-/// survive table publishes as long as the endpoint stays.
-pub fn client(connect_timeout: Duration, connect_duration: Histogram) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let connector = TimedConnector {
-        inner: http,
-        connect_duration,
-    };
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(1024)
-        .http1_max_buf_size(crate::proxy::server::MAX_BUF)
-        .set_host(false)
-        .build(connector)
+/// Why a request got no response from an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made: the request was not sent, another endpoint may be tried.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The request was sent (or partly sent) and the exchange failed.
+    #[error(transparent)]
+    Exchange(hyper::Error),
 }
 
-/// The TCP connector, timing each connect for the metrics.
-#[derive(Clone)]
-pub struct TimedConnector {
-    inner: HttpConnector,
+/// Idle keep-alive connections per endpoint. Connections survive table publishes for as long
+/// as their endpoint is used.
+pub struct Upstreams {
+    idle: Mutex<FxHashMap<Target, Vec<Idle>>>,
+    connect_timeout: Duration,
     connect_duration: Histogram,
 }
 
-impl tower::Service<Uri> for TimedConnector {
-    type Response = <HttpConnector as tower::Service<Uri>>::Response;
-    type Error = <HttpConnector as tower::Service<Uri>>::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl Upstreams {
+    /// A pool, with a task (on the current runtime) that closes connections idle for too long.
+    pub fn new(connect_timeout: Duration, connect_duration: Histogram) -> Arc<Upstreams> {
+        let pool = Arc::new(Upstreams {
+            idle: Mutex::new(FxHashMap::default()),
+            connect_timeout,
+            connect_duration,
+        });
+        tokio::spawn(sweep(Arc::downgrade(&pool)));
+        pool
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let histogram = self.connect_duration.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let connected = connecting.await;
-            histogram.observe(started.elapsed().as_secs_f64());
-            connected
-        })
+    /// Sends `req` (origin-form URI, Host set) to `target` on a pooled or new connection. The
+    /// response body returns the connection to the pool when it ends.
+    pub async fn send(
+        self: &Arc<Self>,
+        target: &Target,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        // A pooled connection may have been closed by the pod since; the request then comes
+        // back unsent and goes out on the next one, or on a new connection.
+        while let Some(mut sender) = self.checkout(target) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.pooled(response, target, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Exchange(e.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect(target).await?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        Ok(self.pooled(response, target, sender))
+    }
+
+    fn pooled(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        target: &Target,
+        sender: http1::SendRequest<RequestBody>,
+    ) -> Response<PooledBody> {
+        // After `101 Switching Protocols` the connection belongs to the tunnel.
+        let home = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| (Arc::downgrade(self), target.clone(), sender));
+        response.map(|inner| PooledBody { inner, home })
+    }
+
+    fn checkout(&self, target: &Target) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(target)?;
+        let now = Instant::now();
+        // Newest first: the warmest connection, and the least likely to be timed out by the pod.
+        while let Some(conn) = list.pop() {
+            if !conn.sender.is_closed() && now.duration_since(conn.since) < POOL_IDLE {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, target: Target, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let list = idle.entry(target).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(
+        &self,
+        target: &Target,
+    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+        let started = Instant::now();
+        let connecting = async {
+            match target {
+                Target::Ip(addr) => TcpStream::connect(addr).await,
+                Target::Dns { host, port } => TcpStream::connect((&**host, *port)).await,
+            }
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, connecting).await;
+        self.connect_duration
+            .observe(started.elapsed().as_secs_f64());
+        let stream = match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
+            Err(_) => {
+                return Err(UpstreamError::Connect(format!(
+                    "timed out after {:?}",
+                    self.connect_timeout
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(crate::proxy::server::MAX_BUF)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(upstream = %target, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Drops connections idle for longer than [`POOL_IDLE`], and endpoints with none left.
+    fn sweep_idle(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        idle.retain(|_, list| {
+            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE);
+            !list.is_empty()
+        });
+    }
+}
+
+async fn sweep(pool: Weak<Upstreams>) {
+    let mut every = tokio::time::interval(POOL_IDLE / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.sweep_idle(),
+            None => return,
+        }
+    }
+}
+
+/// A response body from a pooled connection; when it ends, the connection is idle again.
+pub struct PooledBody {
+    inner: Incoming,
+    home: Option<(Weak<Upstreams>, Target, http1::SendRequest<RequestBody>)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((pool, target, sender)) = self.home.take()
+            && let Some(pool) = pool.upgrade()
+        {
+            pool.checkin(target, sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(None) => self.release(),
+            // A failed body leaves the connection unusable: drop it.
+            Poll::Ready(Some(Err(_))) => self.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // Empty bodies (HEAD, 204, 304) are never polled.
+        if self.inner.is_end_stream() {
+            self.release();
+        }
     }
 }
 
