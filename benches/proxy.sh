@@ -6,6 +6,9 @@
 #
 #   benches/proxy.sh                                  # default scenarios, one round
 #   benches/proxy.sh --rounds 4 --scenarios h1-keepalive,h2c --targets nginx,vestibule
+#   VESTIBULE_BENCH_ACCESS_LOG=true benches/proxy.sh   # the default configuration, access log on
+#
+# The anchors run without access logs, so by default Vestibule does too: same work for all.
 #
 # Needs (Debian): nginx haproxy wrk nghttp2-client curl openssl python3.
 set -euo pipefail
@@ -81,5 +84,5 @@ PY
 
 "$repo/target/release/vestibule" validate "$manifests" >&2
 exec "$harness" \
-  --proxy-cmd "$repo/target/release/vestibule --manifests $manifests --http-addr 127.0.0.1:18090 --https-addr 127.0.0.1:18490 --admin-addr 127.0.0.1:18099 --log-level warn" \
+  --proxy-cmd "$repo/target/release/vestibule --manifests $manifests --http-addr 127.0.0.1:18090 --https-addr 127.0.0.1:18490 --admin-addr 127.0.0.1:18099 --log-level warn --access-log ${VESTIBULE_BENCH_ACCESS_LOG:-false}" \
   --proxy-port 18090 --proxy-tls-port 18490 --proxy-name vestibule "$@"
