@@ -168,7 +168,10 @@ impl Proxy {
             status = tracing::field::Empty,
         );
         crate::telemetry::continue_trace(&span, req.headers());
-        let forwarding = self.forward(req, client, listener, tls, &mut facts, bytes_in.clone());
+        // Boxed: hyper moves the request future around (and into a task per HTTP/2 stream);
+        // a small one is cheaper to move.
+        let forwarding =
+            Box::pin(self.forward(req, client, listener, tls, &mut facts, bytes_in.clone()));
         // Entering a span on every poll costs even when nothing listens; skip it then.
         let forwarded = if span.is_disabled() {
             forwarding.await

@@ -84,7 +84,8 @@ impl Upstreams {
                 },
             }
         }
-        let mut sender = self.connect(target).await?;
+        // Boxed: connecting (with name resolution) is rare and would bloat every request.
+        let mut sender = Box::pin(self.connect(target)).await?;
         let response = sender
             .send_request(req)
             .await
