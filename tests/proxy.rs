@@ -257,6 +257,9 @@ enum PodConnections {
     CloseAfter(Duration),
     /// Answers one request with `Connection: close`.
     CloseNow,
+    /// Answers the first request, then reads the second and closes without answering: a
+    /// keep-alive timeout that fired just as the request arrived.
+    DropSecond,
 }
 
 /// A pod whose answer names its connection and request (`conn 0 req 1`), and how many
@@ -279,6 +282,9 @@ async fn counting_pod(mode: PodConnections) -> (SocketAddr, Arc<AtomicUsize>) {
                             Ok(k) => head.extend_from_slice(&buf[..k]),
                         }
                     }
+                    if matches!(mode, PodConnections::DropSecond) && req == 1 {
+                        return;
+                    }
                     let body = format!("conn {conn} req {req}");
                     let connection = match mode {
                         PodConnections::CloseNow => "close",
@@ -292,7 +298,7 @@ async fn counting_pod(mode: PodConnections) -> (SocketAddr, Arc<AtomicUsize>) {
                         return;
                     }
                     match mode {
-                        PodConnections::Keep => continue,
+                        PodConnections::Keep | PodConnections::DropSecond => continue,
                         PodConnections::CloseAfter(after) => tokio::time::sleep(after).await,
                         PodConnections::CloseNow => {}
                     }
@@ -346,6 +352,38 @@ async fn connections_are_reused_until_the_pod_closes_them() {
     }
     let accepted: Vec<usize> = accepted.iter().map(|c| c.load(Ordering::SeqCst)).collect();
     assert_eq!(accepted, [1, 5, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_on_an_idle_connection_is_resent_only_when_safe() {
+    let (pod, accepted) = counting_pod(PodConnections::DropSecond).await;
+    let dir = manifest_dir();
+    write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    let post = || {
+        Request::post(format!("http://{}/", v.http))
+            .header("host", "pod.test")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap()
+    };
+    assert_eq!(get(v.http, "pod.test", "/").await.text, "conn 0 req 0");
+    // Idle long enough to be suspect: the GET is sent again on a new connection.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = get(v.http, "pod.test", "/").await;
+    assert_eq!(
+        (a.status, a.text.as_str()),
+        (StatusCode::OK, "conn 1 req 0")
+    );
+    // A POST with a body is never sent twice: the client learns it failed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = send(v.http, post()).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

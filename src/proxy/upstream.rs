@@ -26,6 +26,9 @@ use tokio::net::TcpStream;
 const POOL_IDLE: Duration = Duration::from_secs(90);
 /// At most this many idle connections are kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+/// A connection idle for this long may be closed by the pod as a request arrives (keep-alive
+/// timeouts are seconds long); shorter idle times are not worth a copy of the request.
+const SUSPECT_IDLE: Duration = Duration::from_secs(1);
 
 /// Why a request got no response from an endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +75,28 @@ impl Upstreams {
     ) -> Result<Response<PooledBody>, UpstreamError> {
         // A pooled connection may have been closed by the pod since; the request then comes
         // back unsent and goes out on the next one, or on a new connection.
-        while let Some(mut sender) = self.checkout(target) {
+        while let Some((mut sender, idle_for)) = self.checkout(target) {
             if sender.ready().await.is_err() {
                 continue;
             }
+            // The pod may close a connection that sat idle (its keep-alive timeout) just as our
+            // request reaches it; the request is then lost without an answer. A bodiless
+            // idempotent request is safe to send again, on a new connection.
+            let replay = if idle_for >= SUSPECT_IDLE {
+                replayable(&req)
+            } else {
+                None
+            };
             match sender.try_send_request(req).await {
                 Ok(response) => return Ok(self.pooled(response, target, sender)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Exchange(e.into_error())),
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(unsent), _) => req = unsent,
+                    (None, Some(copy)) if e.error().is_incomplete_message() => {
+                        tracing::debug!(upstream = %target, "an idle connection was closed under the request; sending it again on a new one");
+                        req = copy;
+                        break;
+                    }
+                    (None, _) => return Err(UpstreamError::Exchange(e.into_error())),
                 },
             }
         }
@@ -105,14 +121,16 @@ impl Upstreams {
         response.map(|inner| PooledBody { inner, home })
     }
 
-    fn checkout(&self, target: &Target) -> Option<http1::SendRequest<RequestBody>> {
+    /// An open idle connection to `target`, and how long it was idle.
+    fn checkout(&self, target: &Target) -> Option<(http1::SendRequest<RequestBody>, Duration)> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(target)?;
         let now = Instant::now();
         // Newest first: the warmest connection, and the least likely to be timed out by the pod.
         while let Some(conn) = list.pop() {
-            if !conn.sender.is_closed() && now.duration_since(conn.since) < POOL_IDLE {
-                return Some(conn.sender);
+            let idle_for = now.duration_since(conn.since);
+            if !conn.sender.is_closed() && idle_for < POOL_IDLE {
+                return Some((conn.sender, idle_for));
             }
         }
         None
@@ -186,6 +204,19 @@ impl Upstreams {
             !list.is_empty()
         });
     }
+}
+
+/// A copy of `req` to send again if it has no body and repeating it is harmless.
+fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(req.body().again()?);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 async fn sweep(pool: Weak<Upstreams>) {
