@@ -260,6 +260,8 @@ enum PodConnections {
     /// Answers the first request, then reads the second and closes without answering: a
     /// keep-alive timeout that fired just as the request arrived.
     DropSecond,
+    /// Answers as soon as it has the request head, then reads whatever body follows.
+    AnswerEarly,
 }
 
 /// A pod whose answer names its connection and request (`conn 0 req 1`), and how many
@@ -286,6 +288,16 @@ async fn counting_pod(mode: PodConnections) -> (SocketAddr, Arc<AtomicUsize>) {
                         return;
                     }
                     let body = format!("conn {conn} req {req}");
+                    if matches!(mode, PodConnections::AnswerEarly) {
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_ok() {
+                            while matches!(stream.read(&mut buf).await, Ok(k) if k > 0) {}
+                        }
+                        return;
+                    }
                     let connection = match mode {
                         PodConnections::CloseNow => "close",
                         _ => "keep-alive",
@@ -299,6 +311,7 @@ async fn counting_pod(mode: PodConnections) -> (SocketAddr, Arc<AtomicUsize>) {
                     }
                     match mode {
                         PodConnections::Keep | PodConnections::DropSecond => continue,
+                        PodConnections::AnswerEarly => unreachable!("answered above"),
                         PodConnections::CloseAfter(after) => tokio::time::sleep(after).await,
                         PodConnections::CloseNow => {}
                     }
@@ -384,6 +397,47 @@ async fn a_request_lost_on_an_idle_connection_is_resent_only_when_safe() {
     let a = send(v.http, post()).await;
     assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_uploading_does_not_hold_up_the_next_request() {
+    let (pod, accepted) = counting_pod(PodConnections::AnswerEarly).await;
+    let dir = manifest_dir();
+    write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    // An upload that stalls after its first chunk; the pod answers before reading it.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"first chunk"))))
+        .await
+        .unwrap();
+    let upload = Request::post(format!("http://{}/", v.http))
+        .header("host", "pod.test")
+        .body(StreamBody::new(tokio_stream_of(rx)))
+        .unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let early = tokio::time::timeout(SOON, client.request(upload))
+        .await
+        .expect("the early answer arrives")
+        .unwrap();
+    assert_eq!(read(early).await.text, "conn 0 req 0");
+    let a = tokio::time::timeout(SOON, get(v.http, "pod.test", "/"))
+        .await
+        .expect("the next request is not held up by the stalled upload");
+    assert_eq!(a.text, "conn 1 req 0");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    drop(tx);
+}
+
+/// A stream over a channel's receiver, for streamed request bodies.
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

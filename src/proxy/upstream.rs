@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 const POOL_IDLE: Duration = Duration::from_secs(90);
 /// At most this many idle connections are kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+/// How long a pooled connection may take to become ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(100);
 /// A connection idle for this long may be closed by the pod as a request arrives (keep-alive
 /// timeouts are seconds long); shorter idle times are not worth a copy of the request.
 const SUSPECT_IDLE: Duration = Duration::from_secs(1);
@@ -76,8 +78,13 @@ impl Upstreams {
         // A pooled connection may have been closed by the pod since; the request then comes
         // back unsent and goes out on the next one, or on a new connection.
         while let Some((mut sender, idle_for)) = self.checkout(target) {
-            if sender.ready().await.is_err() {
-                continue;
+            // Usually ready at once, or as soon as its task has run. One still sending an
+            // upload that the pod answered early is not worth waiting for.
+            if !sender.is_ready() {
+                match tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    _ => continue,
+                }
             }
             // The pod may close a connection that sat idle (its keep-alive timeout) just as our
             // request reaches it; the request is then lost without an answer. A bodiless
