@@ -2,7 +2,7 @@
 //! `X-Real-IP`, `X-Request-Id`, and the headers an `Upgrade` must keep.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 /// non-standard `Proxy-Connection` and `Keep-Alive`.
@@ -24,16 +24,31 @@ pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-po
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Facts about the client side of one request.
+/// Facts about one client connection, with the header values every request on it carries
+/// (made once per connection, not per request).
 #[derive(Debug, Clone)]
-pub struct ClientSide<'a> {
-    pub ip: IpAddr,
+pub struct ClientSide {
+    pub addr: SocketAddr,
     /// `http` or `https`.
     pub proto: &'static str,
-    /// The port the client connected to.
-    pub port: u16,
-    /// The host the client asked for, as sent.
-    pub host: &'a str,
+    /// The client's IP, for `X-Real-IP` and `X-Forwarded-For`.
+    ip: HeaderValue,
+    /// The port the client connected to, for `X-Forwarded-Port`.
+    port: HeaderValue,
+}
+
+impl ClientSide {
+    /// A client at `addr` that connected to our `port` over `proto`.
+    pub fn new(addr: SocketAddr, proto: &'static str, port: u16) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        ClientSide {
+            addr,
+            proto,
+            ip,
+            port: HeaderValue::from(port),
+        }
+    }
 }
 
 /// Whether the request asks to switch protocols (WebSocket and the like) over HTTP/1.1.
@@ -78,24 +93,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Rewrites a request's headers for the upstream and returns its request id (kept from the
-/// client when it sent one, otherwise new).
+/// client when it sent one, otherwise new). `host` is the host the client asked for, as sent.
 pub fn request_headers(
     headers: &mut HeaderMap,
-    client: &ClientSide<'_>,
+    client: &ClientSide,
+    host: &HeaderValue,
     upgrade: bool,
 ) -> HeaderValue {
     strip_hop_by_hop(headers, upgrade);
-    let ip = client.ip.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip.clone(),
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|prior| !prior.trim().is_empty());
+    let forwarded_for = match prior {
+        Some(prior) => {
+            let ip = client.ip.to_str().unwrap_or("-");
+            HeaderValue::from_str(&format!("{prior}, {ip}")).unwrap_or_else(|_| client.ip.clone())
+        }
+        None => client.ip.clone(),
     };
-    headers.remove(&X_FORWARDED_FOR);
-    set(headers, X_FORWARDED_FOR, &forwarded_for);
-    set(headers, X_REAL_IP, &ip);
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    headers.insert(X_REAL_IP, client.ip.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
-    set(headers, X_FORWARDED_HOST, client.host);
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(client.port));
+    headers.insert(X_FORWARDED_HOST, host.clone());
+    headers.insert(X_FORWARDED_PORT, client.port.clone());
     match headers.get(&X_REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
@@ -103,12 +124,6 @@ pub fn request_headers(
             headers.insert(X_REQUEST_ID, id.clone());
             id
         }
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
     }
 }
 
@@ -135,12 +150,11 @@ mod tests {
         h
     }
 
-    const CLIENT: ClientSide<'static> = ClientSide {
-        ip: IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)),
-        proto: "http",
-        port: 8080,
-        host: "shop.example:8080",
-    };
+    fn client() -> ClientSide {
+        ClientSide::new("192.0.2.7:50000".parse().unwrap(), "http", 8080)
+    }
+
+    const HOST: HeaderValue = HeaderValue::from_static("shop.example:8080");
 
     #[test]
     fn hop_by_hop_headers_go_and_forwarded_headers_come() {
@@ -155,7 +169,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("accept", "*/*"),
         ]);
-        let id = request_headers(&mut h, &CLIENT, false);
+        let id = request_headers(&mut h, &client(), &HOST, false);
         for gone in [
             "connection",
             "x-secret-hop",
@@ -187,7 +201,7 @@ mod tests {
             ("x-request-id", "abc"),
         ]);
         assert!(upgrade_requested(&h));
-        let id = request_headers(&mut h, &CLIENT, true);
+        let id = request_headers(&mut h, &client(), &HOST, true);
         assert_eq!(id, "abc");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

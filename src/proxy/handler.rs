@@ -19,7 +19,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -146,8 +145,7 @@ impl Proxy {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
-        listener: Listener,
+        client: &ClientSide,
         tls: Option<&TlsConnection>,
     ) -> Response<ObservedBody> {
         let started = Instant::now();
@@ -170,8 +168,7 @@ impl Proxy {
         crate::telemetry::continue_trace(&span, req.headers());
         // Boxed: hyper moves the request future around (and into a task per HTTP/2 stream);
         // a small one is cheaper to move.
-        let forwarding =
-            Box::pin(self.forward(req, client, listener, tls, &mut facts, bytes_in.clone()));
+        let forwarding = Box::pin(self.forward(req, client, tls, &mut facts, bytes_in.clone()));
         // Entering a span on every poll costs even when nothing listens; skip it then.
         let forwarded = if span.is_disabled() {
             forwarding.await
@@ -204,7 +201,7 @@ impl Proxy {
         }
         let exchange = Exchange {
             started,
-            client,
+            client: client.addr,
             method,
             host,
             uri,
@@ -220,8 +217,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
-        listener: Listener,
+        client: &ClientSide,
         tls: Option<&TlsConnection>,
         facts: &mut Facts,
         bytes_in: Option<Arc<AtomicU64>>,
@@ -278,13 +274,12 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        let side = ClientSide {
-            ip: client.ip(),
-            proto: listener.proto,
-            port: listener.port,
-            host: host_text,
-        };
-        facts.request_id = Some(forward::request_headers(&mut headers, &side, upgrade));
+        facts.request_id = Some(forward::request_headers(
+            &mut headers,
+            client,
+            &host,
+            upgrade,
+        ));
         crate::telemetry::propagate(&span, &mut headers);
         headers.entry(header::HOST).or_insert_with(|| host.clone());
         // Pods get the origin form (`/path?query`), whatever form the client used.

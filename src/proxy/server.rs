@@ -2,6 +2,7 @@
 //! with prior knowledge on plain ports, ALPN on TLS) with hyper-util's auto builder, and
 //! drain gracefully on shutdown.
 
+use super::forward::ClientSide;
 use super::handler::{Listener, Proxy};
 use crate::metrics::ListenerLabels;
 use crate::tls::TlsConnection;
@@ -119,10 +120,12 @@ fn connection<I>(
         })
         .clone();
     open.inc();
+    let side = Arc::new(ClientSide::new(client, info.proto, info.port));
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let tls = tls.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client, info, tls.as_deref()).await) }
+        let side = side.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, &side, tls.as_deref()).await) }
     });
     let conn = builder
         .serve_connection_with_upgrades(io, service)
