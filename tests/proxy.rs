@@ -441,6 +441,30 @@ fn tokio_stream_of<T: Send + 'static>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_name_services_are_reached_by_their_dns_name() {
+    let pod = backend("outside").await;
+    let dir = manifest_dir();
+    write_atomic(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: outside, namespace: test}}\nspec:\n  type: ExternalName\n  externalName: localhost.\n  ports: [{{name: http, port: {}}}]\n",
+            pod.port()
+        ),
+    );
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml("outside", &[("outside.test", "Prefix", "/", "outside")]),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    let a = get(v.http, "outside.test", "/x").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.backend(), "outside");
+    assert_eq!(a.json()["headers"]["host"], "outside.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_is_tunnelled_both_ways() {
     let (_dir, v) = blue_green(&[]).await;
     let stream = tokio::net::TcpStream::connect(v.http).await.unwrap();
