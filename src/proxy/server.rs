@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +45,16 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What every connection of one listener shares.
+#[derive(Clone)]
+struct Listening {
+    builder: auto::Builder<TokioExecutor>,
+    proxy: Arc<Proxy>,
+    info: Listener,
+    /// The listener's open-connections gauge, looked up once rather than per connection.
+    open: Gauge,
+}
+
 /// Serves `listener` until `stop` turns true, then lets open requests finish for up to `grace`.
 /// With `tls`, every connection is a TLS connection.
 pub async fn serve(
@@ -54,8 +65,20 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let builder = builder();
     let graceful = GracefulShutdown::new();
+    let open = proxy
+        .metrics()
+        .client_connections
+        .get_or_create(&ListenerLabels {
+            protocol: info.proto,
+        })
+        .clone();
+    let on = Listening {
+        builder: builder(),
+        proxy,
+        info,
+        open,
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -69,13 +92,12 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
                 let watcher = graceful.watcher();
                 match &tls {
-                    None => connection(builder.clone(), TokioIo::new(stream), proxy, client, info, None, watcher),
+                    None => connection(on.clone(), TokioIo::new(stream), client, None, watcher),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
-                        let builder = builder.clone();
+                        let on = on.clone();
                         tokio::spawn(async move {
                             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(s)) => s,
@@ -83,9 +105,9 @@ pub async fn serve(
                                 Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
                             };
                             let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                            let cert = proxy.shared().peek().certs.resolve(sni.as_deref()).cloned();
+                            let cert = on.proxy.shared().peek().certs.resolve(sni.as_deref()).cloned();
                             let conn = Arc::new(TlsConnection { sni, cert });
-                            connection(builder, TokioIo::new(stream), proxy, client, info, Some(conn), watcher);
+                            connection(on, TokioIo::new(stream), client, Some(conn), watcher);
                         });
                     }
                 }
@@ -102,23 +124,20 @@ pub async fn serve(
 
 /// Serves one client connection on its own task.
 fn connection<I>(
-    builder: auto::Builder<TokioExecutor>,
+    on: Listening,
     io: I,
-    proxy: Arc<Proxy>,
     client: SocketAddr,
-    info: Listener,
     tls: Option<Arc<TlsConnection>>,
     watcher: Watcher,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let open = proxy
-        .metrics()
-        .client_connections
-        .get_or_create(&ListenerLabels {
-            protocol: info.proto,
-        })
-        .clone();
+    let Listening {
+        builder,
+        proxy,
+        info,
+        open,
+    } = on;
     open.inc();
     let side = Arc::new(ClientSide::new(client, info.proto, info.port));
     let service = service_fn(move |req| {
