@@ -247,6 +247,19 @@ async fn connect_failures_retry_another_endpoint_and_round_robin_spreads() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one", "two"]);
 }
 
+/// Vestibule routing `pod.test` to the Service `pod` defined by `services` (YAML).
+fn pod_test(services: &str) -> (tempfile::TempDir, Vestibule) {
+    let dir = manifest_dir();
+    write_atomic(dir.path(), "s.yaml", services);
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
+    );
+    let v = Vestibule::start(dir.path(), &[]);
+    (dir, v)
+}
+
 /// How a hand-written pod treats its keep-alive connections.
 #[derive(Clone, Copy)]
 enum PodConnections {
@@ -370,14 +383,7 @@ async fn connections_are_reused_until_the_pod_closes_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_lost_on_an_idle_connection_is_resent_only_when_safe() {
     let (pod, accepted) = counting_pod(PodConnections::DropSecond).await;
-    let dir = manifest_dir();
-    write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
-    write_atomic(
-        dir.path(),
-        "i.yaml",
-        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
-    );
-    let v = Vestibule::start(dir.path(), &[]);
+    let (_dir, v) = pod_test(&service_yaml("pod", &[(pod, None)]));
     let post = || {
         Request::post(format!("http://{}/", v.http))
             .header("host", "pod.test")
@@ -402,14 +408,7 @@ async fn a_request_lost_on_an_idle_connection_is_resent_only_when_safe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_still_uploading_does_not_hold_up_the_next_request() {
     let (pod, accepted) = counting_pod(PodConnections::AnswerEarly).await;
-    let dir = manifest_dir();
-    write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
-    write_atomic(
-        dir.path(),
-        "i.yaml",
-        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
-    );
-    let v = Vestibule::start(dir.path(), &[]);
+    let (_dir, v) = pod_test(&service_yaml("pod", &[(pod, None)]));
     // An upload that stalls after its first chunk; the pod answers before reading it.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
     tx.send(Ok(Frame::data(Bytes::from_static(b"first chunk"))))
@@ -443,25 +442,14 @@ fn tokio_stream_of<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_name_services_are_reached_by_their_dns_name() {
     let pod = backend("outside").await;
-    let dir = manifest_dir();
-    write_atomic(
-        dir.path(),
-        "s.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: outside, namespace: test}}\nspec:\n  type: ExternalName\n  externalName: localhost.\n  ports: [{{name: http, port: {}}}]\n",
-            pod.port()
-        ),
-    );
-    write_atomic(
-        dir.path(),
-        "i.yaml",
-        &ingress_yaml("outside", &[("outside.test", "Prefix", "/", "outside")]),
-    );
-    let v = Vestibule::start(dir.path(), &[]);
-    let a = get(v.http, "outside.test", "/x").await;
+    let (_dir, v) = pod_test(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: pod, namespace: test}}\nspec:\n  type: ExternalName\n  externalName: localhost.\n  ports: [{{name: http, port: {}}}]\n",
+        pod.port()
+    ));
+    let a = get(v.http, "pod.test", "/x").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.backend(), "outside");
-    assert_eq!(a.json()["headers"]["host"], "outside.test");
+    assert_eq!(a.json()["headers"]["host"], "pod.test");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
