@@ -4,8 +4,9 @@
 use crate::config::Config;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
-use crate::proxy::handler::{Listener, Settings};
+use crate::proxy::handler::Settings;
 use crate::proxy::observe::{AccessLog, Observers};
+use crate::proxy::server::Listener;
 use crate::proxy::{Proxy, server};
 use crate::source::files::{self, ManifestDir};
 use crate::state::Shared;

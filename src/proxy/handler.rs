@@ -86,14 +86,6 @@ fn full(text: &'static str) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// The listener a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct Listener {
-    /// `http` or `https`.
-    pub proto: &'static str,
-    pub port: u16,
-}
-
 /// What the proxy needs from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

@@ -3,7 +3,7 @@
 //! drain gracefully on shutdown.
 
 use super::forward::ClientSide;
-use super::handler::{Listener, Proxy};
+use super::handler::Proxy;
 use crate::metrics::ListenerLabels;
 use crate::tls::TlsConnection;
 use hyper::rt::{Read, Write};
@@ -43,6 +43,14 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
+}
+
+/// A listening socket, as requests see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub port: u16,
 }
 
 /// What every connection of one listener shares.
