@@ -6,9 +6,9 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
 use crate::proxy::handler::Settings;
 use crate::proxy::observe::{AccessLog, Observers};
-use crate::proxy::server::Listener;
+use crate::proxy::server::{Limits, Listener};
 use crate::proxy::{Proxy, server};
-use crate::source::files::{self, ManifestDir};
+use crate::source::files::{self, ManifestDir, ParseError};
 use crate::state::Shared;
 use crate::tls::certs::{self, CertCache, CertEntry};
 use anyhow::Context;
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// Resolves on SIGTERM or SIGINT.
@@ -59,7 +59,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Some(dir) => {
             // Watch before the first read, so a change made while reading is not missed.
             let (watcher, changes) = files::watch(&dir).context("watching --manifests")?;
-            let mut manifests = ManifestDir::default();
+            let mut manifests = ManifestDir::settling_for(config.debounce);
             reloader
                 .reload_files(&mut manifests, &dir, &shared)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;
@@ -67,10 +67,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let debounce = config.debounce;
             tokio::spawn(async move {
                 let _keep_watching = watcher;
-                on_changes(changes, debounce, move || {
-                    if let Err(e) = reloader.reload_files(&mut manifests, &dir, &shared) {
-                        reloader.metrics.reloads.get_or_create(&ResultLabels { result: "error" }).inc();
-                        tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
+                let state = (reloader, manifests, dir, shared);
+                on_changes(changes, debounce, state, |(reloader, manifests, dir, shared)| {
+                    match reloader.reload_files(manifests, dir, shared) {
+                        Ok(look_again) => look_again,
+                        Err(e) => {
+                            reloader.metrics.reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                            tracing::error!(error = %e, "cannot read --manifests; the last table keeps serving");
+                            None
+                        }
                     }
                 })
                 .await
@@ -117,14 +122,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
             let events = crate::source::kube::EventSink::new(client);
             let snapshot = stores.snapshot();
-            events.emit(&snapshot, reloader.publish(&shared, &snapshot, None));
+            events.emit(
+                &snapshot,
+                reloader.publish(&shared, &snapshot, None, Vec::new()),
+            );
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
-                on_changes(changes, debounce, move || {
-                    let snapshot = stores.snapshot();
-                    events.emit(&snapshot, reloader.publish(&shared, &snapshot, None));
-                })
+                let state = (reloader, stores, events, shared);
+                on_changes(
+                    changes,
+                    debounce,
+                    state,
+                    |(reloader, stores, events, shared)| {
+                        let snapshot = stores.snapshot();
+                        events.emit(
+                            &snapshot,
+                            reloader.publish(shared, &snapshot, None, Vec::new()),
+                        );
+                        None
+                    },
+                )
                 .await;
                 reflectors.iter().for_each(JoinHandle::abort);
             })
@@ -138,6 +156,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let settings = Settings {
         timeouts: config.upstream,
+        tunnel_idle: config.upstream.read,
         https_redirect_port: config.tls.redirect_port,
         hsts: config
             .tls
@@ -167,13 +186,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         proto: "https",
         port: https.local_addr()?.port(),
     };
+    let limits = Limits {
+        timeouts: config.client,
+        slots: Arc::new(Semaphore::new(connection_cap(
+            config.max_client_connections,
+        ))),
+        grace: config.shutdown_grace,
+    };
     let http_task = tokio::spawn(server::serve(
         http,
         proxy.clone(),
         plain,
         None,
         stop_rx.clone(),
-        config.shutdown_grace,
+        limits.clone(),
     ));
     let https_task = tokio::spawn(server::serve(
         https,
@@ -181,12 +207,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         secure,
         Some(tls_config.into()),
         stop_rx,
-        config.shutdown_grace,
+        limits,
     ));
 
     shutdown.await;
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no longer ready, draining connections");
     shared.start_draining();
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?config.shutdown_delay, "shutting down: no longer ready; still accepting until endpoints and load balancers let go");
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(http_task, https_task);
     source_task.abort();
@@ -208,16 +238,78 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
-/// Calls `rebuild` after each burst of changes, once the source has been quiet for `debounce`.
-async fn on_changes(
+/// Calls `rebuild` (on a blocking thread, never on the threads serving requests) once the
+/// source has been quiet for `debounce` after a change, or at the latest after ten times that
+/// (at least a second) of steady changes. `rebuild` may ask to be called again after a while
+/// even without a change (a file that is still being written).
+async fn on_changes<S: Send + 'static>(
     mut changes: mpsc::Receiver<()>,
     debounce: Duration,
-    mut rebuild: impl FnMut(),
+    mut state: S,
+    rebuild: fn(&mut S) -> Option<Duration>,
 ) {
-    while changes.recv().await.is_some() {
-        tokio::time::sleep(debounce).await;
-        while changes.try_recv().is_ok() {}
-        rebuild();
+    let longest = (debounce * 10).max(Duration::from_secs(1));
+    let mut look_again: Option<Duration> = None;
+    loop {
+        let woken = match look_again {
+            None => changes.recv().await.is_some(),
+            Some(after) => tokio::select! {
+                more = changes.recv() => more.is_some(),
+                _ = tokio::time::sleep(after) => true,
+            },
+        };
+        if !woken {
+            return;
+        }
+        let latest = tokio::time::Instant::now() + longest;
+        loop {
+            tokio::select! {
+                more = changes.recv() => if more.is_none() { return },
+                _ = tokio::time::sleep(debounce) => break,
+                _ = tokio::time::sleep_until(latest) => break,
+            }
+        }
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            let again = rebuild(&mut state);
+            (state, again)
+        })
+        .await;
+        match rebuilt {
+            Ok((s, again)) => {
+                state = s;
+                look_again = again;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the rebuild failed; changes are no longer followed");
+                return;
+            }
+        }
+    }
+}
+
+/// `wanted`, lowered to what the open-files limit allows: two descriptors a connection (the
+/// client's and the pod's) and some to spare for listeners, logs and the API server.
+fn connection_cap(wanted: usize) -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        });
+    match soft {
+        Some(soft) if soft.saturating_sub(64) / 2 < wanted => {
+            let cap = (soft.saturating_sub(64) / 2).max(1);
+            tracing::warn!(
+                wanted,
+                cap,
+                open_files_limit = soft,
+                "--max-client-connections lowered to fit the open-files limit"
+            );
+            cap
+        }
+        _ => wanted,
     }
 }
 
@@ -250,13 +342,15 @@ impl Reloader {
         })
     }
 
-    /// Reads the manifest directory again and publishes what it holds.
+    /// Reads the manifest directory again and publishes what it holds. Returns when to read
+    /// again without a change, if a file looked half-written.
     fn reload_files(
         &mut self,
         manifests: &mut ManifestDir,
         dir: &Path,
         shared: &Shared,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Option<Duration>> {
+        let started = Instant::now();
         let outcome = manifests.reload(dir)?;
         for e in &outcome.errors {
             tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
@@ -264,8 +358,18 @@ impl Reloader {
         for f in &outcome.kept_last_good {
             tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
         }
-        self.publish(shared, &manifests.snapshot(), Some(&manifests.origins()));
-        Ok(())
+        let merged = manifests.merged();
+        let mut file_problems: Vec<Diagnostic> =
+            outcome.errors.iter().map(ParseError::diagnostic).collect();
+        file_problems.extend(merged.duplicates.iter().map(ParseError::diagnostic));
+        self.publish_since(
+            started,
+            shared,
+            &merged.snapshot,
+            Some(&merged.origins),
+            file_problems,
+        );
+        Ok(outcome.look_again)
     }
 
     /// Builds from `snapshot`, publishes, and logs what changed in the diagnostics (with the
@@ -275,9 +379,22 @@ impl Reloader {
         shared: &Shared,
         snapshot: &Snapshot,
         origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
+        extra: Vec<Diagnostic>,
     ) -> Vec<Diagnostic> {
-        let started = Instant::now();
+        self.publish_since(Instant::now(), shared, snapshot, origins, extra)
+    }
+
+    /// [`Reloader::publish`], timing the reload from `started` (reading included).
+    fn publish_since(
+        &mut self,
+        started: Instant,
+        shared: &Shared,
+        snapshot: &Snapshot,
+        origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
+        extra: Vec<Diagnostic>,
+    ) -> Vec<Diagnostic> {
         let mut built = build(snapshot, &self.config.options);
+        built.diagnostics.extend(extra);
         let default = self.default_certificate(snapshot, &mut built.diagnostics);
         let (certs, tls_diagnostics) =
             certs::build_store(&self.provider, &built.tls, default, &mut self.certs);

@@ -2,6 +2,7 @@
 //! validated into the typed settings the rest of the program uses.
 
 use crate::model::{Options, ServiceRef};
+use crate::proxy::conn::ClientTimeouts;
 use crate::tls::MinVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -171,6 +172,32 @@ pub struct RunArgs {
     /// How long an upstream may take to send response headers before the client gets 504.
     #[arg(long, env = "VESTIBULE_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub upstream_response_timeout: Duration,
+    /// How long an upstream may pause between two pieces of a response body before the
+    /// response is cut off (nginx's `proxy_read_timeout`); also how long an upgraded
+    /// connection (WebSocket) may carry nothing either way.
+    #[arg(long, env = "VESTIBULE_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upstream_read_timeout: Duration,
+    /// How long a new client connection may take to send its first request's headers, TLS
+    /// handshake included (nginx's `client_header_timeout`).
+    #[arg(long, env = "VESTIBULE_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_header_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests (nginx's
+    /// `keepalive_timeout`).
+    #[arg(long, env = "VESTIBULE_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+    /// How long a client may take none of a response it is being sent before its connection
+    /// is closed (nginx's `send_timeout`).
+    #[arg(long, env = "VESTIBULE_CLIENT_SEND_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_send_timeout: Duration,
+    /// Client connections served at once over all listeners; more are closed as soon as they
+    /// are accepted. Lowered at start to what the open-files limit allows (two descriptors a
+    /// connection: the client's and the pod's).
+    #[arg(
+        long,
+        env = "VESTIBULE_MAX_CLIENT_CONNECTIONS",
+        default_value_t = 16384
+    )]
+    pub max_client_connections: usize,
     /// Threads serving requests; default one per available CPU. With 1, everything runs on a
     /// single-threaded runtime, which is cheaper per request than a one-worker pool.
     #[arg(long, env = "VESTIBULE_WORKER_THREADS")]
@@ -178,6 +205,10 @@ pub struct RunArgs {
     /// How long in-flight requests may take to finish after SIGTERM (e.g. `30s`, `500ms`).
     #[arg(long, env = "VESTIBULE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 while the listeners still accept, so
+    /// endpoint controllers and load balancers stop sending before the listeners close.
+    #[arg(long, env = "VESTIBULE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
 }
 
 /// Settings of a running controller, after validation.
@@ -200,6 +231,9 @@ pub struct Config {
     /// Access-log lines on stdout, JSON when `Some(true)`.
     pub access_log: Option<bool>,
     pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
+    pub client: ClientTimeouts,
+    pub max_client_connections: usize,
 }
 
 /// TLS settings.
@@ -226,6 +260,8 @@ fn parse_namespaced(text: &str) -> Result<(String, String), String> {
 pub struct Timeouts {
     pub connect: Duration,
     pub response_headers: Duration,
+    /// Between two pieces of a response body.
+    pub read: Duration,
 }
 
 impl Default for Timeouts {
@@ -233,6 +269,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(5),
             response_headers: Duration::from_secs(60),
+            read: Duration::from_secs(60),
         }
     }
 }
@@ -282,6 +319,7 @@ impl RunArgs {
             upstream: Timeouts {
                 connect: self.upstream_connect_timeout,
                 response_headers: self.upstream_response_timeout,
+                read: self.upstream_read_timeout,
             },
             tls: TlsSettings {
                 default_certificate: self.default_ssl_certificate.clone(),
@@ -299,6 +337,13 @@ impl RunArgs {
                 .access_log
                 .then_some(self.log_format == LogFormat::Json),
             shutdown_grace: self.shutdown_grace,
+            shutdown_delay: self.shutdown_delay,
+            client: ClientTimeouts {
+                header: self.client_header_timeout,
+                idle: self.client_idle_timeout,
+                send: self.client_send_timeout,
+            },
+            max_client_connections: self.max_client_connections.max(1),
         })
     }
 }

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub upstream_header_duration: Histogram,
     pub upstream_errors: Family<ReasonLabels, Counter>,
     pub client_connections: Family<ListenerLabels, Gauge>,
+    pub client_connections_closed: Family<ReasonLabels, Counter>,
+    pub client_errors: Family<ReasonLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
     pub reload_duration: Histogram,
     pub last_reload_success: Gauge<f64, AtomicU64>,
@@ -145,6 +147,18 @@ impl Metrics {
             "client_connections",
             "Open client connections, by listener protocol",
             client_connections.clone(),
+        );
+        let client_connections_closed = Family::default();
+        registry.register(
+            "client_connections_closed",
+            "Client connections closed by Vestibule, by reason (header_timeout, idle_timeout, send_timeout, limit)",
+            client_connections_closed.clone(),
+        );
+        let client_errors = Family::default();
+        registry.register(
+            "client_errors",
+            "Requests refused for what the client sent, by reason (body, host)",
+            client_errors.clone(),
         );
         let reloads = Family::default();
         registry.register(
@@ -208,6 +222,8 @@ impl Metrics {
             upstream_header_duration,
             upstream_errors,
             client_connections,
+            client_connections_closed,
+            client_errors,
             reloads,
             reload_duration,
             last_reload_success,

@@ -1,8 +1,7 @@
 //! `vestibule validate PATH...`: the offline check users run in CI before `kubectl apply`.
 
-use crate::model::{Options, Snapshot, build};
+use crate::model::{Options, build};
 use crate::source::files;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +12,7 @@ pub fn validate(
     options: &Options,
     out: &mut impl Write,
 ) -> std::io::Result<usize> {
-    let mut snapshot = Snapshot::default();
-    let mut origins = BTreeMap::new();
+    let mut read: Vec<(PathBuf, Vec<crate::model::Object>)> = Vec::new();
     let mut problems = 0;
     for root in paths {
         let files = match files::manifest_files(root) {
@@ -39,17 +37,18 @@ pub fn validate(
                 writeln!(out, "{e}")?;
                 problems += 1;
             }
-            for o in parsed.objects {
-                origins
-                    .entry(o.object_ref())
-                    .or_insert_with(|| file.clone());
-                snapshot.push(o);
-            }
+            read.push((file, parsed.objects));
         }
     }
-    let built = build(&snapshot.sorted(), options);
+    let merged = files::merge(read.iter().map(|(p, o)| (p.as_path(), o.as_slice())));
+    for e in &merged.duplicates {
+        writeln!(out, "{e}")?;
+        problems += 1;
+    }
+    let built = build(&merged.snapshot, options);
     for d in &built.diagnostics {
-        let file = origins
+        let file = merged
+            .origins
             .get(&d.object)
             .map(PathBuf::as_path)
             .unwrap_or(Path::new("-"));

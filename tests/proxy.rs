@@ -544,7 +544,8 @@ async fn hot_reload_under_load_drops_nothing() {
             ],
         ),
     );
-    let v = Vestibule::start(dir.path(), &[]);
+    // A short quiet period, so each change (40 ms apart) is its own publish.
+    let v = Vestibule::start(dir.path(), &["--debounce", "10ms"]);
     let http = v.http;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -2,15 +2,15 @@
 //! turn every failure into its status code (400, 404, 502, 503, 504).
 
 use super::balance::Ejections;
-use super::forward::{self, ClientSide};
+use super::conn::Connection;
+use super::forward;
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
-use super::upstream::{RequestBody, UpstreamError, Upstreams};
+use super::upstream::{BoxError, ClientBodyError, RequestBody, UpstreamError, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
 use crate::model::host::RequestHost;
 use crate::state::Shared;
-use crate::tls::TlsConnection;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -18,20 +18,25 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tracing::Instrument;
 
 /// The body of every response the proxy writes.
-pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why a request was not answered by an upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("missing or malformed Host")]
     BadHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("the Host header and :authority name different hosts")]
+    AuthorityMismatch,
+    #[error("{0}")]
+    ClientBody(String),
     #[error("no route")]
     NoRoute,
     #[error("no ready endpoints: {0}")]
@@ -47,10 +52,22 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The label of a failure the client caused.
+    fn client_reason(&self) -> &'static str {
+        match self {
+            ProxyError::ClientBody(_) => "body",
+            ProxyError::DuplicateHost | ProxyError::AuthorityMismatch => "host",
+            _ => "other",
+        }
+    }
+
     /// The status code for this failure: the only place that decides one.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadHost => StatusCode::BAD_REQUEST,
+            ProxyError::BadHost
+            | ProxyError::DuplicateHost
+            | ProxyError::AuthorityMismatch
+            | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -63,12 +80,22 @@ impl ProxyError {
     pub fn response(&self) -> Response<ProxyBody> {
         let status = self.status();
         let text = match self {
-            ProxyError::BadHost => "bad request: missing or malformed Host\n",
-            ProxyError::NoRoute => "not found: no route for this host and path\n",
-            ProxyError::NoEndpoints(_) => "service unavailable: no ready endpoints\n",
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => "bad gateway: upstream failed\n",
-            ProxyError::Timeout => "gateway timeout: upstream did not answer in time\n",
-            ProxyError::Misdirected => "misdirected request: open a connection for this host\n",
+            ProxyError::BadHost => "bad request: missing or malformed Host\n".into(),
+            ProxyError::DuplicateHost => "bad request: more than one Host header\n".into(),
+            ProxyError::AuthorityMismatch => {
+                "bad request: Host and :authority name different hosts\n".into()
+            }
+            ProxyError::ClientBody(_) => "bad request: malformed request body\n".into(),
+            ProxyError::NoRoute => "not found: no route for this host and path\n".into(),
+            // Which Service and why is the operator's business, and no secret.
+            ProxyError::NoEndpoints(why) => format!("service unavailable: {why}\n").into(),
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => {
+                "bad gateway: upstream failed\n".into()
+            }
+            ProxyError::Timeout => "gateway timeout: upstream did not answer in time\n".into(),
+            ProxyError::Misdirected => {
+                "misdirected request: open a connection for this host\n".into()
+            }
         };
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
@@ -80,8 +107,12 @@ impl ProxyError {
     }
 }
 
-fn full(text: &'static str) -> ProxyBody {
-    Full::new(Bytes::from_static(text.as_bytes()))
+fn full(text: std::borrow::Cow<'static, str>) -> ProxyBody {
+    let bytes = match text {
+        std::borrow::Cow::Borrowed(t) => Bytes::from_static(t.as_bytes()),
+        std::borrow::Cow::Owned(t) => Bytes::from(t),
+    };
+    Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
 }
@@ -90,6 +121,8 @@ fn full(text: &'static str) -> ProxyBody {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub timeouts: Timeouts,
+    /// How long an upgraded connection may carry nothing either way.
+    pub tunnel_idle: std::time::Duration,
     /// The port clients use for https, for redirects from plain HTTP.
     pub https_redirect_port: u16,
     /// `Strict-Transport-Security` for responses over TLS.
@@ -114,6 +147,7 @@ impl Proxy {
             shared,
             upstreams: Upstreams::new(
                 settings.timeouts.connect,
+                settings.timeouts.read,
                 observers.metrics.upstream_connect_duration.clone(),
             ),
             ejections: Ejections::default(),
@@ -137,15 +171,20 @@ impl Proxy {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        client: &ClientSide,
-        tls: Option<&TlsConnection>,
+        conn: &Arc<Connection>,
     ) -> Response<ObservedBody> {
         let started = Instant::now();
+        let tls = conn.tls.as_ref();
         // Cheap to clone (an enum, reference-counted bytes), kept for the record.
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let host = req.headers().get(header::HOST).cloned();
+        // HTTP/2 names the host in `:authority` (the URI), HTTP/1.1 in Host.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| authority_value(&uri));
         let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         let mut facts = Facts::default();
         let span = tracing::debug_span!(
@@ -160,7 +199,7 @@ impl Proxy {
         crate::telemetry::continue_trace(&span, req.headers());
         // Boxed: hyper moves the request future around (and into a task per HTTP/2 stream);
         // a small one is cheaper to move.
-        let forwarding = Box::pin(self.forward(req, client, tls, &mut facts, bytes_in.clone()));
+        let forwarding = Box::pin(self.forward(req, conn, &mut facts, bytes_in.clone()));
         // Entering a span on every poll costs even when nothing listens; skip it then.
         let forwarded = if span.is_disabled() {
             forwarding.await
@@ -175,6 +214,18 @@ impl Proxy {
                 match &e {
                     ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
                         tracing::warn!(%method, path = uri.path(), status, error = %e, "request failed")
+                    }
+                    ProxyError::ClientBody(_)
+                    | ProxyError::DuplicateHost
+                    | ProxyError::AuthorityMismatch => {
+                        self.observers
+                            .metrics
+                            .client_errors
+                            .get_or_create(&ReasonLabels {
+                                reason: e.client_reason(),
+                            })
+                            .inc();
+                        tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
                     }
                     _ => {
                         tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
@@ -193,7 +244,7 @@ impl Proxy {
         }
         let exchange = Exchange {
             started,
-            client: client.addr,
+            client: conn.side.addr,
             method,
             host,
             uri,
@@ -209,20 +260,14 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        client: &ClientSide,
-        tls: Option<&TlsConnection>,
+        conn: &Arc<Connection>,
         facts: &mut Facts,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        // HTTP/2 carries the host in `:authority`; HTTP/1.1 in the Host header.
-        let host = match req.headers().get(header::HOST) {
-            Some(h) => h.clone(),
-            None => req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .ok_or(ProxyError::BadHost)?,
-        };
+        let tls = conn.tls.as_ref();
+        let host = request_host(&req)?;
+        // The pod sees the host that routed the request, whatever form the client used.
+        req.headers_mut().insert(header::HOST, host.clone());
         let host_text = host.to_str().map_err(|_| ProxyError::BadHost)?;
         let normalised = RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
         if let Some(tls) = tls
@@ -264,16 +309,16 @@ impl Proxy {
         let upgrade =
             req.version() == Version::HTTP_11 && forward::upgrade_requested(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let websocket = upgrade && forward::upgrade_is_websocket(req.headers());
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         facts.request_id = Some(forward::request_headers(
             &mut headers,
-            client,
+            &conn.side,
             &host,
             upgrade,
         ));
         crate::telemetry::propagate(&span, &mut headers);
-        headers.entry(header::HOST).or_insert_with(|| host.clone());
         // Pods get the origin form (`/path?query`), whatever form the client used.
         let origin_form = match parts.uri.path_and_query() {
             Some(p) => Uri::from(p.clone()),
@@ -335,6 +380,9 @@ impl Proxy {
                     continue;
                 }
                 Ok(Err(UpstreamError::Exchange(e))) => {
+                    if let Some(client_fault) = client_body_error(&e) {
+                        return Err(ProxyError::ClientBody(client_fault));
+                    }
                     metrics
                         .upstream_errors
                         .get_or_create(&ReasonLabels {
@@ -355,15 +403,61 @@ impl Proxy {
             match client_upgrade {
                 Some(client_upgrade) if switching => {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    tokio::spawn(tunnel(client_upgrade, upstream_upgrade, target));
+                    tokio::spawn(super::tunnel::run(
+                        client_upgrade,
+                        upstream_upgrade,
+                        target,
+                        websocket,
+                        self.settings.tunnel_idle,
+                        conn.clone(),
+                    ));
                     forward::strip_hop_by_hop(response.headers_mut(), true);
                 }
                 _ => forward::strip_hop_by_hop(response.headers_mut(), false),
             }
-            return Ok(response.map(|b| b.boxed_unsync()));
+            return Ok(response.map(|b| b.map_err(BoxError::from).boxed_unsync()));
         }
         Err(ProxyError::Connect(last_error))
     }
+}
+
+/// The host a request is for, checked: one Host header at most (RFC 9112 §3.2), over HTTP/2
+/// no Host that contradicts `:authority` (RFC 9113 §8.3.1), and for an absolute-form target
+/// the target's authority, whatever Host says (RFC 9112 §3.2.2).
+fn request_host(req: &Request<Incoming>) -> Result<HeaderValue, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::DuplicateHost);
+    }
+    let Some(authority) = authority_value(req.uri()) else {
+        return host.cloned().ok_or(ProxyError::BadHost);
+    };
+    if req.version() == Version::HTTP_2
+        && let Some(host) = host
+        && !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
+    {
+        return Err(ProxyError::AuthorityMismatch);
+    }
+    Ok(authority)
+}
+
+/// The authority of an absolute-form or HTTP/2 request target, as a header value.
+fn authority_value(uri: &Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// The client's body error behind a failed exchange, if that is what failed it.
+fn client_body_error(e: &hyper::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<ClientBodyError>() {
+            return Some(s.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// `reset` when the upstream connection broke, `protocol` for anything else it did wrong.
@@ -386,7 +480,7 @@ impl Proxy {
             443 => format!("https://{name}{path}"),
             port => format!("https://{name}:{port}{path}"),
         };
-        let mut response = Response::new(full("redirecting to https\n"));
+        let mut response = Response::new(full("redirecting to https\n".into()));
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
         if let Ok(value) = HeaderValue::from_str(&location) {
             response.headers_mut().insert(header::LOCATION, value);
@@ -400,26 +494,6 @@ fn without_port(host: &str) -> &str {
     match host.rfind(':') {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,
-    }
-}
-
-/// Copies bytes both ways between an upgraded client connection and its upstream.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    target: Target,
-) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(upstream = %target, error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(upstream = %target, error = %e, "upgraded connection ended");
     }
 }
 

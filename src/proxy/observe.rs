@@ -4,6 +4,7 @@
 
 use super::handler::ProxyBody;
 use super::lines::{FlushOnDrop, Lines};
+use super::upstream::BoxError;
 use crate::metrics::{Metrics, RequestLabels, status_class};
 use crate::model::{ObjectRef, Route, ServiceRef, Target};
 use bytes::Bytes;
@@ -91,12 +92,12 @@ impl ObservedBody {
 
 impl Body for ObservedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

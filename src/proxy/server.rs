@@ -1,40 +1,51 @@
-//! Listeners: accept connections, terminate TLS when asked, serve HTTP/1.1 and HTTP/2 (h2c
-//! with prior knowledge on plain ports, ALPN on TLS) with hyper-util's auto builder, and
+//! Listeners: accept connections (at most `--max-client-connections` at once), terminate TLS
+//! when asked, serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge on plain ports, ALPN on
+//! TLS) with hyper-util's auto builder, close connections that break the client timeouts, and
 //! drain gracefully on shutdown.
 
+use super::conn::{ClientBody, ClientTimeouts, Connection, Phase, Verdict, first_look};
 use super::forward::ClientSide;
 use super::handler::Proxy;
-use crate::metrics::ListenerLabels;
+use crate::metrics::{ListenerLabels, ReasonLabels};
 use crate::tls::TlsConnection;
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to send request headers, and how long an idle keep-alive
-/// connection is kept before that.
-pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest buffer per connection, which is also the largest request head accepted (431
 /// beyond it). Small enough that streamed bodies move in chunks the allocator recycles.
 pub const MAX_BUF: usize = 64 * 1024;
-/// How long a TLS handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a connection is told to close, how long it may take to say goodbye (finish the
+/// response in flight, send GOAWAY) before it is cut.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// After the grace period, how long tunnels get to send their close frames.
+const CLOSE_FRAMES: Duration = Duration::from_secs(1);
 
-fn builder() -> auto::Builder<TokioExecutor> {
+/// How the listeners treat clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeouts: ClientTimeouts,
+    /// Connections served at once, over all listeners; more are closed as soon as accepted.
+    pub slots: Arc<Semaphore>,
+    /// How long open connections get to finish after shutdown begins.
+    pub grace: Duration,
+}
+
+fn builder(timeouts: &ClientTimeouts) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_HEADER_TIMEOUT)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_BUF)
         .keep_alive(true);
     builder
@@ -59,21 +70,25 @@ struct Listening {
     builder: auto::Builder<TokioExecutor>,
     proxy: Arc<Proxy>,
     info: Listener,
+    limits: Limits,
     /// The listener's open-connections gauge, looked up once rather than per connection.
     open: Gauge,
+    phase: watch::Receiver<Phase>,
+    drain: mpsc::Sender<()>,
 }
 
-/// Serves `listener` until `stop` turns true, then lets open requests finish for up to `grace`.
-/// With `tls`, every connection is a TLS connection.
+/// Serves `listener` until `stop` turns true, then lets open connections finish for up to
+/// the grace period. With `tls`, every connection is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     info: Listener,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    limits: Limits,
 ) {
-    let graceful = GracefulShutdown::new();
+    let (phase_tx, phase) = watch::channel(Phase::Serving);
+    let (drain, mut drained) = mpsc::channel::<()>(1);
     let open = proxy
         .metrics()
         .client_connections
@@ -82,86 +97,207 @@ pub async fn serve(
         })
         .clone();
     let on = Listening {
-        builder: builder(),
+        builder: builder(&limits.timeouts),
         proxy,
         info,
+        limits: limits.clone(),
         open,
+        phase,
+        drain,
     };
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a little rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let watcher = graceful.watcher();
-                match &tls {
-                    None => connection(on.clone(), TokioIo::new(stream), client, None, watcher),
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let on = on.clone();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => return tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                                Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
-                            };
-                            let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                            let cert = on.proxy.shared().peek().certs.resolve(sni.as_deref()).cloned();
-                            let conn = Arc::new(TlsConnection { sni, cert });
-                            connection(on, TokioIo::new(stream), client, Some(conn), watcher);
-                        });
-                    }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    backoff.reset();
+                    accept(&on, stream, client, tls.as_ref());
                 }
-            }
+                // Out of file descriptors and the like: back off rather than spin.
+                Err(e) => tokio::time::sleep(backoff.failed(&e)).await,
+            },
             _ = async { stop.wait_for(|stop| *stop).await.is_ok() } => break,
         }
     }
     drop(listener);
+    let Listening { drain, .. } = on;
+    drop(drain);
+    let _ = phase_tx.send(Phase::Draining);
+    let all_closed = async { while drained.recv().await.is_some() {} };
+    tokio::pin!(all_closed);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(port = info.port, "all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(port = info.port, "shutdown grace ran out; closing the remaining connections"),
+        _ = &mut all_closed => return tracing::info!(port = info.port, "all connections closed"),
+        _ = tokio::time::sleep(limits.grace) => tracing::warn!(port = info.port, "shutdown grace ran out; closing the remaining connections"),
+    }
+    let _ = phase_tx.send(Phase::Closing);
+    let _ = tokio::time::timeout(CLOSE_FRAMES, all_closed).await;
+}
+
+/// Exponential pause after failed accepts (10 ms doubling to 1 s), with one warning per
+/// streak instead of one per failure.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(error = %e, "accept failed; backing off until accepting works again");
+        }
+        self.failures = self.failures.saturating_add(1);
+        Duration::from_millis(10u64 << self.failures.min(7).saturating_sub(1))
+            .min(Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
     }
 }
 
-/// Serves one client connection on its own task.
-fn connection<I>(
-    on: Listening,
-    io: I,
-    client: SocketAddr,
-    tls: Option<Arc<TlsConnection>>,
-    watcher: Watcher,
-) where
+/// Takes one accepted connection: a slot under the cap, the TLS handshake, then HTTP.
+fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&TlsAcceptor>) {
+    let accepted = Instant::now();
+    let Ok(slot) = on.limits.slots.clone().try_acquire_owned() else {
+        refuse_over_limit(on, client);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let on = on.clone();
+    let tls = tls.cloned();
+    tokio::spawn(async move {
+        let side = ClientSide::new(client, on.info.proto, on.info.port);
+        let conn = |tls| {
+            Arc::new(Connection::new(
+                side,
+                tls,
+                accepted,
+                on.phase.clone(),
+                on.drain.clone(),
+                slot,
+                on.open.clone(),
+            ))
+        };
+        match tls {
+            None => {
+                let conn = conn(None);
+                serve_connection(on, TokioIo::new(stream), conn).await;
+            }
+            Some(acceptor) => {
+                // The handshake counts against the header timeout: a client that opens a
+                // connection and says nothing is closed alike whatever listener it chose.
+                let handshake =
+                    tokio::time::timeout(on.limits.timeouts.header, acceptor.accept(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(%client, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        closed(&on, "header_timeout");
+                        return tracing::debug!(%client, "TLS handshake timed out");
+                    }
+                };
+                let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                let cert = on
+                    .proxy
+                    .shared()
+                    .peek()
+                    .certs
+                    .resolve(sni.as_deref())
+                    .cloned();
+                let conn = conn(Some(TlsConnection { sni, cert }));
+                serve_connection(on, TokioIo::new(stream), conn).await;
+            }
+        }
+    });
+}
+
+fn refuse_over_limit(on: &Listening, client: SocketAddr) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+    closed(on, "limit");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // One line every ten seconds at most: a flood must not become a flood of log lines.
+    if now >= LAST_WARNED.load(Ordering::Relaxed) + 10 {
+        LAST_WARNED.store(now, Ordering::Relaxed);
+        tracing::warn!(%client, "--max-client-connections reached; closing new connections until some end");
+    }
+}
+
+fn closed(on: &Listening, reason: &'static str) {
+    on.proxy
+        .metrics()
+        .client_connections_closed
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// Serves one client connection until it ends, the client breaks a timeout, or the drain
+/// says so.
+async fn serve_connection<I>(on: Listening, io: I, conn: Arc<Connection>)
+where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let Listening {
-        builder,
-        proxy,
-        info,
-        open,
-    } = on;
-    open.inc();
-    let side = Arc::new(ClientSide::new(client, info.proto, info.port));
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        let tls = tls.clone();
-        let side = side.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, &side, tls.as_deref()).await) }
-    });
-    let conn = builder
+    let client = conn.side.addr;
+    let service = {
+        let proxy = on.proxy.clone();
+        let conn = conn.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            let conn = conn.clone();
+            conn.activity.request_started();
+            async move {
+                let response = proxy.handle(req, &conn).await;
+                Ok::<_, Infallible>(response.map(|body| ClientBody::new(body, conn)))
+            }
+        })
+    };
+    let http = on
+        .builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();
-    let conn = watcher.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%client, error = %e, "client connection ended with an error");
+    tokio::pin!(http);
+    let mut phase = conn.phase.clone();
+    let timeouts = on.limits.timeouts;
+    let mut check = tokio::time::Instant::now() + first_look(&timeouts);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = http.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%client, error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(check) => {
+                if closing {
+                    return tracing::debug!(%client, "client connection cut after its goodbye");
+                }
+                match conn.activity.verdict(&timeouts) {
+                    Verdict::Keep(wait) => check = tokio::time::Instant::now() + wait,
+                    Verdict::Close(reason) => {
+                        tracing::debug!(%client, reason, "closing a client connection");
+                        closed(&on, reason);
+                        http.as_mut().graceful_shutdown();
+                        closing = true;
+                        check = tokio::time::Instant::now() + CLOSE_LINGER;
+                    }
+                }
+            }
+            changed = phase.changed() => {
+                let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closing };
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining => http.as_mut().graceful_shutdown(),
+                    Phase::Closing => return,
+                }
+            }
         }
-        open.dec();
-    });
+    }
 }

@@ -15,6 +15,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::histogram::Histogram;
 use rustc_hash::FxHashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -32,6 +33,25 @@ const READY_WAIT: Duration = Duration::from_millis(100);
 /// timeouts are seconds long); shorter idle times are not worth a copy of the request.
 const SUSPECT_IDLE: Duration = Duration::from_secs(1);
 
+/// What any body the proxy moves can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a response body from a pod ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The pod sent nothing for the read timeout (nginx's `proxy_read_timeout`).
+    #[error("the pod sent no data for {0:?}")]
+    ReadTimeout(Duration),
+    #[error(transparent)]
+    Upstream(hyper::Error),
+}
+
+/// The client's request body failed (bad chunked framing, a reset): the client's fault,
+/// never the pod's.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the client's request body: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 /// Why a request got no response from an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -48,6 +68,7 @@ pub enum UpstreamError {
 pub struct Upstreams {
     idle: Mutex<FxHashMap<Target, Vec<Idle>>>,
     connect_timeout: Duration,
+    read_timeout: Duration,
     connect_duration: Histogram,
 }
 
@@ -58,10 +79,16 @@ struct Idle {
 
 impl Upstreams {
     /// A pool, with a task (on the current runtime) that closes connections idle for too long.
-    pub fn new(connect_timeout: Duration, connect_duration: Histogram) -> Arc<Upstreams> {
+    /// `read_timeout` bounds the pause between two pieces of a response body.
+    pub fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        connect_duration: Histogram,
+    ) -> Arc<Upstreams> {
         let pool = Arc::new(Upstreams {
             idle: Mutex::new(FxHashMap::default()),
             connect_timeout,
+            read_timeout,
             connect_duration,
         });
         tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -125,7 +152,14 @@ impl Upstreams {
         // After `101 Switching Protocols` the connection belongs to the tunnel.
         let home = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
             .then(|| (Arc::downgrade(self), target.clone(), sender));
-        response.map(|inner| PooledBody { inner, home })
+        let read_timeout = self.read_timeout;
+        response.map(|inner| PooledBody {
+            inner,
+            home,
+            read_timeout,
+            stall: None,
+            armed: false,
+        })
     }
 
     /// An open idle connection to `target`, and how long it was idle.
@@ -238,10 +272,16 @@ async fn sweep(pool: Weak<Upstreams>) {
     }
 }
 
-/// A response body from a pooled connection; when it ends, the connection is idle again.
+/// A response body from a pooled connection; when it ends, the connection is idle again. A
+/// pod that pauses longer than the read timeout ends it with an error (and the connection).
 pub struct PooledBody {
     inner: Incoming,
     home: Option<(Weak<Upstreams>, Target, http1::SendRequest<RequestBody>)>,
+    read_timeout: Duration,
+    /// Made at the first wait for the pod, reset at each later one.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `stall` runs for the current wait.
+    armed: bool,
 }
 
 impl PooledBody {
@@ -256,21 +296,23 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
             Poll::Ready(None) => self.release(),
             // A failed body leaves the connection unusable: drop it.
             Poll::Ready(Some(Err(_))) => self.home = None,
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => return self.wait_for_pod(cx),
         }
-        polled
+        self.armed = false;
+        polled.map(|frame| frame.map(|r| r.map_err(BodyError::Upstream)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -279,6 +321,40 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl PooledBody {
+    /// The pod has nothing for us yet: runs the read timeout for this wait.
+    fn wait_for_pod(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.read_timeout;
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        let stalled = self
+            .stall
+            .as_mut()
+            .is_some_and(|stall| stall.as_mut().poll(cx).is_ready());
+        match stalled {
+            true => {
+                let upstream = self
+                    .home
+                    .as_ref()
+                    .map(|h| h.1.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(upstream, timeout = ?self.read_timeout, "the pod stopped sending the response body; ending it");
+                self.home = None;
+                Poll::Ready(Some(Err(BodyError::ReadTimeout(self.read_timeout))))
+            }
+            false => Poll::Pending,
+        }
     }
 }
 
@@ -337,12 +413,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         if self.taken.is_none() {
             let Some(slot) = &self.slot else {
                 return Poll::Ready(None);
@@ -362,7 +438,7 @@ impl Body for RequestBody {
         {
             counted.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
-        polled
+        polled.map(|frame| frame.map(|r| r.map_err(ClientBodyError)))
     }
 
     fn is_end_stream(&self) -> bool {

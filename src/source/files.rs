@@ -1,7 +1,7 @@
 //! File mode (`--manifests DIR`) and `vestibule validate`: Kubernetes YAML or JSON read from
 //! files, watched for changes. A file that stops parsing keeps serving its last good objects.
 
-use crate::model::{Object, Snapshot};
+use crate::model::{Diagnostic, Object, ObjectRef, Snapshot};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -10,6 +10,15 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The largest manifest file read; Kubernetes itself stores no object over 1.5 MiB.
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+/// The largest document (one object, or one `kind: List`) within a file.
+pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
+/// The deepest nesting accepted. The YAML parser's time grows with the square of the depth,
+/// and no Kubernetes object nests beyond a few dozen levels.
+pub const MAX_DEPTH: usize = 100;
 
 /// A document that could not be read, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +27,23 @@ pub struct ParseError {
     /// 1-based line, when known.
     pub line: Option<usize>,
     pub reason: String,
+}
+
+impl ParseError {
+    /// The error as a diagnostic of the file (kind `File`), for `/debug/routes` and metrics.
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic {
+            object: ObjectRef {
+                kind: "File",
+                namespace: String::new(),
+                name: self.file.display().to_string(),
+            },
+            field: self
+                .line
+                .map_or_else(|| "-".to_owned(), |l| format!("line {l}")),
+            reason: self.reason.clone(),
+        }
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -58,6 +84,14 @@ const KINDS: &[(&str, &str)] = &[
 /// land in `default`, as `kubectl apply` would put them.
 pub fn parse(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
+    if text.len() > MAX_FILE_BYTES {
+        parsed.errors.push(ParseError {
+            file: file.to_owned(),
+            line: None,
+            reason: format!("larger than {} MiB; not read", MAX_FILE_BYTES >> 20),
+        });
+        return parsed;
+    }
     for (first_line, doc) in documents(text) {
         let error = |line: Option<usize>, reason: String| ParseError {
             file: file.to_owned(),
@@ -69,6 +103,19 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
                 .lines()
                 .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
+            continue;
+        }
+        if doc.len() > MAX_DOCUMENT_BYTES {
+            let reason = format!(
+                "document larger than {} MiB; not read",
+                MAX_DOCUMENT_BYTES >> 20
+            );
+            parsed.errors.push(error(Some(0), reason));
+            continue;
+        }
+        if let Some(line) = too_deep(doc, MAX_DEPTH) {
+            let reason = format!("nesting deeper than {MAX_DEPTH}; not read");
+            parsed.errors.push(error(Some(line), reason));
             continue;
         }
         let meta: TypeMeta = match serde_yaml_ng::from_str(doc) {
@@ -163,6 +210,76 @@ fn from_value(value: serde_yaml_ng::Value) -> Result<Option<Object>, String> {
     typed(&meta, &text).map_err(|(_, reason)| reason)
 }
 
+/// The 0-based line of `doc` where its nesting first exceeds `limit`, if it does. An estimate
+/// that never undercounts: block levels by indentation, `- ` entries that open a sequence on
+/// the same line, and flow brackets, skipping comments, quoted strings and block scalars.
+fn too_deep(doc: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    // Inside a block scalar (`|`, `>`), lines indented deeper than this are text.
+    let mut scalar_parent: Option<usize> = None;
+    for (n, line) in doc.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        if let Some(parent) = scalar_parent {
+            if content.is_empty() || indent > parent {
+                continue;
+            }
+            scalar_parent = None;
+        }
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if flow == 0 {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut rest = content;
+        let mut dashes = 0;
+        while flow == 0 && (rest.starts_with("- ") || rest == "-") {
+            dashes += 1;
+            rest = rest[1..].trim_start_matches(' ');
+        }
+        let mut deepest = flow;
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in rest.chars() {
+            match (quote, c) {
+                (Some('"'), '\\') if prev != '\\' => {}
+                (Some(q), c) if c == q && !(q == '"' && prev == '\\') => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if prev == ' ' => break,
+                (None, '"' | '\'') if matches!(prev, ' ' | '[' | '{' | ',' | ':') => {
+                    quote = Some(c)
+                }
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest = deepest.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = if prev == '\\' && c == '\\' { ' ' } else { c };
+        }
+        if indents.len() + dashes + deepest > limit {
+            return Some(n);
+        }
+        let trimmed = rest.trim_end();
+        let opens_scalar = trimmed.rsplit([' ', ':']).next().is_some_and(|t| {
+            t.starts_with(['|', '>']) && t[1..].chars().all(|c| matches!(c, '-' | '+' | '0'..='9'))
+        });
+        if flow == 0
+            && opens_scalar
+            && (trimmed.contains(": ") || trimmed.starts_with(['|', '>']) || dashes > 0)
+        {
+            scalar_parent = Some(indent + 2 * dashes);
+        }
+    }
+    None
+}
+
 /// Splits YAML text at `---` document markers, with the 0-based line each document starts at.
 /// Only a marker at column 0 counts, so PEM blocks (`-----BEGIN`) and indented text are safe.
 fn documents(text: &str) -> Vec<(usize, &str)> {
@@ -221,10 +338,13 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// The manifest directory as last read: per file, the objects it contributes. A file that
-/// stops parsing keeps contributing its last good objects.
+/// stops parsing keeps contributing its last good objects, and so does one that turned empty
+/// a moment ago (an editor that truncates before it writes).
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// How long a file must have been empty before its objects go.
+    settle: Duration,
 }
 
 /// The outcome of one [`ManifestDir::reload`].
@@ -233,9 +353,55 @@ pub struct Reload {
     pub errors: Vec<ParseError>,
     /// Files whose last good objects are kept because the current text does not parse.
     pub kept_last_good: Vec<PathBuf>,
+    /// Read again after this long, even without a change: a file turned empty too recently
+    /// to tell a deliberate emptying from a write in progress.
+    pub look_again: Option<Duration>,
+}
+
+/// Objects of several files as one snapshot.
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub snapshot: Snapshot,
+    /// Which file each object came from, for messages that point at the file.
+    pub origins: BTreeMap<ObjectRef, PathBuf>,
+    /// An object that a later file (in path order) defines again; that copy is ignored.
+    pub duplicates: Vec<ParseError>,
+}
+
+/// Merges files' objects; the first file (in the order given) that defines an object wins.
+pub fn merge<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [Object])>) -> Merged {
+    let mut merged = Merged::default();
+    for (path, objects) in files {
+        for o in objects {
+            let key = o.object_ref();
+            if let Some(first) = merged.origins.get(&key) {
+                merged.duplicates.push(ParseError {
+                    file: path.to_owned(),
+                    line: None,
+                    reason: format!(
+                        "{key} is already defined in {}; this copy is ignored",
+                        first.display()
+                    ),
+                });
+                continue;
+            }
+            merged.origins.insert(key, path.to_owned());
+            merged.snapshot.push(o.clone());
+        }
+    }
+    merged.snapshot = std::mem::take(&mut merged.snapshot).sorted();
+    merged
 }
 
 impl ManifestDir {
+    /// A directory whose files count as emptied only after `settle` without a change.
+    pub fn settling_for(settle: Duration) -> Self {
+        ManifestDir {
+            files: BTreeMap::new(),
+            settle,
+        }
+    }
+
     /// Reads every manifest under `root` again. A file with errors keeps its previous
     /// objects if it had any; at first sight it contributes the documents that did parse.
     pub fn reload(&mut self, root: &Path) -> std::io::Result<Reload> {
@@ -259,6 +425,16 @@ impl ManifestDir {
                     continue;
                 }
             };
+            if text.trim().is_empty()
+                && self.files.get(&path).is_some_and(|old| !old.is_empty())
+                && let Some(wait) = self.unsettled(&path)
+            {
+                outcome.look_again = Some(outcome.look_again.map_or(wait, |w| w.min(wait)));
+                if let Some(old) = self.files.remove(&path) {
+                    next.insert(path, old);
+                }
+                continue;
+            }
             let parsed = parse(&path, &text);
             if parsed.errors.is_empty() {
                 next.insert(path, parsed.objects);
@@ -279,26 +455,19 @@ impl ManifestDir {
         Ok(outcome)
     }
 
-    /// The snapshot of everything read, in stable order.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        for objects in self.files.values() {
-            for o in objects {
-                snapshot.push(o.clone());
-            }
-        }
-        snapshot.sorted()
+    /// How much longer `path` must stay as it is before its present text counts, if at all.
+    fn unsettled(&self, path: &Path) -> Option<Duration> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        let age = SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default();
+        // A little more than what is left, so the next look finds it settled.
+        (age < self.settle).then(|| self.settle - age + Duration::from_millis(10))
     }
 
-    /// Which file each object came from, for messages that point at the file.
-    pub fn origins(&self) -> BTreeMap<crate::model::ObjectRef, PathBuf> {
-        let mut map = BTreeMap::new();
-        for (path, objects) in &self.files {
-            for o in objects {
-                map.entry(o.object_ref()).or_insert_with(|| path.clone());
-            }
-        }
-        map
+    /// Everything read, as one snapshot, first file first where two define the same object.
+    pub fn merged(&self) -> Merged {
+        merge(self.files.iter().map(|(p, o)| (p.as_path(), o.as_slice())))
     }
 }
 
@@ -423,14 +592,14 @@ spec:
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let mut manifests = ManifestDir::default();
         assert!(manifests.reload(dir.path()).unwrap().errors.is_empty());
-        assert_eq!(manifests.snapshot().services.len(), 1);
+        assert_eq!(manifests.merged().snapshot.services.len(), 1);
         std::fs::write(&file, "apiVersion: v1\nkind: Service\nmetadata: [oops\n").unwrap();
         let outcome = manifests.reload(dir.path()).unwrap();
         assert_eq!(outcome.errors.len(), 1);
         assert_eq!(outcome.kept_last_good, std::slice::from_ref(&file));
-        assert_eq!(manifests.snapshot().services.len(), 1);
+        assert_eq!(manifests.merged().snapshot.services.len(), 1);
         std::fs::remove_file(&file).unwrap();
         manifests.reload(dir.path()).unwrap();
-        assert_eq!(manifests.snapshot().services.len(), 0);
+        assert_eq!(manifests.merged().snapshot.services.len(), 0);
     }
 }

@@ -101,7 +101,21 @@ impl Vestibule {
 
     /// Starts the binary with these arguments (besides ports and logging) and environment.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Vestibule {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        Self::start_via(Command::new(env!("CARGO_BIN_EXE_vestibule")), args, env)
+    }
+
+    /// Starts the binary with at most `nofile` open files (through util-linux's `prlimit`).
+    pub fn start_with_nofile(args: &[&str], nofile: u32) -> Vestibule {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_vestibule"));
+        Self::start_via(command, args, &[])
+    }
+
+    fn start_via(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Vestibule {
+        let mut child = command
             .envs(env.iter().copied())
             .args([
                 "--http-addr",
