@@ -83,6 +83,40 @@ spec: {ports: [{name: grpc, port: 9000}]}
 }
 
 #[test]
+fn validate_names_both_files_of_a_duplicate_and_refuses_deep_nesting() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{name: http, port: 80}]}\n";
+    std::fs::write(dir.path().join("a.yaml"), service).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), service).unwrap();
+    // 200 KB of nesting: refused before the YAML parser sees it.
+    let deep = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: deep}}\nspec: {{a: {}1{}}}\n",
+        "{a: ".repeat(40_000),
+        "}".repeat(40_000)
+    );
+    std::fs::write(dir.path().join("deep.yaml"), deep).unwrap();
+    let (code, out, _) = vestibule(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}:4: nesting deeper than 100; not read",
+            dir.path().join("deep.yaml").display()
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{}: Service shop/web is already defined in {}; this copy is ignored",
+            dir.path().join("b.yaml").display(),
+            dir.path().join("a.yaml").display()
+        )
+    );
+}
+
+#[test]
 fn bad_flags_exit_2_with_a_message() {
     let rows: &[(&[&str], &str)] = &[
         (

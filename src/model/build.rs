@@ -147,6 +147,12 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             redirect_to_https: false,
         }));
     }
+    for slice in &snapshot.endpoint_slices {
+        let me = ObjectRef::of("EndpointSlice", &slice.metadata);
+        for (field, reason) in super::endpoints::slice_problems(slice) {
+            builder.diagnose(&me, field, format!("{reason}; not used"));
+        }
+    }
     let mut built = builder.finish();
     built.ours = our_refs;
     built

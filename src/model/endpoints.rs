@@ -6,7 +6,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -294,8 +294,12 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
                 continue;
             };
             let target = match slice.address_type.as_str() {
-                "IPv4" | "IPv6" => match address.parse::<IpAddr>() {
-                    Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+                "IPv4" => match address.parse::<Ipv4Addr>() {
+                    Ok(ip) => Target::Ip(SocketAddr::new(IpAddr::V4(ip), port)),
+                    Err(_) => continue,
+                },
+                "IPv6" => match address.parse::<Ipv6Addr>() {
+                    Ok(ip) => Target::Ip(SocketAddr::new(IpAddr::V6(ip), port)),
                     Err(_) => continue,
                 },
                 "FQDN" if !address.is_empty() => Target::Dns {
@@ -344,4 +348,45 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
         all: found,
         targets,
     }
+}
+
+/// What the API server would refuse in an EndpointSlice (manifest files skip it): ports out
+/// of range and addresses that are not of the slice's `addressType`, as `(field, reason)`.
+/// Such ports and addresses are never used.
+pub fn slice_problems(slice: &EndpointSlice) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (i, port) in slice.ports.iter().flatten().enumerate() {
+        if let Some(p) = port.port
+            && !(1..=65535).contains(&p)
+        {
+            problems.push((
+                format!("ports[{i}].port"),
+                format!("{p} is not a port number (1-65535)"),
+            ));
+        }
+    }
+    let kind = slice.address_type.as_str();
+    if !matches!(kind, "IPv4" | "IPv6" | "FQDN") {
+        problems.push((
+            "addressType".to_owned(),
+            format!("{kind:?} is not IPv4, IPv6 or FQDN"),
+        ));
+        return problems;
+    }
+    for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+        for (j, address) in endpoint.addresses.iter().enumerate() {
+            let fits = match kind {
+                "IPv4" => address.parse::<Ipv4Addr>().is_ok(),
+                "IPv6" => address.parse::<Ipv6Addr>().is_ok(),
+                _ => !address.is_empty(),
+            };
+            if !fits {
+                problems.push((
+                    format!("endpoints[{i}].addresses[{j}]"),
+                    format!("{address:?} is not an {kind} address"),
+                ));
+            }
+        }
+    }
+    problems
 }

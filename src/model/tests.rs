@@ -827,6 +827,45 @@ fn selectorless_service_with_hand_made_slice_and_fqdn_slice() {
 }
 
 #[test]
+fn endpoint_slices_the_api_server_would_refuse_are_diagnosed_and_unused() {
+    // Kubernetes API validation (discovery/v1 EndpointSlice): ports 1-65535, addresses of the
+    // slice's addressType. Manifest files skip that validation, so the model does it.
+    for (port, address, problem) in [
+        (-1, "10.0.0.1", "EndpointSlice ns/s ports[0].port"),
+        (0, "10.0.0.1", "EndpointSlice ns/s ports[0].port"),
+        (65536, "10.0.0.1", "EndpointSlice ns/s ports[0].port"),
+        (70000, "10.0.0.1", "EndpointSlice ns/s ports[0].port"),
+        (
+            8080,
+            "999.999.999.999",
+            "EndpointSlice ns/s endpoints[0].addresses[0]",
+        ),
+        (
+            8080,
+            "localhost",
+            "EndpointSlice ns/s endpoints[0].addresses[0]",
+        ),
+        (8080, "::1", "EndpointSlice ns/s endpoints[0].addresses[0]"),
+    ] {
+        let snapshot = Snapshot::default()
+            .with(ingress("ns/i").host("h").prefix("/", "web", 80))
+            .with(service("ns/web").port("http", 80))
+            .with(slice("ns/s", "web").port("http", port).ready(address));
+        let built = build_all(snapshot);
+        assert_eq!(all_fields(&built), [problem], "{port} {address}");
+        assert!(targets(&built, "h").is_empty(), "{port} {address}");
+    }
+    // The good side of both rules.
+    let snapshot = Snapshot::default()
+        .with(ingress("ns/i").host("h").prefix("/", "web", 80))
+        .with(service("ns/web").port("http", 80))
+        .with(slice("ns/s", "web").port("http", 65535).ready("10.0.0.1"));
+    let built = build_all(snapshot);
+    assert!(all_fields(&built).is_empty());
+    assert_eq!(targets(&built, "h"), ["10.0.0.1:65535"]);
+}
+
+#[test]
 fn external_name_service_is_a_dns_upstream() {
     let snapshot = Snapshot::default()
         .with(
