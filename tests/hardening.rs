@@ -723,3 +723,38 @@ async fn a_deeply_nested_manifest_is_refused_quickly_and_traffic_does_not_wait()
     );
     assert!(text.contains("dashes.yaml"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_manifest_is_unpublished_and_503_says_which_service() {
+    let pod = backend("app").await;
+    let (dir, v) = app(&[pod], &[]);
+    assert_eq!(get(v.http, "app.test", "/").await.status, StatusCode::OK);
+    std::fs::remove_file(dir.path().join("services.yaml")).unwrap();
+    let a = v
+        .eventually("app.test", "/", Duration::from_secs(3), |a| {
+            a.status == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await;
+    assert!(a.text.contains("Service test/app not found"), "{}", a.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_names_the_host_of_http2_requests() {
+    let pod = backend("app").await;
+    let (_dir, v) = app(&[pod], &[]);
+    assert_eq!(
+        get_h2c(v.http, "app.test", "/h2").await.status,
+        StatusCode::OK
+    );
+    let started = Instant::now();
+    loop {
+        let lines = v.access_log();
+        if let Some(line) = lines.iter().find(|l| l.contains("/h2")) {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(json["host"], "app.test", "{line}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

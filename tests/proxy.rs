@@ -403,6 +403,123 @@ async fn a_request_lost_on_an_idle_connection_is_resent_only_when_safe() {
     let a = send(v.http, post()).await;
     assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Nor is a POST without a body: it is not idempotent.
+    assert_eq!(get(v.http, "pod.test", "/").await.text, "conn 2 req 0");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let bodiless = Request::post(format!("http://{}/", v.http))
+        .header("host", "pod.test")
+        .body(Full::default())
+        .unwrap();
+    let a = send(v.http, bodiless).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "not resent on a new connection"
+    );
+}
+
+/// A pod that reads each request head and answers with `answer` verbatim (`None`: closes
+/// without answering). Counts the requests it read.
+async fn scripted_pod(answer: Option<&'static str>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(answer) = answer {
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.read(&mut buf).await;
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_of_responses_are_removed() {
+    let (pod, _) = scripted_pod(Some(
+        "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: secret\r\nkeep-alive: timeout=5\r\nproxy-authenticate: Basic\r\nupgrade: h2c\r\nx-end-to-end: kept\r\ncontent-length: 2\r\n\r\nok",
+    ))
+    .await;
+    let (_dir, v) = pod_test(&service_yaml("pod", &[(pod, None)]));
+    let a = get(v.http, "pod.test", "/").await;
+    assert_eq!((a.status, a.text.as_str()), (StatusCode::OK, "ok"));
+    for gone in ["x-hop", "keep-alive", "proxy-authenticate", "upgrade"] {
+        assert!(
+            !a.headers.contains_key(gone),
+            "{gone} reached the client: {:?}",
+            a.headers
+        );
+    }
+    assert_eq!(a.headers["x-end-to-end"], "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_reached_a_pod_is_not_retried_on_another() {
+    let (first, seen_first) = scripted_pod(None).await;
+    let (second, seen_second) = scripted_pod(None).await;
+    let (_dir, v) = pod_test(&service_yaml("pod", &[(first, None), (second, None)]));
+    for _ in 0..4 {
+        let a = get(v.http, "pod.test", "/").await;
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
+    }
+    assert_eq!(
+        seen_first.load(Ordering::SeqCst) + seen_second.load(Ordering::SeqCst),
+        4,
+        "each request reached exactly one pod"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_timeout_fires_on_a_pod_that_never_accepts() {
+    // A listener with a backlog of 0 whose one queued connection is never accepted: further
+    // SYNs go unanswered, so a connect hangs until its timeout.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let pod = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        fillers.push(tokio::spawn(tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(pod),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dir = manifest_dir();
+    write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
+    write_atomic(
+        dir.path(),
+        "i.yaml",
+        &ingress_yaml("pod", &[("pod.test", "Prefix", "/", "pod")]),
+    );
+    let v = Vestibule::start(dir.path(), &["--upstream-connect-timeout", "300ms"]);
+    let a = tokio::time::timeout(SOON, get(v.http, "pod.test", "/"))
+        .await
+        .expect("answered");
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text);
+    assert!(
+        v.logs().iter().any(|l| l.contains("timed out after 300ms")),
+        "{:?}",
+        v.logs()
+    );
+    drop(socket);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -784,6 +901,10 @@ async fn configmap_symlink_swap_is_followed() {
     std::fs::remove_dir_all(&v1).unwrap();
     vest.eventually("cm.test", "/", SOON, |a| a.backend() == "green")
         .await;
+    // Read once: through the top-level link only, not again inside `..data` or `..2026_…`
+    // (which would define every object twice).
+    let routes = get(vest.admin, "admin", "/debug/routes").await.json();
+    assert_eq!(routes["diagnostics"], serde_json::json!([]), "{routes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

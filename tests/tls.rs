@@ -521,3 +521,58 @@ async fn failed_handshakes_do_not_disturb_others() {
     );
     assert_eq!(names_for(https, Some("a.test")).await, ["a.test"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_certificate_beats_a_wildcard_for_the_same_name() {
+    let s = setup(&[]).await;
+    let exact = s.ca.leaf(&["x.wild.test"]);
+    write_atomic(
+        s.dir.path(),
+        "exact.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("exact", &exact.cert, &exact.key),
+            tls_ingress(
+                "exact",
+                &[("exact", &["x.wild.test"])],
+                &["x.wild.test"],
+                "web",
+                &[]
+            )
+        ),
+    );
+    let https = s.v.https;
+    let deadline = std::time::Instant::now() + SOON;
+    while names_for(https, Some("x.wild.test")).await != ["x.wild.test"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exact certificate is served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        names_for(https, Some("y.wild.test")).await,
+        ["*.wild.test"],
+        "other names still get the wildcard"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_reuse_for_a_name_two_labels_below_a_wildcard_is_misdirected() {
+    let s = setup(&[]).await;
+    let h2 = |sni: &'static str| {
+        connect(
+            s.v.https,
+            Hello {
+                sni: Some(sni),
+                alpn: &[b"h2"],
+                ..Hello::default()
+            },
+        )
+    };
+    // *.wild.test covers z.wild.test (one label) but not y.x.wild.test (two).
+    let covered = get_over(h2("x.wild.test").await.unwrap(), "z.wild.test", "/").await;
+    assert_eq!(covered.status, StatusCode::OK);
+    let two_labels = get_over(h2("x.wild.test").await.unwrap(), "y.x.wild.test", "/").await;
+    assert_eq!(two_labels.status, StatusCode::MISDIRECTED_REQUEST);
+}
