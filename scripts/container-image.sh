@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the container image without pulling anything: a static binary built on this
-# machine, copied into a FROM scratch image with podman (runc), then runs it on the
-# quickstart manifests and checks that a request is routed. Installs podman and runc
+# Builds the container image from the repository's Dockerfile without pulling anything: a
+# static binary built on this machine takes the place of the Dockerfile's compiling stage
+# (podman, runc). Then runs it on the quickstart manifests and checks that a request is routed. Installs podman and runc
 # (Debian packages) when missing.
 #
 #   scripts/container-image.sh            # build vestibule:local and check it
@@ -22,15 +22,10 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --bin ve
 cargo build --release --quiet --example echo
 context="$(mktemp -d)"
 trap 'rm -rf "$context"; kill $(jobs -p) 2>/dev/null || true; podman rm -f vestibule-check >/dev/null 2>&1 || true' EXIT
-cp target/x86_64-unknown-linux-gnu/release/vestibule "$context/vestibule"
-cat > "$context/Containerfile" <<'CONTAINERFILE'
-FROM scratch
-COPY vestibule /vestibule
-USER 65532:65532
-EXPOSE 8080 8443 9090
-ENTRYPOINT ["/vestibule"]
-CONTAINERFILE
-podman build --quiet -t "$image" "$context" >/dev/null
+# The repository's own Dockerfile, with the binary built above in place of its compiling
+# stage (which would pull a Rust image from a registry).
+cp target/x86_64-unknown-linux-gnu/release/vestibule "$context/vestibule-static"
+podman build --quiet --build-arg BINARY=prebuilt -f "$repo/Dockerfile" -t "$image" "$context" >/dev/null
 echo "built $image ($(podman image inspect "$image" --format '{{.Size}}') bytes)"
 
 # Run it on the quickstart manifests, with the echo backends on this machine.
