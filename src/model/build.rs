@@ -401,7 +401,15 @@ impl Builder<'_> {
     fn backend(&mut self, service: ServiceRef, me: &ObjectRef, field: &str) -> Arc<Backend> {
         let entry = self.backends.entry(service.clone()).or_insert_with(|| {
             match self.services.resolve(&service) {
-                Ok(endpoints) => Ok(Arc::new(Backend::new(Some(service), endpoints, None))),
+                Ok(endpoints) => {
+                    let problem = (endpoints.all.is_empty()
+                        && self.services.has_invalid_slices(&service))
+                    .then(|| {
+                        "its EndpointSlices list no usable endpoint (see their diagnostics)"
+                            .to_owned()
+                    });
+                    Ok(Arc::new(Backend::new(Some(service), endpoints, problem)))
+                }
                 Err(why) => {
                     let reason = why.reason().to_owned();
                     let backend = Backend::new(Some(service), Endpoints::default(), Some(reason));

@@ -219,6 +219,16 @@ impl<'a> ServiceIndex<'a> {
     }
 }
 
+impl ServiceIndex<'_> {
+    /// Whether one of the Service's EndpointSlices has something the API server would refuse,
+    /// to explain a Service without endpoints better than "does the selector match a pod?".
+    pub fn has_invalid_slices(&self, service: &ServiceRef) -> bool {
+        self.slices
+            .get(&(service.namespace.as_str(), service.name.as_str()))
+            .is_some_and(|slices| slices.iter().any(|s| !slice_problems(s).is_empty()))
+    }
+}
+
 fn find_port<'p>(ports: &'p [ServicePort], wanted: &PortRef) -> Option<&'p ServicePort> {
     ports.iter().find(|p| match wanted {
         PortRef::Number(n) => p.port == *n,

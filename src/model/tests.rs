@@ -854,6 +854,12 @@ fn endpoint_slices_the_api_server_would_refuse_are_diagnosed_and_unused() {
         let built = build_all(snapshot);
         assert_eq!(all_fields(&built), [problem], "{port} {address}");
         assert!(targets(&built, "h").is_empty(), "{port} {address}");
+        let route = built.table.lookup("h", "/").unwrap();
+        assert_eq!(
+            route.backend.problem.as_deref(),
+            Some("its EndpointSlices list no usable endpoint (see their diagnostics)"),
+            "not the misleading selector hint"
+        );
     }
     // The good side of both rules.
     let snapshot = Snapshot::default()
