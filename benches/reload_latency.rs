@@ -211,4 +211,5 @@ async fn main() {
         pct(&reloading, 0.99).as_secs_f64() / pct(&steady, 0.99).as_secs_f64()
     );
     let _ = child.kill();
+    let _ = child.wait();
 }
