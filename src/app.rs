@@ -59,7 +59,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Some(dir) => {
             // Watch before the first read, so a change made while reading is not missed.
             let (watcher, changes) = files::watch(&dir).context("watching --manifests")?;
-            let mut manifests = ManifestDir::settling_for(config.debounce);
+            // Long enough that a writer descheduled between truncating and writing a file is
+            // not taken for one who emptied it.
+            let settle = config.debounce.max(Duration::from_millis(250));
+            let mut manifests = ManifestDir::settling_for(settle);
             reloader
                 .reload_files(&mut manifests, &dir, &shared)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;

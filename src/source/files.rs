@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The largest manifest file read; Kubernetes itself stores no object over 1.5 MiB.
 pub const MAX_FILE_BYTES: usize = 64 << 20;
@@ -343,8 +343,10 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     files: BTreeMap<PathBuf, Vec<Object>>,
-    /// How long a file must have been empty before its objects go.
+    /// How long a file must have been seen empty before its objects go.
     settle: Duration,
+    /// Files that had objects and were last read empty, since when.
+    empty_since: BTreeMap<PathBuf, Instant>,
 }
 
 /// The outcome of one [`ManifestDir::reload`].
@@ -399,6 +401,7 @@ impl ManifestDir {
         ManifestDir {
             files: BTreeMap::new(),
             settle,
+            empty_since: BTreeMap::new(),
         }
     }
 
@@ -435,6 +438,7 @@ impl ManifestDir {
                 }
                 continue;
             }
+            self.empty_since.remove(&path);
             let parsed = parse(&path, &text);
             if parsed.errors.is_empty() {
                 next.insert(path, parsed.objects);
@@ -451,18 +455,22 @@ impl ManifestDir {
                 }
             }
         }
+        self.empty_since.retain(|p, _| next.contains_key(p));
         self.files = next;
         Ok(outcome)
     }
 
-    /// How much longer `path` must stay as it is before its present text counts, if at all.
-    fn unsettled(&self, path: &Path) -> Option<Duration> {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-        let age = SystemTime::now()
-            .duration_since(modified)
-            .unwrap_or_default();
+    /// How much longer `path`, read empty now, must stay empty before that counts, if at all.
+    /// Judged by when this reader first saw it empty, not by its mtime: a writer descheduled
+    /// between its truncate and its write leaves an old mtime on an empty file.
+    fn unsettled(&mut self, path: &Path) -> Option<Duration> {
+        let since = *self
+            .empty_since
+            .entry(path.to_owned())
+            .or_insert_with(Instant::now);
+        let waited = since.elapsed();
         // A little more than what is left, so the next look finds it settled.
-        (age < self.settle).then(|| self.settle - age + Duration::from_millis(10))
+        (waited < self.settle).then(|| self.settle - waited + Duration::from_millis(10))
     }
 
     /// Everything read, as one snapshot, first file first where two define the same object.
