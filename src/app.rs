@@ -179,7 +179,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         access_log,
     });
     let proxy = Arc::new(Proxy::new(shared.clone(), settings, observers));
-    let tls_config = crate::tls::server_config(shared.clone(), config.tls.min_version)
+    let published = shared.clone();
+    let pick = move |sni: Option<&str>| {
+        let current = published.peek();
+        current.certs.resolve(sni).map(|e| e.key.clone())
+    };
+    let tls_config = crate::tls::server_config(Box::new(pick), config.tls.min_version)
         .context("TLS configuration")?;
     let plain = Listener {
         proto: "http",

@@ -2,7 +2,6 @@
 //! validated into the typed settings the rest of the program uses.
 
 use crate::model::{Options, ServiceRef};
-use crate::proxy::conn::ClientTimeouts;
 use crate::tls::MinVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -252,6 +251,28 @@ fn parse_namespaced(text: &str) -> Result<(String, String), String> {
             Ok((ns.to_owned(), name.to_owned()))
         }
         _ => Err(format!("{text:?} is not of the form namespace/name")),
+    }
+}
+
+/// How long a client connection may take at each step.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// From accept to the first request's headers (TLS handshake and protocol detection
+    /// included).
+    pub header: Duration,
+    /// From the end of one response to the next request's headers.
+    pub idle: Duration,
+    /// With a response under way, how long the client may take no bytes of it.
+    pub send: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            header: Duration::from_secs(60),
+            idle: Duration::from_secs(75),
+            send: Duration::from_secs(60),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! `client_header_timeout`, `keepalive_timeout` and `send_timeout`).
 
 use super::forward::ClientSide;
+use crate::config::ClientTimeouts;
 use crate::tls::TlsConnection;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -15,28 +16,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
-
-/// How long a client connection may take at each step.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
-    /// From accept to the first request's headers (TLS handshake and protocol detection
-    /// included).
-    pub header: Duration,
-    /// From the end of one response to the next request's headers.
-    pub idle: Duration,
-    /// With a response under way, how long the client may take no bytes of it.
-    pub send: Duration,
-}
-
-impl Default for ClientTimeouts {
-    fn default() -> Self {
-        ClientTimeouts {
-            header: Duration::from_secs(60),
-            idle: Duration::from_secs(75),
-            send: Duration::from_secs(60),
-        }
-    }
-}
 
 /// Where a listener is in its life; connections and tunnels follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

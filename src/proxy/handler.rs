@@ -2,29 +2,25 @@
 //! turn every failure into its status code (400, 404, 502, 503, 504).
 
 use super::balance::Ejections;
+use super::body::{BoxError, ProxyBody, full};
 use super::conn::Connection;
 use super::forward;
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
-use super::upstream::{BoxError, ClientBodyError, RequestBody, UpstreamError, Upstreams};
+use super::upstream::{ClientBodyError, RequestBody, UpstreamError, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
 use crate::model::host::RequestHost;
 use crate::state::Shared;
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tracing::Instrument;
-
-/// The body of every response the proxy writes.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why a request was not answered by an upstream.
 #[derive(Debug, thiserror::Error)]
@@ -105,16 +101,6 @@ impl ProxyError {
         );
         response
     }
-}
-
-fn full(text: std::borrow::Cow<'static, str>) -> ProxyBody {
-    let bytes = match text {
-        std::borrow::Cow::Borrowed(t) => Bytes::from_static(t.as_bytes()),
-        std::borrow::Cow::Owned(t) => Bytes::from(t),
-    };
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 /// What the proxy needs from the configuration.

@@ -2,6 +2,7 @@
 //! It reads the state; it never builds it.
 
 pub mod balance;
+pub mod body;
 pub mod conn;
 pub mod forward;
 pub mod handler;

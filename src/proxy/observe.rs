@@ -2,9 +2,8 @@
 //! Both happen when the response body ends (or the client goes away), off the request's path:
 //! the line goes to a background writer ([`super::lines`]) that drops lines rather than block.
 
-use super::handler::ProxyBody;
+use super::body::{BoxError, ProxyBody};
 use super::lines::{FlushOnDrop, Lines};
-use super::upstream::BoxError;
 use crate::metrics::{Metrics, RequestLabels, status_class};
 use crate::model::{ObjectRef, Route, ServiceRef, Target};
 use bytes::Bytes;

@@ -3,9 +3,11 @@
 //! TLS) with hyper-util's auto builder, close connections that break the client timeouts, and
 //! drain gracefully on shutdown.
 
-use super::conn::{ClientBody, ClientTimeouts, Connection, Phase, Verdict, first_look};
+use super::body::MAX_BUF;
+use super::conn::{ClientBody, Connection, Phase, Verdict, first_look};
 use super::forward::ClientSide;
 use super::handler::Proxy;
+use crate::config::ClientTimeouts;
 use crate::metrics::{ListenerLabels, ReasonLabels};
 use crate::tls::TlsConnection;
 use hyper::rt::{Read, Write};
@@ -21,9 +23,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-/// Largest buffer per connection, which is also the largest request head accepted (431
-/// beyond it). Small enough that streamed bodies move in chunks the allocator recycles.
-pub const MAX_BUF: usize = 64 * 1024;
 /// After a connection is told to close, how long it may take to say goodbye (finish the
 /// response in flight, send GOAWAY) before it is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);

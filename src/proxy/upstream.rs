@@ -33,9 +33,6 @@ const READY_WAIT: Duration = Duration::from_millis(100);
 /// timeouts are seconds long); shorter idle times are not worth a copy of the request.
 const SUSPECT_IDLE: Duration = Duration::from_secs(1);
 
-/// What any body the proxy moves can fail with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Why a response body from a pod ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -221,7 +218,7 @@ impl Upstreams {
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let (sender, connection) = http1::Builder::new()
-            .max_buf_size(crate::proxy::server::MAX_BUF)
+            .max_buf_size(super::body::MAX_BUF)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;

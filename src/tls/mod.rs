@@ -3,7 +3,6 @@
 
 pub mod certs;
 
-use crate::state::Shared;
 use certs::CertEntry;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
@@ -24,27 +23,32 @@ pub enum MinVersion {
     Tls13,
 }
 
-/// Picks a certificate for each handshake from the store published last: a rotated Secret
-/// is used by the next handshake, open connections keep theirs.
-#[derive(Debug)]
+/// The certificate for a handshake's SNI (or for no SNI), chosen from whatever store is in
+/// force at that moment.
+pub type PickCertificate = dyn Fn(Option<&str>) -> Option<Arc<CertifiedKey>> + Send + Sync;
+
+/// Asks `pick` at each handshake: a rotated Secret is used by the next handshake, open
+/// connections keep theirs.
 struct Resolver {
-    shared: Arc<Shared>,
+    pick: Box<PickCertificate>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let published = self.shared.peek();
-        published
-            .certs
-            .resolve(hello.server_name())
-            .map(|e| e.key.clone())
+        (self.pick)(hello.server_name())
     }
 }
 
-/// The server configuration: ALPN `h2` and `http/1.1`, TLS 1.2 (unless `min` is 1.3) and 1.3.
-/// rustls never renegotiates.
+/// The server configuration: ALPN `h2` and `http/1.1`, TLS 1.2 (unless `min` is 1.3) and 1.3,
+/// certificates from `pick`. rustls never renegotiates.
 pub fn server_config(
-    shared: Arc<Shared>,
+    pick: Box<PickCertificate>,
     min: MinVersion,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let versions: &[&rustls::SupportedProtocolVersion] = match min {
@@ -54,7 +58,7 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver { shared }));
+        .with_cert_resolver(Arc::new(Resolver { pick }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
