@@ -252,8 +252,11 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let tls = conn.tls.as_ref();
         let host = request_host(&req)?;
-        // The pod sees the host that routed the request, whatever form the client used.
-        req.headers_mut().insert(header::HOST, host.clone());
+        // The pod sees the host that routed the request, whatever form the client used; an
+        // origin-form HTTP/1.1 request already carries it.
+        if req.uri().authority().is_some() {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
         let host_text = host.to_str().map_err(|_| ProxyError::BadHost)?;
         let normalised = RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
         if let Some(tls) = tls

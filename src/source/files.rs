@@ -589,6 +589,60 @@ spec:
     }
 
     #[test]
+    fn a_file_emptied_a_moment_ago_keeps_its_objects_until_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("svc.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let mut manifests = ManifestDir::settling_for(Duration::from_millis(300));
+        manifests.reload(dir.path()).unwrap();
+        // Truncated, as an editor saving in place does before it writes.
+        std::fs::write(&file, "").unwrap();
+        let outcome = manifests.reload(dir.path()).unwrap();
+        assert_eq!(
+            manifests.merged().snapshot.services.len(),
+            1,
+            "kept while unsettled"
+        );
+        let again = outcome.look_again.expect("asks to look again");
+        assert!(
+            again > Duration::from_millis(250) && again <= Duration::from_millis(320),
+            "{again:?}"
+        );
+        // Written again in time: nothing was lost, and the clock starts afresh next time.
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        manifests.reload(dir.path()).unwrap();
+        assert_eq!(
+            manifests.merged().snapshot.services[0]
+                .metadata
+                .name
+                .as_deref(),
+            Some("b")
+        );
+        std::fs::write(&file, "  \n").unwrap();
+        assert!(manifests.reload(dir.path()).unwrap().look_again.is_some());
+        std::thread::sleep(Duration::from_millis(150));
+        manifests.reload(dir.path()).unwrap();
+        assert_eq!(
+            manifests.merged().snapshot.services.len(),
+            1,
+            "150 ms is not 300"
+        );
+        // Still empty once it has been seen empty for the settle time: it is meant.
+        std::thread::sleep(Duration::from_millis(200));
+        let outcome = manifests.reload(dir.path()).unwrap();
+        assert!(outcome.look_again.is_none());
+        assert_eq!(manifests.merged().snapshot.services.len(), 0);
+    }
+
+    #[test]
     fn broken_file_keeps_last_good_objects() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("svc.yaml");
