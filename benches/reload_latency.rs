@@ -5,18 +5,16 @@
 //!
 //!   cargo bench --bench reload_latency            # APPS=5000 for a quicker run
 
-#[path = "../examples/echo.rs"]
-#[allow(dead_code)]
-mod echo;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Vestibule, backend};
 
 const LOAD_CONNECTIONS: usize = 4;
 const PHASE: Duration = Duration::from_secs(6);
@@ -90,31 +88,13 @@ fn reloads(metrics: &str) -> (f64, f64) {
     )
 }
 
-async fn metrics(admin: SocketAddr) -> String {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = http::Request::get(format!("http://{admin}/metrics"))
-        .body(Empty::new())
-        .unwrap();
-    let body = client
-        .request(req)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&body.to_bytes()).into_owned()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let apps: usize = std::env::var("APPS")
         .ok()
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pod = listener.local_addr().unwrap();
-    tokio::spawn(echo::serve(listener, "measured".to_owned()));
+    let pod = backend("measured").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("measured.yaml"),
@@ -132,54 +112,21 @@ async fn main() {
     );
     std::fs::write(&bulk_file, first).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vestibule"))
-        .args(["--manifests", dir.path().to_str().unwrap()])
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
+    // Access log off and info logs, as in production benchmarks; one request thread, so a
+    // reload that ran on it would show at once.
+    let v = Vestibule::start(
+        dir.path(),
+        &[
             "--access-log=false",
-            "--log-format",
-            "text",
+            "--log-level",
+            "info",
             "--worker-threads",
             "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vestibule");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (mut http, mut admin) = (None, None);
-    let mut lines = stderr.lines();
-    while http.is_none() || admin.is_none() {
-        let line = lines.next().expect("vestibule exited").unwrap();
-        if !line.contains(" listening ") {
-            continue;
-        }
-        let field = |key: &str| {
-            let rest = &line[line.find(&format!("{key}="))? + key.len() + 1..];
-            Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
-        };
-        let (Some(listener), Some(addr)) = (field("listener"), field("addr")) else {
-            continue;
-        };
-        let addr: SocketAddr = addr.parse().unwrap();
-        match listener.as_str() {
-            "http" => http = Some(addr),
-            "admin" => admin = Some(addr),
-            _ => {}
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let (http, admin) = (http.unwrap(), admin.unwrap());
-
+        ],
+    );
+    let http = v.http;
     let steady = phase(http).await;
-    let (count_before, sum_before) = reloads(&metrics(admin).await);
+    let (count_before, sum_before) = reloads(&v.metrics().await);
     let rewrite = {
         let bulk_file = bulk_file.clone();
         std::thread::spawn(move || {
@@ -198,7 +145,7 @@ async fn main() {
     let reloading = phase(http).await;
     rewrite.join().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (count_after, sum_after) = reloads(&metrics(admin).await);
+    let (count_after, sum_after) = reloads(&v.metrics().await);
     summary("steady", &steady);
     summary("while reloading", &reloading);
     let n = count_after - count_before;
@@ -210,6 +157,4 @@ async fn main() {
         "p99 while reloading / steady: {:.2}×",
         pct(&reloading, 0.99).as_secs_f64() / pct(&steady, 0.99).as_secs_f64()
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -48,12 +48,12 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The label of a failure the client caused.
-    fn client_reason(&self) -> &'static str {
+    /// The `vestibule_client_errors_total` label of a failure the client caused.
+    fn client_reason(&self) -> Option<&'static str> {
         match self {
-            ProxyError::ClientBody(_) => "body",
-            ProxyError::DuplicateHost | ProxyError::AuthorityMismatch => "host",
-            _ => "other",
+            ProxyError::ClientBody(_) => Some("body"),
+            ProxyError::DuplicateHost | ProxyError::AuthorityMismatch => Some("host"),
+            _ => None,
         }
     }
 
@@ -196,22 +196,18 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => {
                 let _enter = span.enter();
+                if let Some(reason) = e.client_reason() {
+                    let labels = ReasonLabels { reason };
+                    self.observers
+                        .metrics
+                        .client_errors
+                        .get_or_create(&labels)
+                        .inc();
+                }
                 let status = e.status().as_u16();
                 match &e {
                     ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
                         tracing::warn!(%method, path = uri.path(), status, error = %e, "request failed")
-                    }
-                    ProxyError::ClientBody(_)
-                    | ProxyError::DuplicateHost
-                    | ProxyError::AuthorityMismatch => {
-                        self.observers
-                            .metrics
-                            .client_errors
-                            .get_or_create(&ReasonLabels {
-                                reason: e.client_reason(),
-                            })
-                            .inc();
-                        tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
                     }
                     _ => {
                         tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
