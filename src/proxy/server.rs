@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// After a connection is told to close, how long it may take to say goodbye (finish the
@@ -165,54 +165,58 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Tl
         return;
     };
     let _ = stream.set_nodelay(true);
+    let side = ClientSide::new(client, on.info.proto, on.info.port);
+    let Some(acceptor) = tls.cloned() else {
+        // Spawned apart from the TLS path: a task's future is as large as its largest state,
+        // and plain connections should not carry (and copy) a TLS stream's.
+        let conn = on.connection(side, None, accepted, slot);
+        tokio::spawn(serve_connection(on.clone(), TokioIo::new(stream), conn));
+        return;
+    };
     let on = on.clone();
-    let tls = tls.cloned();
     tokio::spawn(async move {
-        let side = ClientSide::new(client, on.info.proto, on.info.port);
-        let conn = |tls| {
-            Arc::new(Connection::new(
-                side,
-                tls,
-                accepted,
-                on.phase.clone(),
-                on.drain.clone(),
-                slot,
-                on.open.clone(),
-            ))
+        // The handshake counts against the header timeout: a client that opens a connection
+        // and says nothing is closed alike whatever listener it chose.
+        let handshake = tokio::time::timeout(on.limits.timeouts.header, acceptor.accept(stream));
+        let stream = match handshake.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return tracing::debug!(%client, error = %e, "TLS handshake failed"),
+            Err(_) => {
+                closed(&on, "header_timeout");
+                return tracing::debug!(%client, "TLS handshake timed out");
+            }
         };
-        match tls {
-            None => {
-                let conn = conn(None);
-                serve_connection(on, TokioIo::new(stream), conn).await;
-            }
-            Some(acceptor) => {
-                // The handshake counts against the header timeout: a client that opens a
-                // connection and says nothing is closed alike whatever listener it chose.
-                let handshake =
-                    tokio::time::timeout(on.limits.timeouts.header, acceptor.accept(stream));
-                let stream = match handshake.await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return tracing::debug!(%client, error = %e, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        closed(&on, "header_timeout");
-                        return tracing::debug!(%client, "TLS handshake timed out");
-                    }
-                };
-                let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                let cert = on
-                    .proxy
-                    .shared()
-                    .peek()
-                    .certs
-                    .resolve(sni.as_deref())
-                    .cloned();
-                let conn = conn(Some(TlsConnection { sni, cert }));
-                serve_connection(on, TokioIo::new(stream), conn).await;
-            }
-        }
+        let sni = stream.get_ref().1.server_name().map(str::to_owned);
+        let cert = on
+            .proxy
+            .shared()
+            .peek()
+            .certs
+            .resolve(sni.as_deref())
+            .cloned();
+        let conn = on.connection(side, Some(TlsConnection { sni, cert }), accepted, slot);
+        serve_connection(on, TokioIo::new(stream), conn).await;
     });
+}
+
+impl Listening {
+    fn connection(
+        &self,
+        side: ClientSide,
+        tls: Option<TlsConnection>,
+        accepted: Instant,
+        slot: OwnedSemaphorePermit,
+    ) -> Arc<Connection> {
+        Arc::new(Connection::new(
+            side,
+            tls,
+            accepted,
+            self.phase.clone(),
+            self.drain.clone(),
+            slot,
+            self.open.clone(),
+        ))
+    }
 }
 
 fn refuse_over_limit(on: &Listening, client: SocketAddr) {
