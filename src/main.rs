@@ -65,10 +65,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(vestibule::app::run(
-                config,
-                vestibule::app::shutdown_signal(),
-            )) {
+            let running = runtime.block_on(async {
+                let shutdown = vestibule::app::shutdown_signal();
+                vestibule::app::run(config, shutdown).await
+            });
+            match running {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -758,3 +758,44 @@ async fn the_access_log_names_the_host_of_http2_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn a_sigterm_while_starting_is_a_clean_shutdown() {
+    // Enough manifests that the first read takes a while; the signal lands during it.
+    let dir = manifest_dir();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&ingress_yaml(
+            &format!("app{i}"),
+            &[(&format!("app{i}.test"), "Prefix", "/", "app")],
+        ));
+        text.push_str("---\n");
+    }
+    write_atomic(dir.path(), "many.yaml", &text);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["--manifests", dir.path().to_str().unwrap()])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}: drained and exited, not killed by the signal"
+    );
+}
