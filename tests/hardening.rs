@@ -774,14 +774,7 @@ fn a_sigterm_while_starting_is_a_clean_shutdown() {
     write_atomic(dir.path(), "many.yaml", &text);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(["--manifests", dir.path().to_str().unwrap()])
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .args(EPHEMERAL_PORTS)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -79,6 +79,16 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
+/// The flags that put all three listeners on free loopback ports.
+pub const EPHEMERAL_PORTS: [&str; 6] = [
+    "--http-addr",
+    "127.0.0.1:0",
+    "--https-addr",
+    "127.0.0.1:0",
+    "--admin-addr",
+    "127.0.0.1:0",
+];
+
 /// A running `vestibule` process in file mode.
 pub struct Vestibule {
     child: Child,
@@ -117,16 +127,8 @@ impl Vestibule {
     fn start_via(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Vestibule {
         let mut child = command
             .envs(env.iter().copied())
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--https-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
+            .args(EPHEMERAL_PORTS)
+            .args(["--log-format", "json"])
             .args(["--log-level", "info,vestibule=debug"])
             .args(args)
             .stdout(Stdio::piped())
