@@ -75,7 +75,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 fn route_json(route: &Route) -> Value {
-    let backend = &route.backend;
+    let backend = route.backend();
     let endpoints: Vec<Value> = backend
         .endpoints
         .all
@@ -104,7 +104,9 @@ fn route_json(route: &Route) -> Value {
         "pathType": route.path.as_ref().map(|p| p.path_type),
         "ingress": route.ingress.key(),
         "service": backend.service.as_ref().map(|s| s.to_string()),
-        "redirectToHttps": route.redirect_to_https,
+        "redirectToHttps": route.redirects_to_https(),
+        "id": route.id.to_string(),
+        "filters": route.policy.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
         "endpoints": endpoints,
         "unavailable": why_unavailable,
     })

@@ -186,13 +186,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         access_log,
     });
     let proxy = Arc::new(Proxy::new(shared.clone(), settings, observers));
-    let published = shared.clone();
-    let pick = move |sni: Option<&str>| {
-        let current = published.peek();
-        current.certs.resolve(sni).map(|e| e.key.clone())
-    };
-    let tls_config = crate::tls::server_config(Box::new(pick), config.tls.min_version)
-        .context("TLS configuration")?;
+    let terminator =
+        crate::tls::Terminator::new(config.tls.min_version).context("TLS configuration")?;
     let plain = Listener {
         proto: "http",
         port: http.local_addr()?.port(),
@@ -220,7 +215,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         https,
         proxy,
         secure,
-        Some(tls_config.into()),
+        Some(terminator),
         stop_rx,
         limits,
     ));
@@ -490,6 +485,7 @@ impl Reloader {
                 object: secret_ref,
                 field: field.to_owned(),
                 reason: format!("{reason}; the generated default certificate is served instead"),
+                severity: crate::model::Severity::Error,
             });
             self.generated_default.clone()
         })

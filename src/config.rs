@@ -26,8 +26,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check manifest files offline: print every diagnostic as `file: Kind ns/name: field:
-    /// reason`; exit 1 if there is any, 0 otherwise.
+    /// Check manifest files offline: print every error as `file: Kind ns/name: field:
+    /// reason`, then every warning (ignored annotations, snippets) as `file: warning: …`;
+    /// exit 1 if there is an error (with --strict, also a warning), 0 otherwise.
     Validate(ValidateArgs),
 }
 
@@ -36,6 +37,9 @@ pub struct ValidateArgs {
     /// Manifest files or directories (multi-document YAML or JSON).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -60,6 +64,18 @@ pub struct ModelArgs {
     /// `namespace/name:port` (port by number or name).
     #[arg(long, env = "VESTIBULE_DEFAULT_BACKEND", value_parser = ServiceRef::parse)]
     pub default_backend: Option<ServiceRef>,
+    /// Largest request body accepted (413 beyond), unless an Ingress's `proxy-body-size`
+    /// says otherwise: a number with k, m or g; 0 for no limit (ingress-nginx's default, 1m).
+    #[arg(long, env = "VESTIBULE_PROXY_BODY_SIZE", default_value = "1m", value_parser = parse_body_size)]
+    pub proxy_body_size: BodySize,
+}
+
+/// A body size limit; `None` is no limit.
+#[derive(Debug, Clone, Copy)]
+pub struct BodySize(pub Option<u64>);
+
+fn parse_body_size(text: &str) -> Result<BodySize, String> {
+    crate::model::policy::parse_size(text).map(BodySize)
 }
 
 impl ModelArgs {
@@ -70,6 +86,7 @@ impl ModelArgs {
             ingress_class: self.ingress_class.clone(),
             watch_ingress_without_class: self.watch_ingress_without_class,
             default_backend: self.default_backend.clone(),
+            proxy_body_size: self.proxy_body_size.0,
         }
     }
 }

@@ -15,8 +15,11 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => {
             let options = args.model.options();
             match vestibule::validate::validate(&args.paths, &options, &mut std::io::stdout()) {
-                Ok(0) => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::from(1),
+                Ok(found) => {
+                    eprintln!("{} errors, {} warnings", found.errors, found.warnings);
+                    let failed = found.errors > 0 || (args.strict && found.warnings > 0);
+                    ExitCode::from(u8::from(failed))
+                }
                 Err(e) => {
                     eprintln!("vestibule validate: {e}");
                     ExitCode::from(2)

@@ -265,10 +265,10 @@ impl Metrics {
             .chain(built.table.default_route())
         {
             // Count each backend once, however many routes share it.
-            if !seen.insert(std::sync::Arc::as_ptr(&route.backend)) {
+            if !seen.insert(std::sync::Arc::as_ptr(route.backend())) {
                 continue;
             }
-            for e in &route.backend.endpoints.all {
+            for e in &route.backend().endpoints.all {
                 match (e.ready, e.serving && e.terminating) {
                     (true, _) => ready += 1,
                     (false, true) => draining += 1,

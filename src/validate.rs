@@ -5,13 +5,21 @@ use crate::source::files;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Reads the manifests, builds the table, and writes one line per parse error or diagnostic
-/// to `out`. Returns how many problems were found.
+/// How many problems of each kind `validate` found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// Reads the manifests, builds the table, and writes one line per parse error or error
+/// diagnostic to `out`, then one line per warning (`file: warning: …`): ignored annotations
+/// and snippets, which make the output a migration report for exported Ingresses.
 pub fn validate(
     paths: &[PathBuf],
     options: &Options,
     out: &mut impl Write,
-) -> std::io::Result<usize> {
+) -> std::io::Result<Found> {
     let mut read: Vec<(PathBuf, Vec<crate::model::Object>)> = Vec::new();
     let mut problems = 0;
     for root in paths {
@@ -46,14 +54,25 @@ pub fn validate(
         problems += 1;
     }
     let built = build(&merged.snapshot, options);
-    for d in &built.diagnostics {
-        let file = merged
+    let file_of = |d: &crate::model::Diagnostic| {
+        merged
             .origins
             .get(&d.object)
             .map(PathBuf::as_path)
-            .unwrap_or(Path::new("-"));
-        writeln!(out, "{}: {d}", file.display())?;
-        problems += 1;
+            .unwrap_or(Path::new("-"))
+            .display()
+            .to_string()
+    };
+    let (warnings, errors): (Vec<_>, Vec<_>) =
+        built.diagnostics.iter().partition(|d| d.is_warning());
+    for d in &errors {
+        writeln!(out, "{}: {d}", file_of(d))?;
     }
-    Ok(problems)
+    for d in &warnings {
+        writeln!(out, "{}: warning: {d}", file_of(d))?;
+    }
+    Ok(Found {
+        errors: problems + errors.len(),
+        warnings: warnings.len(),
+    })
 }

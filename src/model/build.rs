@@ -1,16 +1,21 @@
 //! Snapshot → routing table, TLS bindings and diagnostics. Total: a bad object becomes a
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
-use super::annotations;
 use super::class::OurClasses;
 use super::endpoints::{Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
+use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::path::PathRule;
+use super::policy::{Filter, Policy, Redirect, RedirectTo, Rewrite};
 use super::snapshot::{ObjectRef, Snapshot};
-use super::table::{Backend, HostRoutes, Route, RoutingTable, Slot};
+use super::table::{
+    Backend, HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
+};
+use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressTLS};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,6 +33,9 @@ pub struct Options {
     pub watch_ingress_without_class: bool,
     /// Used when no Ingress of ours has `spec.defaultBackend`.
     pub default_backend: Option<ServiceRef>,
+    /// Request bodies larger than this get 413 unless an Ingress says otherwise
+    /// (`--proxy-body-size`; `None`: no limit).
+    pub proxy_body_size: Option<u64>,
 }
 
 impl Default for Options {
@@ -37,8 +45,20 @@ impl Default for Options {
             ingress_class: "vestibule".to_owned(),
             watch_ingress_without_class: false,
             default_backend: None,
+            proxy_body_size: Some(1 << 20),
         }
     }
+}
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Something the object asks for is not done (its routes, or part of them, are off).
+    Error,
+    /// Something the object asks for is ignored, and the rest works (an unsupported
+    /// annotation, a snippet).
+    Warning,
 }
 
 /// A problem with one object: which object, which field, and why.
@@ -48,6 +68,31 @@ pub struct Diagnostic {
     /// The field path, e.g. `spec.rules[0].http.paths[1].backend.service.port.name`.
     pub field: String,
     pub reason: String,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    /// An error about `object`'s `field`.
+    pub fn error(object: ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Diagnostic {
+            object,
+            field: field.into(),
+            reason: reason.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    /// A warning about `object`'s `field`.
+    pub fn warning(object: ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(object, field, reason)
+        }
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -79,7 +124,6 @@ pub struct Built {
     pub tls: Vec<TlsBinding>,
     pub diagnostics: Vec<Diagnostic>,
 }
-
 /// Builds the routing table for the Ingresses that are ours.
 pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let classes = OurClasses::new(
@@ -97,8 +141,11 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     // Older Ingresses win conflicts; objects without a timestamp (manifest files) count as
     // newest, then namespace/name decides.
     ours.sort_by(|a, b| age_then_name(a).cmp(&age_then_name(b)));
+    let read: Vec<(&Ingress, Annotations)> =
+        ours.iter().map(|i| (*i, ingress_nginx::read(i))).collect();
 
     let mut builder = Builder {
+        options,
         services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
         secrets: snapshot
             .secrets
@@ -115,6 +162,11 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             .collect(),
         backends: FxHashMap::default(),
         hosts: BTreeMap::new(),
+        regex_hosts: FxHashSet::default(),
+        regexes: FxHashMap::default(),
+        roots: BTreeMap::new(),
+        aliases: Vec::new(),
+        www: Vec::new(),
         routes: Vec::new(),
         default_route: None,
         tls: Vec::new(),
@@ -126,9 +178,16 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     for ingress in &ours {
         builder.add_tls_of(ingress);
     }
+    // ingress-nginx treats every path of a host as a regex once one Ingress of the host
+    // asks for regex paths (use-regex or rewrite-target), whichever Ingress the path is on.
+    for (ingress, annotations) in &read {
+        if annotations.regex_paths() {
+            builder.regex_hosts.extend(rule_hosts(ingress));
+        }
+    }
     let our_refs = ours.iter().map(|i| ingress_ref(i)).collect();
-    for ingress in ours {
-        builder.add_ingress(ingress);
+    for (ingress, annotations) in &read {
+        builder.add_ingress(ingress, annotations);
     }
     if builder.default_route.is_none()
         && let Some(service) = &options.default_backend
@@ -139,12 +198,15 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             name: "--default-backend".to_owned(),
         });
         let backend = builder.backend(service.clone(), &object, "value");
+        let policy = builder.plain_policy();
         builder.default_route = Some(Arc::new(Route {
+            id: RouteId::of(&["--default-backend"]),
             ingress: object,
             host: HostRule::Any,
             path: None,
-            backend,
-            redirect_to_https: false,
+            matches: Matches::default(),
+            policy,
+            backends: single(backend),
         }));
     }
     for slice in &snapshot.endpoint_slices {
@@ -156,6 +218,20 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let mut built = builder.finish();
     built.ours = our_refs;
     built
+}
+
+/// The hosts of an Ingress's rules that parse.
+fn rule_hosts(ingress: &Ingress) -> Vec<HostRule> {
+    let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+    rules
+        .into_iter()
+        .flatten()
+        .filter_map(|r| HostRule::parse(r.host.as_deref()).ok())
+        .collect()
+}
+
+fn single(backend: Arc<Backend>) -> Vec<WeightedBackend> {
+    vec![WeightedBackend { backend, weight: 1 }]
 }
 
 /// The order in which Ingresses claim hosts and paths.
@@ -198,10 +274,21 @@ type Resolved = Result<Arc<Backend>, (Unresolved, Arc<Backend>)>;
 pub type Pem = Arc<[u8]>;
 
 struct Builder<'a> {
+    options: &'a Options,
     services: ServiceIndex<'a>,
     secrets: FxHashMap<(&'a str, &'a str), &'a Secret>,
     backends: FxHashMap<ServiceRef, Resolved>,
     hosts: BTreeMap<HostRule, HostClaims>,
+    /// Hosts whose paths are all regexes (ingress-nginx's `~*` locations).
+    regex_hosts: FxHashSet<HostRule>,
+    /// Compiled patterns by source text; `None` when it does not compile.
+    regexes: FxHashMap<String, Option<Regex>>,
+    /// `app-root` redirects by host; the oldest Ingress's wins.
+    roots: BTreeMap<HostRule, Arc<Route>>,
+    /// `server-alias`: (alias, the host whose routes it shares, the Ingress).
+    aliases: Vec<(HostRule, HostRule, Arc<ObjectRef>)>,
+    /// `from-to-www-redirect`: (host redirected from, host redirected to, the Ingress).
+    www: Vec<(HostRule, String, Arc<ObjectRef>)>,
     routes: Vec<Arc<Route>>,
     default_route: Option<Arc<Route>>,
     tls: Vec<TlsBinding>,
@@ -213,6 +300,12 @@ struct Builder<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
+/// The backends a policy may send to besides the route's own.
+struct Fallbacks {
+    fallback: Option<Arc<Backend>>,
+    errors: Option<Arc<Backend>>,
+}
+
 impl Builder<'_> {
     fn diagnose(
         &mut self,
@@ -220,44 +313,47 @@ impl Builder<'_> {
         field: impl Into<String>,
         reason: impl Into<String>,
     ) {
-        self.diagnostics.push(Diagnostic {
-            object: object.clone(),
-            field: field.into(),
-            reason: reason.into(),
-        });
+        self.diagnostics
+            .push(Diagnostic::error(object.clone(), field, reason));
     }
 
-    fn add_ingress(&mut self, ingress: &Ingress) {
+    fn warn(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::warning(object.clone(), field, reason));
+    }
+
+    /// The policy of a route without annotations.
+    fn plain_policy(&self) -> Arc<Policy> {
+        let filters = self.options.proxy_body_size.map(Filter::BodyLimit);
+        Arc::new(Policy {
+            filters: filters.into_iter().collect(),
+            ..Policy::default()
+        })
+    }
+
+    fn add_ingress(&mut self, ingress: &Ingress, annotations: &Annotations) {
         let me = Arc::new(ingress_ref(ingress));
+        for f in &annotations.findings {
+            match f.level {
+                Level::Error => {
+                    let reason = format!("{}; the Ingress's routes answer 503", f.reason);
+                    self.diagnose(&me, f.field.clone(), reason)
+                }
+                Level::Warning => self.warn(&me, f.field.clone(), f.reason.clone()),
+            }
+        }
         let Some(spec) = ingress.spec.as_ref() else {
             self.diagnose(&me, "spec", "missing");
             return;
         };
-        let ssl_redirect = annotations::ssl_redirect(ingress).unwrap_or_else(|(field, reason)| {
-            self.diagnose(&me, field, reason);
-            true
-        });
         if let Some(default) = &spec.default_backend {
-            let backend = self.ingress_backend(default, &me, "spec.defaultBackend");
-            match &self.default_route {
-                None => {
-                    self.default_route = Some(Arc::new(Route {
-                        ingress: me.clone(),
-                        host: HostRule::Any,
-                        path: None,
-                        backend,
-                        redirect_to_https: false,
-                    }))
-                }
-                Some(winner) => {
-                    let reason = format!(
-                        "ignored: the default backend comes from the older {}",
-                        winner.ingress
-                    );
-                    self.diagnose(&me, "spec.defaultBackend", reason);
-                }
-            }
+            self.add_default_backend(&me, default);
         }
+        let fallbacks = self.fallbacks(&me, annotations);
+        // Without a rewrite, one policy serves every path of the Ingress (two: with and
+        // without TLS on the host).
+        let mut shared: [Option<Arc<Policy>>; 2] = [None, None];
+        let mut seen_hosts = FxHashSet::default();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
             let host = match HostRule::parse(rule.host.as_deref()) {
                 Ok(h) => h,
@@ -266,21 +362,174 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            if seen_hosts.insert(host.clone()) && annotations.denial().is_none() {
+                self.add_host_annotations(&me, &host, annotations);
+            }
             let Some(http) = &rule.http else { continue };
-            let redirect = ssl_redirect && self.has_tls(&host);
+            let tls = self.has_tls(&host);
             for (j, p) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{i}].http.paths[{j}]");
                 let path_type = Some(p.path_type.as_str()).filter(|t| !t.is_empty());
                 let path = match PathRule::parse(p.path.as_deref(), path_type) {
                     Ok(path) => path,
                     Err(reason) => {
-                        let field = format!("spec.rules[{i}].http.paths[{j}].path");
-                        self.diagnose(&me, field, reason);
+                        self.diagnose(&me, format!("{field}.path"), reason);
                         continue;
                     }
                 };
-                self.claim(&me, &host, path, &p.backend, (i, j), redirect);
+                let policy = match &annotations.rewrite_target {
+                    Some(target) if annotations.denial().is_none() => {
+                        let Some(pattern) = self.regex(&format!("(?i){}", path.path)) else {
+                            let reason = format!(
+                                "{:?} is not a regex, which rewrite-target needs; this path is not served",
+                                path.path
+                            );
+                            self.diagnose(&me, format!("{field}.path"), reason);
+                            continue;
+                        };
+                        let rewrite = Rewrite {
+                            pattern,
+                            target: target.clone(),
+                        };
+                        Arc::new(annotations.policy(self.context(tls, Some(rewrite), &fallbacks)))
+                    }
+                    _ => {
+                        let cx = self.context(tls, None, &fallbacks);
+                        shared[usize::from(tls)]
+                            .get_or_insert_with(|| Arc::new(annotations.policy(cx)))
+                            .clone()
+                    }
+                };
+                self.claim(&me, &host, path, &p.backend, (i, j), policy);
             }
         }
+    }
+
+    fn context(&self, tls: bool, rewrite: Option<Rewrite>, fallbacks: &Fallbacks) -> Context {
+        Context {
+            tls,
+            default_body_limit: self.options.proxy_body_size,
+            rewrite,
+            fallback: fallbacks.fallback.clone(),
+            error_backend: fallbacks.errors.clone(),
+        }
+    }
+
+    fn add_default_backend(&mut self, me: &Arc<ObjectRef>, default: &IngressBackend) {
+        let backend = self.ingress_backend(default, me, "spec.defaultBackend");
+        match &self.default_route {
+            None => {
+                let policy = self.plain_policy();
+                self.default_route = Some(Arc::new(Route {
+                    id: RouteId::of(&[&me.namespace, &me.name, "spec.defaultBackend"]),
+                    ingress: me.clone(),
+                    host: HostRule::Any,
+                    path: None,
+                    matches: Matches::default(),
+                    policy,
+                    backends: single(backend),
+                }))
+            }
+            Some(winner) => {
+                let reason = format!(
+                    "ignored: the default backend comes from the older {}",
+                    winner.ingress
+                );
+                self.diagnose(me, "spec.defaultBackend", reason);
+            }
+        }
+    }
+
+    /// The `default-backend` Service (its first port, as ingress-nginx), and who answers
+    /// `custom-http-errors`.
+    fn fallbacks(&mut self, me: &Arc<ObjectRef>, annotations: &Annotations) -> Fallbacks {
+        let field = "metadata.annotations[nginx.ingress.kubernetes.io/default-backend]";
+        let fallback = annotations.default_backend.as_ref().map(|name| {
+            match self.services.first_port(&me.namespace, name) {
+                Some(port) => {
+                    let service = ServiceRef {
+                        namespace: me.namespace.clone(),
+                        name: name.clone(),
+                        port,
+                    };
+                    self.backend(service, me, field)
+                }
+                None => {
+                    let reason =
+                        format!("Service {}/{name} not found or has no port", me.namespace);
+                    self.diagnose(me, field, reason.clone());
+                    unavailable(&reason)
+                }
+            }
+        });
+        let global = self.options.default_backend.clone();
+        let errors = fallback.clone().or_else(|| {
+            let service = global?;
+            Some(self.backend(service, me, "--default-backend"))
+        });
+        if annotations.custom_http_errors.is_some() && errors.is_none() {
+            let field = "metadata.annotations[nginx.ingress.kubernetes.io/custom-http-errors]";
+            self.warn(me, field, "ignored: there is no default-backend annotation nor --default-backend to answer the errors");
+        }
+        Fallbacks { fallback, errors }
+    }
+
+    /// `app-root`, `server-alias` and `from-to-www-redirect` act on the whole host.
+    fn add_host_annotations(&mut self, me: &Arc<ObjectRef>, host: &HostRule, a: &Annotations) {
+        if let Some(root) = &a.app_root {
+            let redirect = Redirect {
+                to: RedirectTo::Root(root.clone()),
+                code: StatusCode::FOUND,
+            };
+            let route = self.redirect_route(me, host, "app-root", redirect);
+            if !self.roots.contains_key(host) {
+                self.routes.push(route.clone());
+                self.roots.insert(host.clone(), route);
+            }
+        }
+        for alias in &a.aliases {
+            self.aliases.push((alias.clone(), host.clone(), me.clone()));
+        }
+        if a.from_to_www
+            && let HostRule::Exact(name) = host
+        {
+            let other = match name.strip_prefix("www.") {
+                Some(bare) => bare.to_owned(),
+                None => format!("www.{name}"),
+            };
+            self.www
+                .push((HostRule::Exact(other), name.clone(), me.clone()));
+        }
+    }
+
+    /// A route that only answers with `redirect`, for any path of `host`.
+    fn redirect_route(
+        &self,
+        me: &Arc<ObjectRef>,
+        host: &HostRule,
+        what: &str,
+        redirect: Redirect,
+    ) -> Arc<Route> {
+        Arc::new(Route {
+            id: RouteId::of(&[&me.namespace, &me.name, &host.to_string(), what]),
+            ingress: me.clone(),
+            host: host.clone(),
+            path: None,
+            matches: Matches::default(),
+            policy: Arc::new(Policy {
+                filters: vec![Filter::Redirect(redirect)],
+                ..Policy::default()
+            }),
+            backends: single(unavailable("this route only redirects")),
+        })
+    }
+
+    /// A compiled regex, shared by every path with the same text.
+    fn regex(&mut self, pattern: &str) -> Option<Regex> {
+        self.regexes
+            .entry(pattern.to_owned())
+            .or_insert_with(|| Regex::new(pattern).ok())
+            .clone()
     }
 
     /// Whether requests for `host` arrive over TLS: an exact TLS host, or a wildcard TLS
@@ -314,7 +563,7 @@ impl Builder<'_> {
         path: PathRule,
         b: &IngressBackend,
         at: (usize, usize),
-        redirect_to_https: bool,
+        policy: Arc<Policy>,
     ) {
         let key = (path.match_path().to_owned(), path.path_type.is_exact());
         let field =
@@ -331,12 +580,16 @@ impl Builder<'_> {
             return;
         }
         let backend = self.ingress_backend(b, me, &format!("{}.backend", field(at)));
+        let path_type = format!("{:?}", path.path_type);
+        let host_text = host.to_string();
         let route = Arc::new(Route {
+            id: RouteId::of(&[&me.namespace, &me.name, &host_text, &path.path, &path_type]),
             ingress: me.clone(),
             host: host.clone(),
             path: Some(path),
-            backend,
-            redirect_to_https,
+            matches: Matches::default(),
+            policy,
+            backends: single(backend),
         });
         self.routes.push(route.clone());
         let claims = &mut self.hosts.entry(host.clone()).or_default().claims;
@@ -434,7 +687,6 @@ impl Builder<'_> {
         self.diagnose(me, field, format!("{}; requests get 503", why.reason()));
         backend
     }
-
     fn add_tls(&mut self, me: &ObjectRef, i: usize, tls: &IngressTLS) {
         let field = format!("spec.tls[{i}]");
         let mut hosts = Vec::new();
@@ -499,63 +751,204 @@ impl Builder<'_> {
             });
         }
     }
-
-    fn finish(self) -> Built {
-        let mut table = RoutingTable {
-            default_route: self.default_route,
-            routes: self.routes,
-            ..RoutingTable::default()
-        };
-        let mut diagnostics = self.diagnostics;
-        for (host, claims) in self.hosts {
-            let mut routes = HostRoutes::default();
-            let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
-            for claim in claims.claims.values() {
-                let Some(path) = &claim.route.path else {
-                    continue;
-                };
-                for key in path.router_keys() {
-                    let slot = slots.entry(key).or_default();
-                    let place = if path.path_type.is_exact() {
-                        &mut slot.exact
-                    } else {
-                        &mut slot.prefix
-                    };
-                    place.get_or_insert_with(|| claim.route.clone());
-                }
-            }
-            for (key, slot) in slots {
-                if let Err(e) = routes.router.insert(key.clone(), slot) {
-                    // Keys are escaped literals, so the router should take them all; if it
-                    // does not, say so rather than lose the route silently.
-                    diagnostics.push(Diagnostic {
-                        object: ObjectRef {
-                            kind: "Router",
-                            namespace: String::new(),
-                            name: host.to_string(),
-                        },
-                        field: key,
-                        reason: format!("could not be placed in the router: {e}"),
-                    });
-                }
-            }
-            match host {
-                HostRule::Exact(h) => {
-                    table.exact.insert(h.into(), routes);
-                }
-                HostRule::Wildcard(s) => {
-                    table.wildcard.insert(s.into(), routes);
-                }
-                HostRule::Any => table.any_host = Some(routes),
-            }
+    fn finish(mut self) -> Built {
+        let mut table = RoutingTable::default();
+        let hosts = std::mem::take(&mut self.hosts);
+        for (host, claims) in hosts {
+            let paths = if self.regex_hosts.contains(&host) {
+                self.regex_paths(&claims)
+            } else {
+                self.router(&host, &claims)
+            };
+            let root = self.roots.remove(&host);
+            insert_group(&mut table, &host, Arc::new(HostRoutes { paths, root }));
         }
+        // An app-root whose own paths all failed still answers `/`.
+        for (host, root) in std::mem::take(&mut self.roots) {
+            let group = HostRoutes {
+                paths: Paths::default(),
+                root: Some(root),
+            };
+            insert_group(&mut table, &host, Arc::new(group));
+        }
+        self.add_www_redirects(&mut table);
+        self.add_aliases(&mut table);
+        table.default_route = self.default_route;
+        table.routes = self.routes;
         Built {
             table,
             ours: Vec::new(),
             tls: self.tls,
-            diagnostics,
+            diagnostics: self.diagnostics,
         }
     }
+
+    /// The matchit router of one host group: Exact before Prefix at each key.
+    fn router(&mut self, host: &HostRule, claims: &HostClaims) -> Paths {
+        let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+        // Exact claims first, so they come first in every slot they share with a prefix.
+        let ordered = claims
+            .claims
+            .values()
+            .filter(|c| {
+                c.route
+                    .path
+                    .as_ref()
+                    .is_some_and(|p| p.path_type.is_exact())
+            })
+            .chain(claims.claims.values().filter(|c| {
+                c.route
+                    .path
+                    .as_ref()
+                    .is_some_and(|p| !p.path_type.is_exact())
+            }));
+        for claim in ordered {
+            let Some(path) = &claim.route.path else {
+                continue;
+            };
+            for key in path.router_keys() {
+                slots
+                    .entry(key)
+                    .or_default()
+                    .routes
+                    .push(claim.route.clone());
+            }
+        }
+        let mut router = matchit::Router::new();
+        for (key, slot) in slots {
+            if let Err(e) = router.insert(key.clone(), slot) {
+                // Keys are escaped literals, so the router should take them all; if it
+                // does not, say so rather than lose the route silently.
+                let object = ObjectRef {
+                    kind: "Router",
+                    namespace: String::new(),
+                    name: host.to_string(),
+                };
+                self.diagnose(
+                    &object,
+                    key,
+                    format!("could not be placed in the router: {e}"),
+                );
+            }
+        }
+        Paths::Router(router)
+    }
+
+    /// ingress-nginx's regex locations: `~* "^<path>"`, longest path first (ties in reverse
+    /// text order, as its sort leaves them).
+    fn regex_paths(&mut self, claims: &HostClaims) -> Paths {
+        let mut ordered: Vec<&Claim> = claims.claims.values().collect();
+        let text = |c: &Claim| {
+            c.route
+                .path
+                .as_ref()
+                .map_or(String::new(), |p| p.path.clone())
+        };
+        ordered.sort_by(|a, b| {
+            let (a, b) = (text(a), text(b));
+            b.len().cmp(&a.len()).then_with(|| b.cmp(&a))
+        });
+        let mut list = Vec::with_capacity(ordered.len());
+        for claim in ordered {
+            let path = text(claim);
+            match self.regex(&format!("(?i)^{path}")) {
+                Some(re) => list.push((
+                    re,
+                    Slot {
+                        routes: vec![claim.route.clone()],
+                    },
+                )),
+                None => {
+                    let (i, j) = claim.at;
+                    let field = format!("spec.rules[{i}].http.paths[{j}].path");
+                    let reason = format!(
+                        "{path:?} is not a regex, and this host's paths are regexes (use-regex or rewrite-target on one of its Ingresses); this path is not served"
+                    );
+                    let ingress = (*claim.route.ingress).clone();
+                    self.diagnose(&ingress, field, reason);
+                }
+            }
+        }
+        Paths::Regex(list)
+    }
+
+    /// `from-to-www-redirect`: the other name answers 308 to this one, unless it has rules
+    /// of its own.
+    fn add_www_redirects(&mut self, table: &mut RoutingTable) {
+        for (from, to, me) in std::mem::take(&mut self.www) {
+            if has_group(table, &from) {
+                let field =
+                    "metadata.annotations[nginx.ingress.kubernetes.io/from-to-www-redirect]";
+                self.warn(
+                    &me,
+                    field,
+                    format!("no redirect from {from}: it has rules of its own"),
+                );
+                continue;
+            }
+            let redirect = Redirect {
+                to: RedirectTo::Host(to),
+                code: StatusCode::PERMANENT_REDIRECT,
+            };
+            let route = self.redirect_route(&me, &from, "from-to-www-redirect", redirect);
+            self.routes.push(route.clone());
+            let mut router = matchit::Router::new();
+            for key in ["/", "/{*rest}"] {
+                let slot = Slot {
+                    routes: vec![route.clone()],
+                };
+                // Two fixed, distinct keys: cannot conflict.
+                let _ = router.insert(key, slot);
+            }
+            let group = HostRoutes {
+                paths: Paths::Router(router),
+                root: None,
+            };
+            insert_group(table, &from, Arc::new(group));
+        }
+    }
+
+    /// `server-alias`: the alias shares its host's routes, unless it has rules of its own.
+    fn add_aliases(&mut self, table: &mut RoutingTable) {
+        for (alias, host, me) in std::mem::take(&mut self.aliases) {
+            let field = "metadata.annotations[nginx.ingress.kubernetes.io/server-alias]";
+            if has_group(table, &alias) {
+                self.warn(
+                    &me,
+                    field,
+                    format!("ignored for {alias}: it has rules of its own"),
+                );
+                continue;
+            }
+            if let Some(group) = group_of(table, &host) {
+                insert_group(table, &alias, group);
+            }
+        }
+    }
+}
+
+fn insert_group(table: &mut RoutingTable, host: &HostRule, group: Arc<HostRoutes>) {
+    match host {
+        HostRule::Exact(h) => {
+            table.exact.insert(h.as_str().into(), group);
+        }
+        HostRule::Wildcard(s) => {
+            table.wildcard.insert(s.as_str().into(), group);
+        }
+        HostRule::Any => table.any_host = Some(group),
+    }
+}
+
+fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
+    match host {
+        HostRule::Exact(h) => table.exact.get(h.as_str()).cloned(),
+        HostRule::Wildcard(s) => table.wildcard.get(s.as_str()).cloned(),
+        HostRule::Any => table.any_host.clone(),
+    }
+}
+
+fn has_group(table: &RoutingTable, host: &HostRule) -> bool {
+    group_of(table, host).is_some()
 }
 
 fn unavailable(reason: &str) -> Arc<Backend> {

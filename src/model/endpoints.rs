@@ -220,6 +220,16 @@ impl<'a> ServiceIndex<'a> {
 }
 
 impl ServiceIndex<'_> {
+    /// The first port of a Service, as ingress-nginx's `default-backend` annotation takes it.
+    pub fn first_port(&self, namespace: &str, name: &str) -> Option<PortRef> {
+        let svc = self.services.get(&(namespace, name))?;
+        let port = svc.spec.as_ref()?.ports.as_ref()?.first()?;
+        Some(match port.name.as_deref() {
+            Some(n) if !n.is_empty() => PortRef::Name(n.to_owned()),
+            _ => PortRef::Number(port.port),
+        })
+    }
+
     /// Whether one of the Service's EndpointSlices has something the API server would refuse,
     /// to explain a Service without endpoints better than "does the selector match a pod?".
     pub fn has_invalid_slices(&self, service: &ServiceRef) -> bool {

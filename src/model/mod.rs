@@ -1,22 +1,24 @@
 //! Routing semantics: a pure function from a [`Snapshot`] of Kubernetes objects to a
 //! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
 
-pub mod annotations;
 mod build;
 pub mod class;
 pub mod endpoints;
 pub mod fixtures;
 pub mod host;
+pub mod ingress_nginx;
 pub mod path;
+pub mod policy;
 pub mod snapshot;
 pub mod table;
 
 #[cfg(test)]
 mod tests;
 
-pub use build::{Built, Diagnostic, Options, Pem, TlsBinding, build, tls_material};
+pub use build::{Built, Diagnostic, Options, Pem, Severity, TlsBinding, build, tls_material};
 pub use endpoints::{Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;
 pub use path::{PathRule, PathType};
+pub use policy::{Filter, Policy};
 pub use snapshot::{Object, ObjectRef, Snapshot};
-pub use table::{Backend, Route, RoutingTable};
+pub use table::{Backend, Route, RouteId, RoutingTable, WeightedBackend};

@@ -1,14 +1,18 @@
-//! The immutable routing table and its lookup: host group first, then the router of that group.
+//! The immutable routing table and its lookup: host group first, then the router of that group,
+//! then the first route of the slot whose conditions hold.
 
 use super::endpoints::{Endpoints, ServiceRef};
 use super::host::{HostRule, RequestHost, wildcard_suffix};
 use super::path::PathRule;
+use super::policy::Policy;
 use super::snapshot::ObjectRef;
+use regex::Regex;
 use rustc_hash::FxHashMap;
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Where one route sends requests: a Service port and what was found behind it.
+/// Where one route sends requests: a Service port and what was found behind it. Immutable:
+/// per-request state (round-robin turns, ejections) lives in the proxy.
 #[derive(Debug)]
 pub struct Backend {
     /// The Service port named by the Ingress; `None` for backends Vestibule cannot serve
@@ -17,8 +21,6 @@ pub struct Backend {
     pub endpoints: Endpoints,
     /// Why the backend can have no endpoints at all (missing Service or port, unsupported kind).
     pub problem: Option<String>,
-    /// Round-robin position. The only state a table carries; it starts again at each publish.
-    cursor: AtomicUsize,
 }
 
 impl Backend {
@@ -31,47 +33,190 @@ impl Backend {
             service,
             endpoints,
             problem,
-            cursor: AtomicUsize::new(0),
         }
     }
 
-    /// A number that grows by one per call, for round-robin over `endpoints.targets`.
-    pub fn next_turn(&self) -> usize {
-        self.cursor.fetch_add(1, Ordering::Relaxed)
+    /// Why requests cannot be sent here, if they cannot.
+    pub fn unavailable(&self) -> Option<String> {
+        if !self.endpoints.targets.is_empty() {
+            return None;
+        }
+        Some(self.problem.clone().unwrap_or_else(|| match &self.service {
+            Some(s) => format!("Service {s} has no ready endpoints"),
+            None => "no endpoints".to_owned(),
+        }))
     }
 }
 
-/// One routing decision: which Ingress rule claimed the request and its backend.
+/// One backend of a route and its share of the requests.
+#[derive(Debug, Clone)]
+pub struct WeightedBackend {
+    pub backend: Arc<Backend>,
+    /// Relative weight; 0 takes no requests.
+    pub weight: u32,
+}
+
+/// A route's identity across rebuilds: the same Ingress rule (object, host, path, type) gets
+/// the same id, so per-route state in the proxy survives a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(pub u64);
+
+impl RouteId {
+    /// The id of whatever `parts` name, hashed with a fixed hasher (stable within a build
+    /// of Vestibule, which is all per-route state needs).
+    pub fn of(parts: &[&str]) -> RouteId {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        for p in parts {
+            p.hash(&mut h);
+        }
+        RouteId(h.finish())
+    }
+}
+
+impl fmt::Display for RouteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Extra conditions a request must meet for a route, beyond host and path. Ingress rules have
+/// none; the Gateway API's header, query and method matches land here.
+#[derive(Debug, Default)]
+pub struct Matches {
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition of [`Matches`].
+#[derive(Debug)]
+pub enum Condition {
+    Method(http::Method),
+    /// The header is present with exactly this value.
+    Header(http::HeaderName, http::HeaderValue),
+}
+
+/// The parts of a request that conditions look at.
+pub struct RequestFacts<'a> {
+    pub method: &'a http::Method,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl Matches {
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    /// Whether every condition holds for the request.
+    pub fn hold(&self, req: &RequestFacts<'_>) -> bool {
+        self.conditions.iter().all(|c| match c {
+            Condition::Method(m) => req.method == m,
+            Condition::Header(name, value) => req.headers.get_all(name).iter().any(|v| v == value),
+        })
+    }
+}
+
+/// One routing decision: which Ingress rule claimed the request, what it does, and where it
+/// sends it.
 #[derive(Debug)]
 pub struct Route {
+    pub id: RouteId,
     /// Shared by every route of one Ingress.
     pub ingress: Arc<ObjectRef>,
     pub host: HostRule,
-    /// `None` for the default backend, which matches whatever no rule claims.
+    /// `None` for the default backend and generated redirects, which match any path.
     pub path: Option<PathRule>,
-    pub backend: Arc<Backend>,
-    /// Plain-HTTP requests get a 308 to https: the host has TLS and the Ingress did not opt out.
-    pub redirect_to_https: bool,
+    pub matches: Matches,
+    pub policy: Arc<Policy>,
+    /// Never empty; the first is the one requests go to when weights do not decide.
+    pub backends: Vec<WeightedBackend>,
 }
 
-/// What one router key leads to. Exact and prefix rules may share a key (`/foo` Exact and
-/// `/foo` Prefix both insert `/foo`); the Exact rule then wins, as its path is at least as long.
+impl Route {
+    /// The route's first backend (an Ingress rule has exactly one).
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backends[0].backend
+    }
+
+    /// The backend for request number `turn`, by weight (smooth over any `turn` sequence).
+    pub fn backend_for(&self, turn: usize) -> &Arc<Backend> {
+        if self.backends.len() == 1 {
+            return self.backend();
+        }
+        let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        if total == 0 {
+            return self.backend();
+        }
+        let mut at = turn as u64 % total;
+        for b in &self.backends {
+            if at < u64::from(b.weight) {
+                return &b.backend;
+            }
+            at -= u64::from(b.weight);
+        }
+        self.backend()
+    }
+
+    /// Whether plain-HTTP requests are redirected to https.
+    pub fn redirects_to_https(&self) -> bool {
+        self.policy
+            .filters
+            .iter()
+            .any(|f| matches!(f, super::policy::Filter::HttpsRedirect))
+    }
+}
+
+/// What one router key leads to: routes in precedence order (Exact before Prefix at one key,
+/// then by their conditions); the first whose conditions hold wins.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    pub(crate) exact: Option<Arc<Route>>,
-    pub(crate) prefix: Option<Arc<Route>>,
+    pub(crate) routes: Vec<Arc<Route>>,
+}
+
+impl Slot {
+    fn first(&self, holds: &impl Fn(&Route) -> bool) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| holds(r))
+    }
+}
+
+/// How one host group finds the route for a path.
+#[derive(Debug)]
+pub(crate) enum Paths {
+    /// Ingress path semantics, by matchit.
+    Router(matchit::Router<Slot>),
+    /// ingress-nginx's regex locations (`use-regex` or `rewrite-target` on some Ingress of
+    /// the host): case-insensitive regexes anchored at the start, longest path first; the
+    /// first that matches wins.
+    Regex(Vec<(Regex, Slot)>),
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths::Router(matchit::Router::new())
+    }
 }
 
 /// The routes of one host group (one exact host, one wildcard, or the rules without host).
 #[derive(Debug, Default)]
 pub(crate) struct HostRoutes {
-    pub(crate) router: matchit::Router<Slot>,
+    pub(crate) paths: Paths,
+    /// Answers requests for exactly `/` before any path rule (`app-root`).
+    pub(crate) root: Option<Arc<Route>>,
 }
 
 impl HostRoutes {
-    fn route(&self, path: &str) -> Option<&Arc<Route>> {
-        let slot = self.router.at(path).ok()?.value;
-        slot.exact.as_ref().or(slot.prefix.as_ref())
+    fn route(&self, path: &str, holds: &impl Fn(&Route) -> bool) -> Option<&Arc<Route>> {
+        if path == "/"
+            && let Some(root) = &self.root
+        {
+            return Some(root);
+        }
+        match &self.paths {
+            Paths::Router(router) => router.at(path).ok()?.value.first(holds),
+            Paths::Regex(list) => list
+                .iter()
+                .filter(|(re, _)| re.is_match(path))
+                .find_map(|(_, slot)| slot.first(holds)),
+        }
     }
 }
 
@@ -81,24 +226,34 @@ impl HostRoutes {
 /// cannot flood them; the keys come from Ingress objects.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    pub(crate) exact: FxHashMap<Box<str>, HostRoutes>,
+    pub(crate) exact: FxHashMap<Box<str>, Arc<HostRoutes>>,
     /// Keyed by the suffix after `*.`.
-    pub(crate) wildcard: FxHashMap<Box<str>, HostRoutes>,
-    pub(crate) any_host: Option<HostRoutes>,
+    pub(crate) wildcard: FxHashMap<Box<str>, Arc<HostRoutes>>,
+    pub(crate) any_host: Option<Arc<HostRoutes>>,
     pub(crate) default_route: Option<Arc<Route>>,
     /// Every route in build order, for `/debug/routes` and metrics.
     pub(crate) routes: Vec<Arc<Route>>,
 }
 
 impl RoutingTable {
-    /// The route for a request. `host` is the `Host` header or `:authority` as sent, `path`
-    /// the request path without query. Picks one host group (exact host, else wildcard, else
-    /// the host-less rules), routes by path inside it, and otherwise falls back to the default
-    /// backend.
+    /// The route for a request without conditions to check. `host` is the `Host` header or
+    /// `:authority` as sent, `path` the request path without query.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.find(host, path, |r| r.matches.is_empty())
+    }
+
+    /// The route for a request: picks one host group (exact host, else wildcard, else the
+    /// host-less rules), routes by path inside it to the first route whose conditions
+    /// `holds`, and otherwise falls back to the default backend.
+    pub fn find(
+        &self,
+        host: &str,
+        path: &str,
+        holds: impl Fn(&Route) -> bool,
+    ) -> Option<&Arc<Route>> {
         let group = RequestHost::parse(host).and_then(|h| self.host_group(h.as_str()));
         match group {
-            Some(group) => group.route(path),
+            Some(group) => group.route(path, &holds),
             None => None,
         }
         .or(self.default_route.as_ref())
@@ -109,6 +264,7 @@ impl RoutingTable {
             .get(host)
             .or_else(|| wildcard_suffix(host).and_then(|s| self.wildcard.get(s)))
             .or(self.any_host.as_ref())
+            .map(|g| &**g)
     }
 
     /// Every route, in the order the build placed them.

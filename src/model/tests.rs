@@ -12,7 +12,7 @@ use proptest::prelude::*;
 /// Which Service a request reaches: `"name:port"`, or `"404"` when nothing routes it.
 fn served_by(built: &Built, host: &str, path: &str) -> String {
     match built.table.lookup(host, path) {
-        Some(route) => match &route.backend.service {
+        Some(route) => match &route.backend().service {
             Some(s) => format!("{}:{}", s.name, s.port),
             None => "unservable".to_owned(),
         },
@@ -656,7 +656,7 @@ fn default_backend_precedence() {
 fn targets(built: &Built, host: &str) -> Vec<String> {
     let route = built.table.lookup(host, "/").expect("routed");
     route
-        .backend
+        .backend()
         .endpoints
         .targets
         .iter()
@@ -856,7 +856,7 @@ fn endpoint_slices_the_api_server_would_refuse_are_diagnosed_and_unused() {
         assert!(targets(&built, "h").is_empty(), "{port} {address}");
         let route = built.table.lookup("h", "/").unwrap();
         assert_eq!(
-            route.backend.problem.as_deref(),
+            route.backend().problem.as_deref(),
             Some("its EndpointSlices list no usable endpoint (see their diagnostics)"),
             "not the misleading selector hint"
         );
@@ -924,15 +924,15 @@ fn missing_service_or_port_answers_503_and_is_diagnosed() {
             .table
             .lookup("h", path)
             .expect("route exists and answers 503");
-        assert!(route.backend.endpoints.targets.is_empty(), "{path}");
-        assert!(route.backend.problem.is_some(), "{path}");
+        assert!(route.backend().endpoints.targets.is_empty(), "{path}");
+        assert!(route.backend().problem.is_some(), "{path}");
     }
     assert!(
         built.table.lookup("h", "/").is_none(),
         "/ is not routed at all"
     );
     let ok = built.table.lookup("h", "/ok").unwrap();
-    assert_eq!(ok.backend.endpoints.targets.len(), 1);
+    assert_eq!(ok.backend().endpoints.targets.len(), 1);
 }
 
 #[test]
@@ -1139,8 +1139,12 @@ fn redirect_to_https_follows_tls_hosts_and_annotations() {
         )
         .with(tls_secret("ns/cert", "CERT", "KEY"));
     let built = build_all(snapshot);
-    let redirects =
-        |host: &str, path: &str| built.table.lookup(host, path).map(|r| r.redirect_to_https);
+    let redirects = |host: &str, path: &str| {
+        built
+            .table
+            .lookup(host, path)
+            .map(|r| r.redirects_to_https())
+    };
     assert_eq!(redirects("a.example", "/"), Some(true));
     assert_eq!(
         redirects("b.wild.example", "/"),
@@ -1164,10 +1168,12 @@ fn redirect_to_https_follows_tls_hosts_and_annotations() {
         Some(false),
         "the ingress-nginx alias, any case"
     );
-    assert_eq!(
-        redirects("a.example", "/bad"),
-        Some(true),
-        "an invalid value keeps the default"
+    // An invalid value disables the Ingress's routes (503), never half a policy.
+    let bad = built.table.lookup("a.example", "/bad").unwrap();
+    assert!(
+        matches!(bad.policy.filters[..], [Filter::Deny(_)]),
+        "{:?}",
+        bad.policy
     );
     assert_eq!(
         fields(&built),
@@ -1186,7 +1192,7 @@ fn redirect_to_https_follows_tls_hosts_and_annotations() {
         built
             .table
             .lookup("m.example", "/")
-            .map(|r| r.redirect_to_https),
+            .map(|r| r.redirects_to_https()),
         Some(true)
     );
 }

@@ -1,11 +1,48 @@
-//! Endpoint choice: round robin over a backend's targets, skipping endpoints that recently
-//! refused connections (passive ejection).
+//! Endpoint choice: round robin over a backend's targets (one turn counter per route, kept
+//! here because the table is immutable), skipping endpoints that recently refused
+//! connections (passive ejection).
 
-use crate::model::{Backend, Target};
+use crate::model::{RouteId, Target};
 use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Round-robin turns per route, by the route's stable id: they survive publishes. Sharded
+/// locks, held for one increment.
+pub struct Turns {
+    shards: [Mutex<FxHashMap<RouteId, usize>>; SHARDS],
+}
+
+const SHARDS: usize = 16;
+/// A shard that grows past this many routes is emptied (its routes start their rotation
+/// again): ids of routes deleted long ago must not pile up.
+const SHARD_CAP: usize = 1 << 16;
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns {
+            shards: std::array::from_fn(|_| Mutex::new(FxHashMap::default())),
+        }
+    }
+}
+
+impl Turns {
+    /// A number that grows by one per call for the same route.
+    pub fn next(&self, route: RouteId) -> usize {
+        let shard = &self.shards[(route.0 as usize) % SHARDS];
+        let Ok(mut turns) = shard.lock() else {
+            return 0;
+        };
+        if turns.len() >= SHARD_CAP && !turns.contains_key(&route) {
+            turns.clear();
+        }
+        let turn = turns.entry(route).or_insert(0);
+        *turn = turn.wrapping_add(1);
+        *turn - 1
+    }
+}
 
 /// How long an endpoint that refused a connection is left out of the rotation.
 pub const EJECTION: Duration = Duration::from_secs(5);
@@ -36,14 +73,12 @@ impl Ejections {
         map.get(target).is_some_and(|until| *until > now)
     }
 
-    /// The next target of `backend` in round-robin order that was not `tried` yet, preferring
-    /// endpoints that are not ejected. `None` once every target was tried.
-    pub fn pick(&self, backend: &Backend, tried: &[Target]) -> Option<Target> {
-        let targets = &backend.endpoints.targets;
+    /// The target at round-robin position `start` or after it that was not `tried` yet,
+    /// preferring endpoints that are not ejected. `None` once every target was tried.
+    pub fn pick(&self, targets: &[Target], start: usize, tried: &[Target]) -> Option<Target> {
         if targets.is_empty() {
             return None;
         }
-        let start = backend.next_turn();
         let candidates = (0..targets.len())
             .map(|i| &targets[(start + i) % targets.len()])
             .filter(|t| !tried.contains(t));

@@ -1,107 +1,30 @@
-//! One request: look up the route, pick an endpoint, forward, and — in exactly one place —
-//! turn every failure into its status code (400, 404, 502, 503, 504).
+//! One request, as stages: decide the route → request filters → attempt → response filters,
+//! observed when its response ends. Each stage lives in its own file; this one only joins
+//! them and turns a failure into its response ([`super::error`] decides the status).
 
-use super::balance::Ejections;
-use super::body::{BoxError, ProxyBody, full};
+use super::attempt::{Attempts, Outgoing};
+use super::balance::{Ejections, Turns};
+use super::body::ProxyBody;
 use super::conn::Connection;
+use super::decide::{authority_value, decide};
+use super::error::ProxyError;
+use super::filters::{Arrival, Plan, Stop, request_filters, set_headers};
 use super::forward;
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
-use super::upstream::{ClientBodyError, RequestBody, UpstreamError, Upstreams};
+use super::respond::{ErrorContext, Upgrade, finish, intercept_errors};
+use super::upstream::{RequestBody, SendClock, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::model::Target;
-use crate::model::host::RequestHost;
+use crate::model::{Backend, Route};
 use crate::state::Shared;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tracing::Instrument;
-
-/// Why a request was not answered by an upstream.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error("missing or malformed Host")]
-    BadHost,
-    #[error("more than one Host header")]
-    DuplicateHost,
-    #[error("the Host header and :authority name different hosts")]
-    AuthorityMismatch,
-    #[error("{0}")]
-    ClientBody(String),
-    #[error("no route")]
-    NoRoute,
-    #[error("no ready endpoints: {0}")]
-    NoEndpoints(String),
-    #[error("could not connect to any endpoint: {0}")]
-    Connect(String),
-    #[error("upstream failed: {0}")]
-    Upstream(String),
-    #[error("upstream sent no response headers in time")]
-    Timeout,
-    #[error("the connection's certificate does not cover this host")]
-    Misdirected,
-}
-
-impl ProxyError {
-    /// The `vestibule_client_errors_total` label of a failure the client caused.
-    fn client_reason(&self) -> Option<&'static str> {
-        match self {
-            ProxyError::ClientBody(_) => Some("body"),
-            ProxyError::DuplicateHost | ProxyError::AuthorityMismatch => Some("host"),
-            _ => None,
-        }
-    }
-
-    /// The status code for this failure: the only place that decides one.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ProxyError::BadHost
-            | ProxyError::DuplicateHost
-            | ProxyError::AuthorityMismatch
-            | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-        }
-    }
-
-    /// A short plain-text answer; upstream details stay in the log, not in the response.
-    pub fn response(&self) -> Response<ProxyBody> {
-        let status = self.status();
-        let text = match self {
-            ProxyError::BadHost => "bad request: missing or malformed Host\n".into(),
-            ProxyError::DuplicateHost => "bad request: more than one Host header\n".into(),
-            ProxyError::AuthorityMismatch => {
-                "bad request: Host and :authority name different hosts\n".into()
-            }
-            ProxyError::ClientBody(_) => "bad request: malformed request body\n".into(),
-            ProxyError::NoRoute => "not found: no route for this host and path\n".into(),
-            // Which Service and why is the operator's business, and no secret.
-            ProxyError::NoEndpoints(why) => format!("service unavailable: {why}\n").into(),
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => {
-                "bad gateway: upstream failed\n".into()
-            }
-            ProxyError::Timeout => "gateway timeout: upstream did not answer in time\n".into(),
-            ProxyError::Misdirected => {
-                "misdirected request: open a connection for this host\n".into()
-            }
-        };
-        let mut response = Response::new(full(text));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
-    }
-}
 
 /// What the proxy needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -120,23 +43,18 @@ pub struct Proxy {
     shared: Arc<Shared>,
     upstreams: Arc<Upstreams>,
     ejections: Ejections,
+    turns: Turns,
     settings: Settings,
     observers: Arc<Observers>,
 }
-
-/// At most this many endpoints are tried for one request (the first and two more).
-const ATTEMPTS: usize = 3;
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, settings: Settings, observers: Arc<Observers>) -> Self {
         Proxy {
             shared,
-            upstreams: Upstreams::new(
-                settings.timeouts.connect,
-                settings.timeouts.read,
-                observers.metrics.upstream_connect_duration.clone(),
-            ),
+            upstreams: Upstreams::new(observers.metrics.upstream_connect_duration.clone()),
             ejections: Ejections::default(),
+            turns: Turns::default(),
             settings,
             observers,
         }
@@ -205,13 +123,11 @@ impl Proxy {
                         .inc();
                 }
                 let status = e.status().as_u16();
-                match &e {
-                    ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout => {
-                        tracing::warn!(%method, path = uri.path(), status, error = %e, "request failed")
-                    }
-                    _ => {
-                        tracing::debug!(%method, path = uri.path(), status, error = %e, "request refused")
-                    }
+                let error = super::error::error_chain(&e);
+                if e.is_upstream_failure() {
+                    tracing::warn!(%method, path = uri.path(), status, error, "request failed")
+                } else {
+                    tracing::debug!(%method, path = uri.path(), status, error, "request refused")
                 }
                 e.response()
             }
@@ -239,6 +155,7 @@ impl Proxy {
         response.map(|body| ObservedBody::new(body, exchange))
     }
 
+    /// The stages, in order; an `Err` is answered by [`ProxyError::response`].
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -246,249 +163,121 @@ impl Proxy {
         facts: &mut Facts,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let tls = conn.tls.as_ref();
-        let host = request_host(&req)?;
-        // The pod sees the host that routed the request, whatever form the client used; an
-        // origin-form HTTP/1.1 request already carries it.
-        if req.uri().authority().is_some() {
-            req.headers_mut().insert(header::HOST, host.clone());
-        }
-        let host_text = host.to_str().map_err(|_| ProxyError::BadHost)?;
-        let normalised = RequestHost::parse(host_text).ok_or(ProxyError::BadHost)?;
-        if let Some(tls) = tls
-            && req.version() == Version::HTTP_2
-            && !tls.may_serve(normalised.as_str())
-        {
-            return Err(ProxyError::Misdirected);
-        }
-        let route = {
-            let published = self.shared.peek();
-            let route = published
-                .built
-                .table
-                .lookup(host_text, req.uri().path())
-                .ok_or(ProxyError::NoRoute)?;
-            if tls.is_none() && route.redirect_to_https {
-                return Ok(self.redirect_to_https(host_text, req.uri()));
-            }
-            route.clone()
-        };
+        let decision = decide(&mut req, conn, &self.shared.peek().built.table)?;
+        let route = decision.route;
         let span = tracing::Span::current();
         span.record("ingress", route.ingress.key().as_str());
         if let Some(path) = &route.path {
             span.record("route", path.path.as_str());
         }
-        let backend = route.backend.clone();
-        facts.route = Some(route);
-        if backend.endpoints.targets.is_empty() {
-            let why = backend
-                .problem
-                .clone()
-                .unwrap_or_else(|| match &backend.service {
-                    Some(s) => format!("Service {s} has no ready endpoints"),
-                    None => "no endpoints".to_owned(),
-                });
-            return Err(ProxyError::NoEndpoints(why));
+        facts.route = Some(route.clone());
+        let arrival = Arrival {
+            tls: conn.tls.is_some(),
+            host: decision.host.to_str().unwrap_or_default(),
+            https_port: self.settings.https_redirect_port,
+        };
+        let plan = match request_filters(&route.policy, &req, &arrival) {
+            Ok(plan) => plan,
+            Err(Stop::Answer(response)) => return Ok(*response),
+            Err(Stop::Refuse(e)) => return Err(e),
+        };
+        let turn = self.turns.next(route.id);
+        let (backend, fallback) = choose_backend(&route, turn)?;
+        let errors = route.policy.errors.as_ref();
+        let method = req.method().clone();
+        let accept = req.headers().get(header::ACCEPT).cloned();
+        let original_uri = req.uri().clone();
+        let (mut out, upgrade) = self.outgoing(req, conn, &decision.host, plan, bytes_in);
+        crate::telemetry::propagate(&span, &mut out.headers);
+        set_headers(&route.policy, &mut out.headers);
+        facts.request_id = out.headers.get(forward::X_REQUEST_ID).cloned();
+        let cx = ErrorContext {
+            route: &route,
+            original_uri: &original_uri,
+            accept,
+            request_id: facts.request_id.clone(),
+        };
+        if fallback {
+            out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
         }
+        let forwarded = errors.map(|_| out.headers.clone());
+        let attempts = self.attempts();
+        let mut on_attempt = |t: &crate::model::Target| {
+            span.record("upstream", tracing::field::display(t));
+            facts.upstream = Some(t.clone());
+        };
+        let policy = &route.policy.upstream;
+        let sent = attempts
+            .send(backend, turn, policy, out, &mut on_attempt)
+            .await?;
+        let took = sent.took;
+        let sent = match forwarded {
+            Some(headers) => {
+                intercept_errors(sent, errors, &attempts, &cx, headers, method, on_attempt).await?
+            }
+            None => sent,
+        };
+        facts.upstream_took = Some(took);
+        Ok(finish(sent, upgrade, self.settings.tunnel_idle, conn))
+    }
 
+    fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            upstreams: &self.upstreams,
+            ejections: &self.ejections,
+            metrics: &self.observers.metrics,
+            defaults: &self.settings.timeouts,
+        }
+    }
+
+    /// The request as pods get it: origin form (rewritten if the filters said so), forwarded
+    /// headers, the body under the route's limit; and the client's upgrade, if it asked.
+    fn outgoing(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &Connection,
+        host: &HeaderValue,
+        plan: Plan,
+        bytes_in: Option<Arc<AtomicU64>>,
+    ) -> (Outgoing, Option<Upgrade>) {
         let upgrade =
             req.version() == Version::HTTP_11 && forward::upgrade_requested(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let websocket = upgrade && forward::upgrade_is_websocket(req.headers());
+        let upgrade = upgrade.then(|| Upgrade {
+            websocket: forward::upgrade_is_websocket(req.headers()),
+            client: hyper::upgrade::on(&mut req),
+        });
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        facts.request_id = Some(forward::request_headers(
-            &mut headers,
-            &conn.side,
-            &host,
-            upgrade,
-        ));
-        crate::telemetry::propagate(&span, &mut headers);
-        // Pods get the origin form (`/path?query`), whatever form the client used.
-        let origin_form = match parts.uri.path_and_query() {
-            Some(p) => Uri::from(p.clone()),
-            None => Uri::from_static("/"),
-        };
-        let body = RequestBody::new(body, bytes_in);
-        let metrics = &self.observers.metrics;
-
-        let mut tried: Vec<Target> = Vec::new();
-        let mut headers = Some(headers);
-        let mut last_error = String::new();
-        while tried.len() < ATTEMPTS {
-            let Some(target) = self.ejections.pick(&backend, &tried) else {
-                break;
-            };
-            let Some(attempt_body) = body.again() else {
-                break;
-            };
-            span.record("upstream", tracing::field::display(&target));
-            facts.upstream = Some(target.clone());
-            let more_possible = tried.len() + 1 < ATTEMPTS.min(backend.endpoints.targets.len());
-            let attempt_headers = if more_possible {
-                headers.clone()
-            } else {
-                headers.take()
-            };
-            let mut upstream_req = Request::new(attempt_body);
-            *upstream_req.method_mut() = parts.method.clone();
-            *upstream_req.uri_mut() = origin_form.clone();
-            *upstream_req.version_mut() = Version::HTTP_11;
-            *upstream_req.headers_mut() = attempt_headers.unwrap_or_default();
-
-            let sent_at = Instant::now();
-            let sent = tokio::time::timeout(
-                self.settings.timeouts.response_headers,
-                self.upstreams.send(&target, upstream_req),
-            )
-            .await;
-            let mut response = match sent {
-                Err(_) => {
-                    metrics
-                        .upstream_errors
-                        .get_or_create(&ReasonLabels { reason: "timeout" })
-                        .inc();
-                    return Err(ProxyError::Timeout);
-                }
-                Ok(Err(UpstreamError::Connect(e))) => {
-                    metrics
-                        .upstream_errors
-                        .get_or_create(&ReasonLabels { reason: "connect" })
-                        .inc();
-                    tracing::warn!(upstream = %target, error = %e, "connect failed; ejecting the endpoint for a few seconds");
-                    self.ejections.eject(&target);
-                    last_error = format!("{target}: {e}");
-                    tried.push(target);
-                    if headers.is_none() {
-                        break;
-                    }
-                    continue;
-                }
-                Ok(Err(UpstreamError::Exchange(e))) => {
-                    if let Some(client_fault) = client_body_error(&e) {
-                        return Err(ProxyError::ClientBody(client_fault));
-                    }
-                    metrics
-                        .upstream_errors
-                        .get_or_create(&ReasonLabels {
-                            reason: failure_reason(&e),
-                        })
-                        .inc();
-                    return Err(ProxyError::Upstream(format!(
-                        "{target}: {}",
-                        error_chain(&e)
-                    )));
-                }
-                Ok(Ok(response)) => response,
-            };
-            let took = sent_at.elapsed();
-            metrics.upstream_header_duration.observe(took.as_secs_f64());
-            facts.upstream_took = Some(took);
-            let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-            match client_upgrade {
-                Some(client_upgrade) if switching => {
-                    let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    tokio::spawn(super::tunnel::run(
-                        client_upgrade,
-                        upstream_upgrade,
-                        target,
-                        websocket,
-                        self.settings.tunnel_idle,
-                        conn.clone(),
-                    ));
-                    forward::strip_hop_by_hop(response.headers_mut(), true);
-                }
-                _ => forward::strip_hop_by_hop(response.headers_mut(), false),
+        forward::request_headers(&mut headers, &conn.side, host, upgrade.is_some());
+        let uri = match (plan.path_and_query, parts.uri.path_and_query()) {
+            (Some(rewritten), _) => {
+                Uri::try_from(rewritten).unwrap_or_else(|_| Uri::from_static("/"))
             }
-            return Ok(response.map(|b| b.map_err(BoxError::from).boxed_unsync()));
-        }
-        Err(ProxyError::Connect(last_error))
-    }
-}
-
-/// The host a request is for, checked: one Host header at most (RFC 9112 §3.2), over HTTP/2
-/// no Host that contradicts `:authority` (RFC 9113 §8.3.1), and for an absolute-form target
-/// the target's authority, whatever Host says (RFC 9112 §3.2.2).
-fn request_host(req: &Request<Incoming>) -> Result<HeaderValue, ProxyError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(ProxyError::DuplicateHost);
-    }
-    let Some(authority) = authority_value(req.uri()) else {
-        return host.cloned().ok_or(ProxyError::BadHost);
-    };
-    if req.version() == Version::HTTP_2
-        && let Some(host) = host
-        && !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
-    {
-        return Err(ProxyError::AuthorityMismatch);
-    }
-    Ok(authority)
-}
-
-/// The authority of an absolute-form or HTTP/2 request target, as a header value.
-fn authority_value(uri: &Uri) -> Option<HeaderValue> {
-    uri.authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-}
-
-/// The client's body error behind a failed exchange, if that is what failed it.
-fn client_body_error(e: &hyper::Error) -> Option<String> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<ClientBodyError>() {
-            return Some(s.to_string());
-        }
-        source = s.source();
-    }
-    None
-}
-
-/// `reset` when the upstream connection broke, `protocol` for anything else it did wrong.
-fn failure_reason(e: &hyper::Error) -> &'static str {
-    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
-    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() || io {
-        "reset"
-    } else {
-        "protocol"
-    }
-}
-
-impl Proxy {
-    /// `308 Permanent Redirect` to the same host, path and query over https (308, unlike 301,
-    /// keeps the method and body).
-    fn redirect_to_https(&self, host: &str, uri: &Uri) -> Response<ProxyBody> {
-        let name = without_port(host);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let location = match self.settings.https_redirect_port {
-            443 => format!("https://{name}{path}"),
-            port => format!("https://{name}:{port}{path}"),
+            (None, Some(p)) => Uri::from(p.clone()),
+            (None, None) => Uri::from_static("/"),
         };
-        let mut response = Response::new(full("redirecting to https\n".into()));
-        *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        response
+        let clock = (!body.is_end_stream()).then(SendClock::new);
+        let body = RequestBody::new(body, bytes_in, plan.body_limit, clock.clone());
+        let out = Outgoing {
+            method: parts.method,
+            uri,
+            headers,
+            body,
+            clock,
+        };
+        (out, upgrade)
     }
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn without_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
+/// The backend for request number `turn` of `route`; its `default-backend` (flagged `true`)
+/// when that one has no endpoint to send to.
+fn choose_backend(route: &Route, turn: usize) -> Result<(&Arc<Backend>, bool), ProxyError> {
+    let backend = route.backend_for(turn);
+    let Some(why) = backend.unavailable() else {
+        return Ok((backend, false));
+    };
+    match &route.policy.upstream.fallback {
+        Some(fallback) if fallback.unavailable().is_none() => Ok((fallback, true)),
+        _ => Err(ProxyError::NoEndpoints(why)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -130,7 +130,7 @@ impl Drop for ObservedBody {
 fn record(exchange: &Exchange, bytes_out: u64) {
     let took = exchange.started.elapsed();
     let route = exchange.facts.route.as_deref();
-    let service = route.and_then(|r| r.backend.service.as_ref());
+    let service = route.and_then(|r| r.backend().service.as_ref());
     let labels = RequestLabels {
         namespace: route
             .map(|r| r.ingress.namespace.clone())

@@ -9,7 +9,7 @@ use super::forward::ClientSide;
 use super::handler::Proxy;
 use crate::config::ClientTimeouts;
 use crate::metrics::{ListenerLabels, ReasonLabels};
-use crate::tls::TlsConnection;
+use crate::tls::{Terminator, TlsConnection};
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 /// After a connection is told to close, how long it may take to say goodbye (finish the
 /// response in flight, send GOAWAY) before it is cut.
@@ -82,7 +81,7 @@ pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     info: Listener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Terminator>,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
 ) {
@@ -158,7 +157,7 @@ impl AcceptBackoff {
 }
 
 /// Takes one accepted connection: a slot under the cap, the TLS handshake, then HTTP.
-fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&TlsAcceptor>) {
+fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Terminator>) {
     let accepted = Instant::now();
     let Ok(slot) = on.limits.slots.clone().try_acquire_owned() else {
         refuse_over_limit(on, client);
@@ -166,7 +165,7 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Tl
     };
     let _ = stream.set_nodelay(true);
     let side = ClientSide::new(client, on.info.proto, on.info.port);
-    let Some(acceptor) = tls.cloned() else {
+    let Some(terminator) = tls.cloned() else {
         // Spawned apart from the TLS path: a task's future is as large as its largest state,
         // and plain connections should not carry (and copy) a TLS stream's.
         let conn = on.connection(side, None, accepted, slot);
@@ -177,26 +176,51 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Tl
     tokio::spawn(async move {
         // The handshake counts against the header timeout: a client that opens a connection
         // and says nothing is closed alike whatever listener it chose.
-        let handshake = tokio::time::timeout(on.limits.timeouts.header, acceptor.accept(stream));
-        let stream = match handshake.await {
-            Ok(Ok(s)) => s,
+        let handshake = handshake(&on, &terminator, stream);
+        let (stream, tls) = match tokio::time::timeout(on.limits.timeouts.header, handshake).await {
+            Ok(Ok(done)) => done,
             Ok(Err(e)) => return tracing::debug!(%client, error = %e, "TLS handshake failed"),
             Err(_) => {
                 closed(&on, "header_timeout");
                 return tracing::debug!(%client, "TLS handshake timed out");
             }
         };
-        let sni = stream.get_ref().1.server_name().map(str::to_owned);
-        let cert = on
-            .proxy
-            .shared()
-            .peek()
-            .certs
-            .resolve(sni.as_deref())
-            .cloned();
-        let conn = on.connection(side, Some(TlsConnection { sni, cert }), accepted, slot);
+        let conn = on.connection(side, Some(tls), accepted, slot);
         serve_connection(on, TokioIo::new(stream), conn).await;
     });
+}
+
+/// Reads the ClientHello, picks the certificate for its SNI (once: what the connection
+/// serves and what it may be reused for come from the same pick), and completes the handshake.
+async fn handshake(
+    on: &Listening,
+    terminator: &Terminator,
+    stream: TcpStream,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsConnection)> {
+    let acceptor = rustls::server::Acceptor::default();
+    let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(|s| s.to_ascii_lowercase());
+    let cert = on
+        .proxy
+        .shared()
+        .peek()
+        .certs
+        .resolve(sni.as_deref())
+        .cloned();
+    let Some(cert) = cert else {
+        return Err(std::io::Error::other("no certificate to serve"));
+    };
+    let stream = start.into_stream(terminator.config_for(&cert)).await?;
+    Ok((
+        stream,
+        TlsConnection {
+            sni,
+            cert: Some(cert),
+        },
+    ))
 }
 
 impl Listening {

@@ -43,29 +43,51 @@ pub enum BodyError {
     Upstream(hyper::Error),
 }
 
-/// The client's request body failed (bad chunked framing, a reset): the client's fault,
-/// never the pod's.
+/// The client's request body failed: the client's fault, never the pod's.
 #[derive(Debug, thiserror::Error)]
-#[error("reading the client's request body: {0}")]
-pub struct ClientBodyError(#[source] pub hyper::Error);
+pub enum ClientBodyError {
+    /// Bad chunked framing, a reset.
+    #[error("reading the client's request body")]
+    Read(#[source] hyper::Error),
+    /// More bytes than the route's body limit.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(u64),
+}
+
+/// Why no connection to an endpoint could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting")]
+    Io(#[source] std::io::Error),
+    #[error("no connection within {0:?}")]
+    TimedOut(Duration),
+    #[error("HTTP/1.1 handshake")]
+    Handshake(#[source] hyper::Error),
+}
 
 /// Why a request got no response from an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// No connection could be made: the request was not sent, another endpoint may be tried.
-    #[error("connect: {0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(ConnectError),
     /// The request was sent (or partly sent) and the exchange failed.
     #[error(transparent)]
     Exchange(hyper::Error),
+}
+
+/// The limits of one exchange with a pod.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeLimits {
+    pub connect: Duration,
+    /// Between two pieces of the response body.
+    pub read: Duration,
 }
 
 /// Idle keep-alive connections per endpoint. Connections survive table publishes for as long
 /// as their endpoint is used.
 pub struct Upstreams {
     idle: Mutex<FxHashMap<Target, Vec<Idle>>>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
     connect_duration: Histogram,
 }
 
@@ -76,16 +98,9 @@ struct Idle {
 
 impl Upstreams {
     /// A pool, with a task (on the current runtime) that closes connections idle for too long.
-    /// `read_timeout` bounds the pause between two pieces of a response body.
-    pub fn new(
-        connect_timeout: Duration,
-        read_timeout: Duration,
-        connect_duration: Histogram,
-    ) -> Arc<Upstreams> {
+    pub fn new(connect_duration: Histogram) -> Arc<Upstreams> {
         let pool = Arc::new(Upstreams {
             idle: Mutex::new(FxHashMap::default()),
-            connect_timeout,
-            read_timeout,
             connect_duration,
         });
         tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -98,6 +113,7 @@ impl Upstreams {
         self: &Arc<Self>,
         target: &Target,
         mut req: Request<RequestBody>,
+        limits: ExchangeLimits,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         // A pooled connection may have been closed by the pod since; the request then comes
         // back unsent and goes out on the next one, or on a new connection.
@@ -119,7 +135,7 @@ impl Upstreams {
                 None
             };
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.pooled(response, target, sender)),
+                Ok(response) => return Ok(self.pooled(response, target, sender, limits.read)),
                 Err(mut e) => match (e.take_message(), replay) {
                     (Some(unsent), _) => req = unsent,
                     (None, Some(copy)) if e.error().is_incomplete_message() => {
@@ -132,12 +148,12 @@ impl Upstreams {
             }
         }
         // Boxed: connecting (with name resolution) is rare and would bloat every request.
-        let mut sender = Box::pin(self.connect(target)).await?;
+        let mut sender = Box::pin(self.connect(target, limits.connect)).await?;
         let response = sender
             .send_request(req)
             .await
             .map_err(UpstreamError::Exchange)?;
-        Ok(self.pooled(response, target, sender))
+        Ok(self.pooled(response, target, sender, limits.read))
     }
 
     fn pooled(
@@ -145,11 +161,11 @@ impl Upstreams {
         response: Response<Incoming>,
         target: &Target,
         sender: http1::SendRequest<RequestBody>,
+        read_timeout: Duration,
     ) -> Response<PooledBody> {
         // After `101 Switching Protocols` the connection belongs to the tunnel.
         let home = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
             .then(|| (Arc::downgrade(self), target.clone(), sender));
-        let read_timeout = self.read_timeout;
         response.map(|inner| PooledBody {
             inner,
             home,
@@ -193,6 +209,7 @@ impl Upstreams {
     async fn connect(
         &self,
         target: &Target,
+        timeout: Duration,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
         let started = Instant::now();
         let connecting = async {
@@ -201,18 +218,13 @@ impl Upstreams {
                 Target::Dns { host, port } => TcpStream::connect((&**host, *port)).await,
             }
         };
-        let stream = tokio::time::timeout(self.connect_timeout, connecting).await;
+        let stream = tokio::time::timeout(timeout, connecting).await;
         self.connect_duration
             .observe(started.elapsed().as_secs_f64());
         let stream = match stream {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
-            Err(_) => {
-                return Err(UpstreamError::Connect(format!(
-                    "timed out after {:?}",
-                    self.connect_timeout
-                )));
-            }
+            Ok(Err(e)) => return Err(UpstreamError::Connect(ConnectError::Io(e))),
+            Err(_) => return Err(UpstreamError::Connect(ConnectError::TimedOut(timeout))),
         };
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
@@ -221,7 +233,7 @@ impl Upstreams {
             .max_buf_size(super::body::MAX_BUF)
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+            .map_err(|e| UpstreamError::Connect(ConnectError::Handshake(e)))?;
         let target = target.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
@@ -372,13 +384,60 @@ pub struct RequestBody {
     taken: Option<Incoming>,
     hint: SizeHint,
     end: bool,
-    /// Bytes read from the client, for the access log.
+    /// Bytes read from the client, for the access log and the limit.
     counted: Option<Arc<AtomicU64>>,
+    /// More bytes than this end the body with [`ClientBodyError::TooLarge`].
+    limit: Option<u64>,
+    /// When the pod last took a piece, for the send timeout.
+    clock: Option<Arc<SendClock>>,
+}
+
+/// How the upload of a request body is going, watched for the send timeout: a pod that
+/// takes no piece of the body for that long, while the client has more, is stalled.
+#[derive(Debug)]
+pub struct SendClock {
+    start: Instant,
+    /// Milliseconds since `start` of the pod's last pull; `u64::MAX` while the client is
+    /// the one who is slow (the last pull is waiting for it) or the body is done.
+    pulled_at: AtomicU64,
+}
+
+impl SendClock {
+    pub fn new() -> Arc<SendClock> {
+        Arc::new(SendClock {
+            start: Instant::now(),
+            pulled_at: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    fn pulled(&self, waiting_for_client: bool) {
+        let at = if waiting_for_client {
+            u64::MAX
+        } else {
+            self.start.elapsed().as_millis() as u64
+        };
+        self.pulled_at.store(at, Ordering::Relaxed);
+    }
+
+    /// How long the pod has left a piece of the body waiting, if it has.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let at = self.pulled_at.load(Ordering::Relaxed);
+        (at != u64::MAX).then(|| {
+            self.start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at))
+        })
+    }
 }
 
 impl RequestBody {
     /// A body to pass to the first attempt; [`RequestBody::again`] makes the next ones.
-    pub fn new(body: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
+    pub fn new(
+        body: Incoming,
+        counted: Option<Arc<AtomicU64>>,
+        limit: Option<u64>,
+        clock: Option<Arc<SendClock>>,
+    ) -> Self {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         RequestBody {
@@ -387,6 +446,21 @@ impl RequestBody {
             hint,
             end,
             counted,
+            limit,
+            clock,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        RequestBody {
+            slot: None,
+            taken: None,
+            hint: SizeHint::with_exact(0),
+            end: true,
+            counted: None,
+            limit: None,
+            clock: None,
         }
     }
 
@@ -404,6 +478,8 @@ impl RequestBody {
             hint: self.hint,
             end: self.end,
             counted: self.counted.clone(),
+            limit: self.limit,
+            clock: self.clock.clone(),
         })
     }
 }
@@ -430,12 +506,21 @@ impl Body for RequestBody {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => return Poll::Ready(None),
         };
+        if let Some(clock) = &self.clock {
+            let done = matches!(polled, Poll::Ready(None));
+            clock.pulled(polled.is_pending() || done);
+        }
         if let (Poll::Ready(Some(Ok(frame))), Some(counted)) = (&polled, &self.counted)
             && let Some(data) = frame.data_ref()
         {
-            counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let total = counted.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+            if let Some(limit) = self.limit
+                && total > limit
+            {
+                return Poll::Ready(Some(Err(ClientBodyError::TooLarge(limit))));
+            }
         }
-        polled.map(|frame| frame.map(|r| r.map_err(ClientBodyError)))
+        polled.map(|frame| frame.map(|r| r.map_err(ClientBodyError::Read)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -42,6 +42,7 @@ impl ParseError {
                 .line
                 .map_or_else(|| "-".to_owned(), |l| format!("line {l}")),
             reason: self.reason.clone(),
+            severity: crate::model::Severity::Error,
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct CertEntry {
     pub not_after: i64,
     /// The Secret it came from; `None` for the generated default.
     pub secret: Option<ObjectRef>,
+    /// The rustls configuration serving it, made at its first handshake.
+    pub server_config: std::sync::OnceLock<Arc<rustls::ServerConfig>>,
 }
 
 impl CertEntry {
@@ -103,6 +105,7 @@ pub fn parse_pair(
         names,
         not_after,
         secret,
+        server_config: std::sync::OnceLock::new(),
     })
 }
 
@@ -218,6 +221,7 @@ pub fn build_store(
                                 "the certificate expired at {}; it is still served",
                                 rfc3339(entry.not_after)
                             ),
+                            severity: crate::model::Severity::Error,
                         });
                     }
                     store
@@ -230,6 +234,7 @@ pub fn build_store(
                         object: binding.secret.clone(),
                         field: e.field.to_owned(),
                         reason: format!("{}; its hosts get the default certificate", e.reason),
+                        severity: crate::model::Severity::Error,
                     });
                     None
                 }

@@ -1,5 +1,5 @@
-//! TLS termination: the rustls server configuration (ring, the provider kube uses), SNI
-//! resolution over the published certificate store, and per-connection facts the proxy needs.
+//! TLS termination: the rustls server configurations (ring, the provider kube uses), one per
+//! certificate of the published store, and per-connection facts the proxy needs.
 
 pub mod certs;
 
@@ -23,45 +23,63 @@ pub enum MinVersion {
     Tls13,
 }
 
-/// The certificate for a handshake's SNI (or for no SNI), chosen from whatever store is in
-/// force at that moment.
-pub type PickCertificate = dyn Fn(Option<&str>) -> Option<Arc<CertifiedKey>> + Send + Sync;
-
-/// Asks `pick` at each handshake: a rotated Secret is used by the next handshake, open
-/// connections keep theirs.
-struct Resolver {
-    pick: Box<PickCertificate>,
+/// The rustls settings every handshake shares (versions, ALPN `h2` and `http/1.1`, session
+/// tickets), and one configuration per certificate built from them when first used. The
+/// listener reads the ClientHello, picks the certificate once, and hands the handshake the
+/// configuration of that certificate: a rotated Secret is used by the next handshake, open
+/// connections keep theirs. rustls never renegotiates.
+#[derive(Clone)]
+pub struct Terminator {
+    base: Arc<ServerConfig>,
 }
 
-impl std::fmt::Debug for Resolver {
+impl std::fmt::Debug for Terminator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Resolver")
+        f.write_str("Terminator")
     }
 }
 
-impl ResolvesServerCert for Resolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        (self.pick)(hello.server_name())
+/// Serves the one certificate a configuration was made for.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 
-/// The server configuration: ALPN `h2` and `http/1.1`, TLS 1.2 (unless `min` is 1.3) and 1.3,
-/// certificates from `pick`. rustls never renegotiates.
-pub fn server_config(
-    pick: Box<PickCertificate>,
-    min: MinVersion,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let versions: &[&rustls::SupportedProtocolVersion] = match min {
-        MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        MinVersion::Tls13 => &[&rustls::version::TLS13],
-    };
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver { pick }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-    Ok(Arc::new(config))
+impl Terminator {
+    /// TLS 1.2 (unless `min` is 1.3) and 1.3.
+    pub fn new(min: MinVersion) -> Result<Terminator, rustls::Error> {
+        let versions: &[&rustls::SupportedProtocolVersion] = match min {
+            MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            MinVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let none = rustls::server::ResolvesServerCertUsingSni::new();
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(none));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        Ok(Terminator {
+            base: Arc::new(config),
+        })
+    }
+
+    /// The configuration serving `entry`, made once per certificate. Clones share the
+    /// session cache and ticketer, so resumption works across certificates.
+    pub fn config_for(&self, entry: &CertEntry) -> Arc<ServerConfig> {
+        entry
+            .server_config
+            .get_or_init(|| {
+                let mut config = (*self.base).clone();
+                config.cert_resolver = Arc::new(Fixed(entry.key.clone()));
+                Arc::new(config)
+            })
+            .clone()
+    }
 }
 
 /// What the proxy knows about a TLS connection once the handshake is done.

@@ -1,0 +1,366 @@
+//! What a route does to a request besides choosing its backend: typed filters with validated
+//! fields, and the pure rules that apply them (rewrites, redirect targets). The proxy runs
+//! them as stages; nothing here touches a socket or a clock.
+
+use super::table::Backend;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use regex::Regex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a route does besides choosing its backend. `Policy::default()` is a plain
+/// route: the request goes to the backend unchanged, with the proxy's global limits.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Request filters, run in order before the request goes anywhere.
+    pub filters: Vec<Filter>,
+    /// How the backend is tried.
+    pub upstream: UpstreamPolicy,
+    /// Upstream answers replaced by another backend's (`custom-http-errors`).
+    pub errors: Option<CustomErrors>,
+}
+
+impl Policy {
+    /// The largest request body this route takes, if it says.
+    pub fn body_limit(&self) -> Option<u64> {
+        self.filters.iter().find_map(|f| match f {
+            Filter::BodyLimit(n) => Some(*n),
+            _ => None,
+        })
+    }
+}
+
+/// One request filter.
+#[derive(Debug)]
+pub enum Filter {
+    /// The route is not served: an annotation that shapes it did not parse (ingress-nginx's
+    /// "location denied"). Answers 503 with the reason in the log.
+    Deny(String),
+    /// Plain-HTTP requests are redirected to https (308).
+    HttpsRedirect,
+    /// Answers with a redirect instead of forwarding.
+    Redirect(Redirect),
+    /// Request bodies larger than this get 413 (`0` never gets here: it means no limit).
+    BodyLimit(u64),
+    /// The path (and query) the pod sees.
+    Rewrite(Rewrite),
+    /// Sets (replaces) a request header towards the pod.
+    SetHeader(HeaderName, HeaderValue),
+}
+
+impl Filter {
+    /// A short name, for `/debug/routes`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Filter::Deny(_) => "deny",
+            Filter::HttpsRedirect => "https-redirect",
+            Filter::Redirect(_) => "redirect",
+            Filter::BodyLimit(_) => "body-limit",
+            Filter::Rewrite(_) => "rewrite",
+            Filter::SetHeader(..) => "set-header",
+        }
+    }
+}
+
+/// A redirect answer.
+#[derive(Debug)]
+pub struct Redirect {
+    pub to: RedirectTo,
+    pub code: StatusCode,
+}
+
+/// Where a redirect points.
+#[derive(Debug)]
+pub enum RedirectTo {
+    /// Exactly this URL, whatever was asked (`permanent-redirect`, `temporal-redirect`).
+    Url(HeaderValue),
+    /// The same scheme, path and query on another host (`from-to-www-redirect`).
+    Host(String),
+    /// The same scheme and host, another path, only for requests of `/` (`app-root`).
+    Root(String),
+}
+
+impl RedirectTo {
+    /// The `Location` for a request over `scheme` to `host` (as sent, port included) with
+    /// `path_and_query`; `None` when the redirect does not apply to this request.
+    pub fn location(&self, scheme: &str, host: &str, path_and_query: &str) -> Option<String> {
+        match self {
+            RedirectTo::Url(url) => url.to_str().ok().map(str::to_owned),
+            RedirectTo::Host(to) => Some(format!("{scheme}://{to}{path_and_query}")),
+            RedirectTo::Root(root) => {
+                let path = path_and_query.split('?').next().unwrap_or_default();
+                (path == "/").then(|| format!("{scheme}://{host}{root}"))
+            }
+        }
+    }
+}
+
+/// `rewrite-target`: the path the pod sees, as nginx's `rewrite "(?i)<path>" <target> break`.
+#[derive(Debug)]
+pub struct Rewrite {
+    /// The Ingress path as a case-insensitive, unanchored regex.
+    pub pattern: Regex,
+    /// The new path, with `$1`…`$9` standing for the pattern's groups.
+    pub target: String,
+}
+
+/// What a rewrite makes of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewritten {
+    /// The pod gets this path and query.
+    Path(String),
+    /// The target is a URL: nginx answers it as a 302 instead of forwarding.
+    Redirect(String),
+}
+
+impl Rewrite {
+    /// Applies the rewrite to `path` (without query) and `query`. `None`: the pattern does
+    /// not match, the request goes on unchanged (nginx skips the rewrite then).
+    pub fn apply(&self, path: &str, query: Option<&str>) -> Option<Rewritten> {
+        let caps = self.pattern.captures(path)?;
+        let mut out = String::with_capacity(self.target.len() + path.len());
+        let mut rest = self.target.as_str();
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            match after.as_bytes().first() {
+                Some(d @ b'0'..=b'9') => {
+                    let group = usize::from(d - b'0');
+                    out.push_str(caps.get(group).map_or("", |m| m.as_str()));
+                    rest = &after[1..];
+                }
+                _ => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        if out.starts_with("http://") || out.starts_with("https://") {
+            return Some(Rewritten::Redirect(out));
+        }
+        // nginx appends the request's arguments to the new ones (after `&`) or alone.
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(query);
+        }
+        Some(Rewritten::Path(out))
+    }
+}
+
+/// How the backend is tried: timeouts (the global ones when `None`), retries, fallback.
+#[derive(Debug, Default)]
+pub struct UpstreamPolicy {
+    pub connect_timeout: Option<Duration>,
+    /// Waiting for response headers and between two reads of the body (nginx's
+    /// `proxy_read_timeout`).
+    pub read_timeout: Option<Duration>,
+    /// Between two writes of the request body to the pod.
+    pub send_timeout: Option<Duration>,
+    pub retry: Retry,
+    /// Answers when the route's Service is missing or has no ready endpoint, with `X-Code:
+    /// 503` (`default-backend`).
+    pub fallback: Option<Arc<Backend>>,
+}
+
+/// When a request goes on to the next endpoint (`proxy-next-upstream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// No connection could be made, or the exchange failed before response headers.
+    pub on_error: bool,
+    /// Connecting or waiting for response headers took too long.
+    pub on_timeout: bool,
+    /// Response statuses that are tried again elsewhere (`http_502` …).
+    pub on_status: StatusSet,
+    /// Requests with non-idempotent methods are tried again after they were sent.
+    pub non_idempotent: bool,
+    /// Whether a request that reached a pod may go again at all. Without a
+    /// `proxy-next-upstream` annotation only requests that never reached one do (a refused
+    /// or timed-out connect), as Vestibule always did; the annotation turns on nginx's rules.
+    pub after_sent: bool,
+    /// Attempts in all, the first included; 0 means as many as there are endpoints.
+    pub tries: u32,
+    /// Retries start only within this long of the first attempt.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Retry {
+    /// ingress-nginx's `error timeout`, 3 tries, no time limit; but only for requests that
+    /// did not reach a pod (see [`Retry::after_sent`]).
+    fn default() -> Self {
+        Retry {
+            on_error: true,
+            on_timeout: true,
+            on_status: StatusSet::default(),
+            non_idempotent: false,
+            after_sent: false,
+            tries: 3,
+            timeout: None,
+        }
+    }
+}
+
+impl Retry {
+    /// Whether a request with `method` may be sent again after it reached a pod.
+    pub fn may_resend(&self, method: &Method) -> bool {
+        self.after_sent && (self.non_idempotent || method.is_idempotent())
+    }
+}
+
+/// A small set of status codes (the ones `proxy-next-upstream` names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSet(u8);
+
+impl StatusSet {
+    const CODES: [u16; 7] = [403, 404, 429, 500, 502, 503, 504];
+
+    /// Adds `code`; `false` when the set cannot hold it.
+    pub fn insert(&mut self, code: u16) -> bool {
+        match Self::CODES.iter().position(|c| *c == code) {
+            Some(i) => {
+                self.0 |= 1 << i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(&self, code: StatusCode) -> bool {
+        Self::CODES
+            .iter()
+            .position(|c| *c == code.as_u16())
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
+/// `custom-http-errors`: these upstream statuses are answered by `backend` instead.
+#[derive(Debug)]
+pub struct CustomErrors {
+    pub codes: Vec<u16>,
+    pub backend: Arc<Backend>,
+}
+
+/// Parses an nginx size: digits with an optional `k`, `m` or `g` (either case). `0` is no
+/// limit, returned as `None`.
+pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, ' '),
+    };
+    let factor: u64 = match unit {
+        ' ' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size (digits with k, m or g)")),
+    };
+    let n: u64 = match digits.parse() {
+        Ok(n) if !digits.starts_with('+') => n,
+        _ => return Err(format!("{text:?} is not a size (digits with k, m or g)")),
+    };
+    let bytes = n
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(path: &str, target: &str) -> Rewrite {
+        Rewrite {
+            pattern: Regex::new(&format!("(?i){path}")).unwrap(),
+            target: target.to_owned(),
+        }
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn rewrites_expand_captures_and_keep_the_query() {
+        // Rows: ingress-nginx docs/examples/rewrite/README.md and test/e2e/annotations/rewrite.go.
+        let rows: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+            // rewrite.go "should write rewrite logs": `/` for `/something`.
+            ("/something", "/", "/something", None, Some("/")),
+            // Mixed case still matches: the pattern is case-insensitive.
+            ("/something", "/", "/SomeThing", None, Some("/")),
+            // examples/rewrite: /something(/|$)(.*) → /$2.
+            ("/something(/|$)(.*)", "/$2", "/something", None, Some("/")),
+            ("/something(/|$)(.*)", "/$2", "/something/", None, Some("/")),
+            (
+                "/something(/|$)(.*)",
+                "/$2",
+                "/something/new",
+                None,
+                Some("/new"),
+            ),
+            // rewrite.go "should allow for custom rewrite parameters".
+            (
+                "/foo/bar/(.+)",
+                "/new/backend/$1",
+                "/foo/bar/bar",
+                None,
+                Some("/new/backend/bar"),
+            ),
+            // The query follows the new path; a target with its own query gets it after `&`.
+            ("/a/(.*)", "/b/$1", "/a/x", Some("q=1"), Some("/b/x?q=1")),
+            ("/a/(.*)", "/b?v=2", "/a/x", Some("q=1"), Some("/b?v=2&q=1")),
+            // A group that did not take part is empty; `$` without a digit stays.
+            ("/a(/x)?", "/b$1$", "/a", None, Some("/b$")),
+            // No match: no rewrite.
+            ("/other", "/", "/something", None, None),
+        ];
+        for (path, target, request, query, expected) in rows {
+            let got = rewrite(path, target).apply(request, *query);
+            let want = expected.map(|p| Rewritten::Path(p.to_owned()));
+            assert_eq!(got, want, "{path} → {target} on {request}");
+        }
+        assert_eq!(
+            rewrite("/x", "https://elsewhere.test/$0").apply("/x", None),
+            Some(Rewritten::Redirect("https://elsewhere.test//x".to_owned()))
+        );
+    }
+
+    #[test]
+    fn sizes_parse_like_nginx() {
+        // e2e proxy.go: "8m" is set, "15r" is refused.
+        assert_eq!(parse_size("8m"), Ok(Some(8 << 20)));
+        assert_eq!(parse_size("8M"), Ok(Some(8 << 20)));
+        assert_eq!(parse_size("1k"), Ok(Some(1024)));
+        assert_eq!(parse_size("2g"), Ok(Some(2 << 30)));
+        assert_eq!(parse_size("1000"), Ok(Some(1000)));
+        assert_eq!(parse_size("0"), Ok(None));
+        for bad in ["15r", "", "m", "-1", "+1", "1.5m", "99999999999999999999g"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let www = RedirectTo::Host("www.shop.test".to_owned());
+        assert_eq!(
+            www.location("https", "shop.test", "/a?b=1").as_deref(),
+            Some("https://www.shop.test/a?b=1")
+        );
+        let root = RedirectTo::Root("/app".to_owned());
+        assert_eq!(
+            root.location("http", "shop.test:8080", "/").as_deref(),
+            Some("http://shop.test:8080/app")
+        );
+        assert_eq!(
+            root.location("http", "shop.test", "/?x=1").as_deref(),
+            Some("http://shop.test/app")
+        );
+        assert_eq!(root.location("http", "shop.test", "/other"), None);
+    }
+
+    #[test]
+    fn status_sets_hold_what_proxy_next_upstream_names() {
+        let mut s = StatusSet::default();
+        assert!(s.insert(502));
+        assert!(!s.insert(501));
+        assert!(s.contains(StatusCode::BAD_GATEWAY));
+        assert!(!s.contains(StatusCode::SERVICE_UNAVAILABLE));
+    }
+}

@@ -1,0 +1,125 @@
+//! Stage two: the route's request filters, in the policy's order. A filter may answer the
+//! request itself (a redirect, 413, 503 for a disabled route) or change what the pod gets
+//! (path, headers, body limit).
+
+use super::body::{ProxyBody, full};
+use super::error::ProxyError;
+use crate::model::policy::{Filter, Policy, Redirect, Rewritten};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+
+/// What the request filters decided for a request that goes on to the pod.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The path and query the pod gets, when a rewrite changed them.
+    pub path_and_query: Option<String>,
+    /// The body limit to enforce while streaming.
+    pub body_limit: Option<u64>,
+}
+
+/// Why the filters stopped a request.
+pub enum Stop {
+    /// Answered by the proxy (a redirect); boxed, as stops are rare and plans common.
+    Answer(Box<Response<ProxyBody>>),
+    Refuse(ProxyError),
+}
+
+/// Where the request arrived, for redirects.
+pub struct Arrival<'a> {
+    pub tls: bool,
+    /// The host as the client sent it.
+    pub host: &'a str,
+    /// The port clients use for https.
+    pub https_port: u16,
+}
+
+/// Runs the request filters of `policy` over `req`.
+pub fn request_filters<B: Body>(
+    policy: &Policy,
+    req: &Request<B>,
+    at: &Arrival<'_>,
+) -> Result<Plan, Stop> {
+    let mut plan = Plan::default();
+    let scheme = if at.tls { "https" } else { "http" };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    for filter in &policy.filters {
+        match filter {
+            Filter::Deny(reason) => return Err(Stop::Refuse(ProxyError::Denied(reason.clone()))),
+            Filter::BodyLimit(limit) => {
+                if declared_length(req).is_some_and(|n| n > *limit) {
+                    return Err(Stop::Refuse(ProxyError::BodyTooLarge(*limit)));
+                }
+                plan.body_limit = Some(*limit);
+            }
+            Filter::Redirect(Redirect { to, code }) => {
+                if let Some(location) = to.location(scheme, at.host, target) {
+                    return Err(Stop::Answer(Box::new(redirect(*code, &location))));
+                }
+            }
+            Filter::HttpsRedirect if !at.tls => {
+                return Err(Stop::Answer(Box::new(https_redirect(at, target))));
+            }
+            Filter::HttpsRedirect => {}
+            Filter::Rewrite(rewrite) => match rewrite.apply(req.uri().path(), req.uri().query()) {
+                Some(Rewritten::Path(p)) => plan.path_and_query = Some(p),
+                Some(Rewritten::Redirect(url)) => {
+                    return Err(Stop::Answer(Box::new(redirect(StatusCode::FOUND, &url))));
+                }
+                None => {}
+            },
+            Filter::SetHeader(..) => {}
+        }
+    }
+    Ok(plan)
+}
+
+/// Applies the policy's header filters to the headers the pod gets (after the proxy's own
+/// `X-Forwarded-*`, so `upstream-vhost` replaces Host but not X-Forwarded-Host).
+pub fn set_headers(policy: &Policy, headers: &mut HeaderMap) {
+    for filter in &policy.filters {
+        if let Filter::SetHeader(name, value) = filter {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The body length the client declared, if it declared one.
+fn declared_length<B: Body>(req: &Request<B>) -> Option<u64> {
+    req.body().size_hint().exact().or_else(|| {
+        req.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+fn redirect(code: StatusCode, location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full("redirecting\n".into()));
+    *response.status_mut() = code;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `308 Permanent Redirect` to the same host, path and query over https (308, unlike 301,
+/// keeps the method and body).
+fn https_redirect(at: &Arrival<'_>, target: &str) -> Response<ProxyBody> {
+    let name = without_port(at.host);
+    let location = match at.https_port {
+        443 => format!("https://{name}{target}"),
+        port => format!("https://{name}:{port}{target}"),
+    };
+    let mut response = redirect(StatusCode::PERMANENT_REDIRECT, &location);
+    *response.body_mut() = full("redirecting to https\n".into());
+    response
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn without_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
