@@ -2,14 +2,14 @@
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
 use super::class::OurClasses;
-use super::endpoints::{Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
+use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::path::PathRule;
 use super::policy::{Filter, Policy, Redirect, RedirectTo, Rewrite};
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
-    Backend, HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
+    HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
 };
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;

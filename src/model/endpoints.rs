@@ -145,6 +145,43 @@ impl Unresolved {
     }
 }
 
+/// Where one route sends requests: a Service port and what was found behind it. Immutable:
+/// per-request state (round-robin turns, ejections) lives in the proxy.
+#[derive(Debug)]
+pub struct Backend {
+    /// The Service port named by the Ingress; `None` for backends Vestibule cannot serve
+    /// (resource backends).
+    pub service: Option<ServiceRef>,
+    pub endpoints: Endpoints,
+    /// Why the backend can have no endpoints at all (missing Service or port, unsupported kind).
+    pub problem: Option<String>,
+}
+
+impl Backend {
+    pub(crate) fn new(
+        service: Option<ServiceRef>,
+        endpoints: Endpoints,
+        problem: Option<String>,
+    ) -> Self {
+        Backend {
+            service,
+            endpoints,
+            problem,
+        }
+    }
+
+    /// Why requests cannot be sent here, if they cannot.
+    pub fn unavailable(&self) -> Option<String> {
+        if !self.endpoints.targets.is_empty() {
+            return None;
+        }
+        Some(self.problem.clone().unwrap_or_else(|| match &self.service {
+            Some(s) => format!("Service {s} has no ready endpoints"),
+            None => "no endpoints".to_owned(),
+        }))
+    }
+}
+
 /// The Services and EndpointSlices of a snapshot, indexed once per build.
 pub struct ServiceIndex<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,

@@ -16,9 +16,9 @@ pub mod table;
 mod tests;
 
 pub use build::{Built, Diagnostic, Options, Pem, Severity, TlsBinding, build, tls_material};
-pub use endpoints::{Endpoint, Endpoints, PortRef, ServiceRef, Target};
+pub use endpoints::{Backend, Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;
 pub use path::{PathRule, PathType};
 pub use policy::{Filter, Policy};
 pub use snapshot::{Object, ObjectRef, Snapshot};
-pub use table::{Backend, Route, RouteId, RoutingTable, WeightedBackend};
+pub use table::{Route, RouteId, RoutingTable, WeightedBackend};

@@ -2,7 +2,7 @@
 //! fields, and the pure rules that apply them (rewrites, redirect targets). The proxy runs
 //! them as stages; nothing here touches a socket or a clock.
 
-use super::table::Backend;
+use super::endpoints::Backend;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use regex::Regex;
 use std::sync::Arc;

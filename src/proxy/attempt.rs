@@ -32,6 +32,18 @@ pub struct Outgoing {
     pub clock: Option<Arc<SendClock>>,
 }
 
+impl Outgoing {
+    /// One attempt's request: HTTP/1.1 to the pod, whatever the client spoke.
+    fn request(&self, body: RequestBody, headers: HeaderMap) -> Request<RequestBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
 /// A pod's answer.
 pub struct Sent {
     pub response: Response<PooledBody>,
@@ -78,11 +90,7 @@ impl Attempts<'_> {
             } else {
                 out.headers.clone()
             };
-            let mut req = Request::new(body);
-            *req.method_mut() = out.method.clone();
-            *req.uri_mut() = out.uri.clone();
-            *req.version_mut() = Version::HTTP_11;
-            *req.headers_mut() = headers;
+            let req = out.request(body, headers);
             let result = self
                 .exchange(&target, req, policy, out.clock.as_ref())
                 .await;

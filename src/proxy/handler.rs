@@ -91,15 +91,7 @@ impl Proxy {
             .or_else(|| authority_value(&uri));
         let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         let mut facts = Facts::default();
-        let span = tracing::debug_span!(
-            "request",
-            host = host.as_ref().and_then(|h| h.to_str().ok()).or(uri.host()),
-            path = uri.path(),
-            route = tracing::field::Empty,
-            ingress = tracing::field::Empty,
-            upstream = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
+        let span = request_span(host.as_ref(), &uri);
         crate::telemetry::continue_trace(&span, req.headers());
         // Boxed: hyper moves the request future around (and into a task per HTTP/2 stream);
         // a small one is cheaper to move.
@@ -114,22 +106,7 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => {
                 let _enter = span.enter();
-                if let Some(reason) = e.client_reason() {
-                    let labels = ReasonLabels { reason };
-                    self.observers
-                        .metrics
-                        .client_errors
-                        .get_or_create(&labels)
-                        .inc();
-                }
-                let status = e.status().as_u16();
-                let error = super::error::error_chain(&e);
-                if e.is_upstream_failure() {
-                    tracing::warn!(%method, path = uri.path(), status, error, "request failed")
-                } else {
-                    tracing::debug!(%method, path = uri.path(), status, error, "request refused")
-                }
-                e.response()
+                self.refused(&e, &method, &uri)
             }
         };
         span.record("status", response.status().as_u16());
@@ -155,6 +132,23 @@ impl Proxy {
         response.map(|body| ObservedBody::new(body, exchange))
     }
 
+    /// Counts and logs a failure, and answers it.
+    fn refused(&self, e: &ProxyError, method: &http::Method, uri: &Uri) -> Response<ProxyBody> {
+        if let Some(reason) = e.client_reason() {
+            let labels = ReasonLabels { reason };
+            let errors = &self.observers.metrics.client_errors;
+            errors.get_or_create(&labels).inc();
+        }
+        let status = e.status().as_u16();
+        let error = super::error::error_chain(e);
+        if e.is_upstream_failure() {
+            tracing::warn!(%method, path = uri.path(), status, error, "request failed")
+        } else {
+            tracing::debug!(%method, path = uri.path(), status, error, "request refused")
+        }
+        e.response()
+    }
+
     /// The stages, in order; an `Err` is answered by [`ProxyError::response`].
     async fn forward(
         &self,
@@ -164,7 +158,7 @@ impl Proxy {
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let decision = decide(&mut req, conn, &self.shared.peek().built.table)?;
-        let route = decision.route;
+        let route = decision.route.clone();
         let span = tracing::Span::current();
         span.record("ingress", route.ingress.key().as_str());
         if let Some(path) = &route.path {
@@ -183,38 +177,26 @@ impl Proxy {
         };
         let turn = self.turns.next(route.id);
         let (backend, fallback) = choose_backend(&route, turn)?;
-        let errors = route.policy.errors.as_ref();
-        let method = req.method().clone();
-        let accept = req.headers().get(header::ACCEPT).cloned();
-        let original_uri = req.uri().clone();
+        let cx = ErrorContext::of(&req, route.clone());
         let (mut out, upgrade) = self.outgoing(req, conn, &decision.host, plan, bytes_in);
         crate::telemetry::propagate(&span, &mut out.headers);
         set_headers(&route.policy, &mut out.headers);
         facts.request_id = out.headers.get(forward::X_REQUEST_ID).cloned();
-        let cx = ErrorContext {
-            route: &route,
-            original_uri: &original_uri,
-            accept,
-            request_id: facts.request_id.clone(),
-        };
         if fallback {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
         }
-        let forwarded = errors.map(|_| out.headers.clone());
+        let errors = route.policy.errors.as_ref();
+        let forwarded = errors.map(|_| (out.method.clone(), out.headers.clone()));
         let attempts = self.attempts();
         let mut on_attempt = |t: &crate::model::Target| {
             span.record("upstream", tracing::field::display(t));
             facts.upstream = Some(t.clone());
         };
         let policy = &route.policy.upstream;
-        let sent = attempts
-            .send(backend, turn, policy, out, &mut on_attempt)
-            .await?;
+        let sent = attempts.send(backend, turn, policy, out, &mut on_attempt).await?;
         let took = sent.took;
         let sent = match forwarded {
-            Some(headers) => {
-                intercept_errors(sent, errors, &attempts, &cx, headers, method, on_attempt).await?
-            }
+            Some(again) => intercept_errors(sent, errors, &attempts, &cx, again, on_attempt).await?,
             None => sent,
         };
         facts.upstream_took = Some(took);
@@ -267,6 +249,19 @@ impl Proxy {
         };
         (out, upgrade)
     }
+}
+
+/// The span of one request, with the fields later stages fill in.
+fn request_span(host: Option<&HeaderValue>, uri: &Uri) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        host = host.and_then(|h| h.to_str().ok()).or(uri.host()),
+        path = uri.path(),
+        route = tracing::field::Empty,
+        ingress = tracing::field::Empty,
+        upstream = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
 }
 
 /// The backend for request number `turn` of `route`; its `default-backend` (flagged `true`)

@@ -50,15 +50,24 @@ pub fn finish(
         .map(|b| b.map_err(BoxError::from).boxed_unsync())
 }
 
-/// The headers ingress-nginx sends its error backend (`X-Code`, `X-Format`, …).
-pub struct ErrorContext<'a> {
-    pub route: &'a Route,
-    pub original_uri: &'a Uri,
+/// What ingress-nginx tells its error backend about a request (`X-Code`, `X-Format`, …).
+pub struct ErrorContext {
+    pub route: Arc<Route>,
+    /// The request's target as the client sent it (nginx's `$request_uri`).
+    pub original_uri: Uri,
     pub accept: Option<HeaderValue>,
-    pub request_id: Option<HeaderValue>,
 }
 
-impl ErrorContext<'_> {
+impl ErrorContext {
+    /// The context of `req`, taken before it is rewritten.
+    pub fn of<B>(req: &http::Request<B>, route: Arc<Route>) -> ErrorContext {
+        ErrorContext {
+            route,
+            original_uri: req.uri().clone(),
+            accept: req.headers().get(http::header::ACCEPT).cloned(),
+        }
+    }
+
     /// `headers` plus the error headers for `code`.
     pub fn headers(&self, mut headers: HeaderMap, code: StatusCode) -> HeaderMap {
         headers.remove(http::header::CONTENT_LENGTH);
@@ -72,7 +81,8 @@ impl ErrorContext<'_> {
         let service = self.route.backend().service.as_ref();
         set("x-code", Some(HeaderValue::from(code.as_u16())));
         set("x-format", self.accept.clone());
-        set("x-original-uri", text(&self.original_uri.to_string()));
+        let target = self.original_uri.path_and_query().map_or("/", |p| p.as_str());
+        set("x-original-uri", text(target));
         set("x-namespace", text(&self.route.ingress.namespace));
         set("x-ingress-name", text(&self.route.ingress.name));
         set("x-service-name", service.and_then(|s| text(&s.name)));
@@ -80,7 +90,6 @@ impl ErrorContext<'_> {
             "x-service-port",
             service.and_then(|s| text(&s.port.to_string())),
         );
-        set("x-request-id", self.request_id.clone());
         headers
     }
 }
@@ -91,9 +100,8 @@ pub async fn intercept_errors(
     sent: Sent,
     errors: Option<&CustomErrors>,
     attempts: &Attempts<'_>,
-    cx: &ErrorContext<'_>,
-    forwarded: HeaderMap,
-    method: http::Method,
+    cx: &ErrorContext,
+    (method, forwarded): (http::Method, HeaderMap),
     on_attempt: impl FnMut(&Target),
 ) -> Result<Sent, ProxyError> {
     let status = sent.response.status();

@@ -1,0 +1,462 @@
+//! The annotation reader (values, errors, warnings) and the routing it leads to, each row
+//! citing the ingress-nginx e2e test or document it comes from.
+
+use super::*;
+use crate::model::fixtures::ingress;
+
+fn read_one(pairs: &[(&str, &str)]) -> Annotations {
+    let mut b = ingress("ns/i");
+    for (k, v) in pairs {
+        b = b.annotate(k, v);
+    }
+    read(&b.build())
+}
+
+fn errors(a: &Annotations) -> Vec<&str> {
+    a.findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .map(|f| f.field.as_str())
+        .collect()
+}
+
+#[test]
+fn both_prefixes_are_read_and_ours_wins() {
+    let a = read_one(&[("nginx.ingress.kubernetes.io/upstream-vhost", "a.test")]);
+    assert_eq!(a.upstream_vhost.unwrap(), "a.test");
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/upstream-vhost", "a.test"),
+        ("vestibule.dev/upstream-vhost", "b.test"),
+    ]);
+    assert_eq!(a.upstream_vhost.unwrap(), "b.test");
+    assert!(a.findings.is_empty(), "{:?}", a.findings);
+}
+
+#[test]
+fn values_that_do_not_parse_are_errors_naming_the_annotation() {
+    // Rows: e2e proxy.go "should not set invalid proxy timeouts" ("50k") and "should not
+    // set proxy client-max-body-size to incorrect value" ("15r"); the others follow the
+    // annotation's documented type.
+    let rows: &[(&str, &str)] = &[
+        ("proxy-connect-timeout", "50k"),
+        ("proxy-send-timeout", "20k"),
+        ("proxy-read-timeout", "20k"),
+        ("proxy-body-size", "15r"),
+        ("ssl-redirect", "yes"),
+        ("force-ssl-redirect", "on"),
+        ("use-regex", "maybe"),
+        ("permanent-redirect", "not a url"),
+        ("permanent-redirect", "ftp://files.test/"),
+        ("temporal-redirect", "/relative"),
+        ("permanent-redirect-code", "abc"),
+        ("app-root", "foo"),
+        ("server-alias", "bad host!"),
+        ("upstream-vhost", "two words"),
+        ("proxy-next-upstream", "error sometimes"),
+        ("proxy-next-upstream-tries", "-1"),
+        ("proxy-next-upstream-timeout", "soon"),
+        ("default-backend", "Not_A_Service"),
+        ("custom-http-errors", "404,abc"),
+        ("custom-http-errors", "200"),
+        ("rewrite-target", "/$host/x"),
+    ];
+    for (name, value) in rows {
+        let mut pairs = vec![(format!("{NGINX}{name}"), *value)];
+        if name.ends_with("-code") {
+            pairs.push((format!("{NGINX}permanent-redirect"), "https://x.test/"));
+        }
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let a = read_one(&pairs);
+        assert_eq!(
+            errors(&a),
+            vec![format!("metadata.annotations[{NGINX}{name}]")],
+            "{name}: {value}"
+        );
+    }
+}
+
+#[test]
+fn valid_values() {
+    // e2e proxy.go "should set valid proxy timeouts" and "should build proxy next upstream".
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "50"),
+        ("nginx.ingress.kubernetes.io/proxy-send-timeout", "20"),
+        ("nginx.ingress.kubernetes.io/proxy-read-timeout", "20"),
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "error timeout http_502",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream-timeout",
+            "999999",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream-tries",
+            "888888",
+        ),
+        ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
+        (
+            "nginx.ingress.kubernetes.io/custom-http-errors",
+            "404, 503,404",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "bar, *.baz.test",
+        ),
+    ]);
+    assert!(a.findings.is_empty(), "{:?}", a.findings);
+    assert_eq!(a.connect_timeout, Some(Duration::from_secs(50)));
+    assert_eq!(a.send_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(a.read_timeout, Some(Duration::from_secs(20)));
+    assert!(a.retry.on_error && a.retry.on_timeout);
+    assert!(a.retry.on_status.contains(StatusCode::BAD_GATEWAY));
+    assert!(!a.retry.on_status.contains(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(a.retry.tries, 888888);
+    assert_eq!(a.retry.timeout, Some(Duration::from_secs(999999)));
+    assert_eq!(a.body_size, Some(Some(8 << 20)));
+    assert_eq!(a.custom_http_errors, Some(vec![404, 503]));
+    assert_eq!(a.aliases.len(), 2);
+    let off = read_one(&[("nginx.ingress.kubernetes.io/proxy-next-upstream", "off")]);
+    assert!(!off.retry.on_error && !off.retry.on_timeout);
+}
+
+#[test]
+fn redirect_codes_follow_ingress_nginx() {
+    // e2e redirect.go: 301 by default, permanent-redirect-code overrides it.
+    let url = "http://redirect.example.com";
+    let a = read_one(&[("nginx.ingress.kubernetes.io/permanent-redirect", url)]);
+    assert_eq!(a.redirect.clone().unwrap().1, StatusCode::MOVED_PERMANENTLY);
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/permanent-redirect", url),
+        ("nginx.ingress.kubernetes.io/permanent-redirect-code", "302"),
+    ]);
+    assert_eq!(a.redirect.clone().unwrap().1, StatusCode::FOUND);
+    // Out of range: ingress-nginx falls back to 301; Vestibule says so.
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/permanent-redirect", url),
+        ("nginx.ingress.kubernetes.io/permanent-redirect-code", "200"),
+    ]);
+    assert_eq!(a.redirect.clone().unwrap().1, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(a.findings[0].level, Level::Warning);
+    // Temporal (302) wins over permanent, as in ingress-nginx's redirect parser.
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/permanent-redirect", url),
+        (
+            "nginx.ingress.kubernetes.io/temporal-redirect",
+            "https://t.test/",
+        ),
+    ]);
+    let (to, code) = a.redirect.unwrap();
+    assert_eq!(
+        (to.to_str().unwrap(), code),
+        ("https://t.test/", StatusCode::FOUND)
+    );
+}
+
+#[test]
+fn unknown_annotations_and_snippets_are_warnings() {
+    let a = read_one(&[
+        ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+        (
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "more_set_headers x;",
+        ),
+        ("vestibule.dev/frobnicate", "1"),
+        ("example.com/other", "x"),
+    ]);
+    let got: Vec<(&str, &str)> = a
+        .findings
+        .iter()
+        .map(|f| (f.field.as_str(), f.reason.as_str()))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(a.findings.iter().all(|f| f.level == Level::Warning));
+    assert!(got.contains(&(
+        "metadata.annotations[nginx.ingress.kubernetes.io/enable-cors]",
+        "ignored: not supported"
+    )));
+    assert!(got.iter().any(
+        |(f, r)| f.contains("configuration-snippet") && r.contains("snippets are refused")
+    ));
+    assert!(a.denial().is_none());
+}
+
+#[test]
+fn regex_paths_come_with_use_regex_or_rewrite_target() {
+    assert!(!read_one(&[]).regex_paths());
+    assert!(read_one(&[("nginx.ingress.kubernetes.io/use-regex", "true")]).regex_paths());
+    assert!(read_one(&[("nginx.ingress.kubernetes.io/rewrite-target", "/")]).regex_paths());
+    assert!(!read_one(&[("nginx.ingress.kubernetes.io/use-regex", "false")]).regex_paths());
+}
+
+
+// Routing with annotations: what a request ends up as, from the table alone.
+
+use crate::model::fixtures::{service, slice};
+use crate::model::policy::Filter;
+use crate::model::{Built, Options, Snapshot, build};
+
+const N: &str = "nginx.ingress.kubernetes.io/";
+
+fn build_all(snapshot: Snapshot) -> Built {
+    build(&snapshot.sorted(), &Options::default())
+}
+
+/// What a plain-HTTP `GET host path` comes to: `404`, `503 (denied)`, `<code> <location>`
+/// for a redirect, or `<ingress> <path the pod gets>`.
+fn outcome(built: &Built, host: &str, path: &str) -> String {
+    let Some(route) = built.table.lookup(host, path) else {
+        return "404".to_owned();
+    };
+    let mut sent = path.to_owned();
+    for f in &route.policy.filters {
+        match f {
+            Filter::Deny(_) => return "503 (denied)".to_owned(),
+            Filter::Redirect(r) => {
+                if let Some(l) = r.to.location("http", host, path) {
+                    return format!("{} {l}", r.code.as_u16());
+                }
+            }
+            Filter::HttpsRedirect => return "308 https".to_owned(),
+            Filter::Rewrite(rw) => match rw.apply(path, None) {
+                Some(crate::model::policy::Rewritten::Path(p)) => sent = p,
+                Some(crate::model::policy::Rewritten::Redirect(u)) => return format!("302 {u}"),
+                None => {}
+            },
+            Filter::BodyLimit(_) | Filter::SetHeader(..) => {}
+        }
+    }
+    format!("{} {sent}", route.ingress.name)
+}
+
+/// An Ingress `name` for `host` with one Prefix (or ImplementationSpecific) path, annotated.
+fn one(name: &str, host: &str, path: &str, annotations: &[(&str, &str)]) -> Ingress {
+    let mut b = ingress(&format!("ns/{name}")).host(host);
+    b = if path.contains(['(', '[', '+', '*', '.']) {
+        b.implementation_specific(path, "svc", 80)
+    } else {
+        b.prefix(path, "svc", 80)
+    };
+    for (k, v) in annotations {
+        b = b.annotate(&format!("{N}{k}"), v);
+    }
+    b.build()
+}
+
+#[test]
+#[allow(clippy::type_complexity)]
+fn rewrites_and_regex_paths_follow_ingress_nginx() {
+    // Each row: the Ingresses of one host, then requests and what they come to.
+    let rows: &[(&str, &[(&str, &str, &[(&str, &str)])], &[(&str, &str)])] = &[
+        // rewrite.go (v0.2x) "should rewrite request URL": lower and mixed case.
+        (
+            "rewrite.go should rewrite request URL",
+            &[("rw", "/something", &[("rewrite-target", "/")])],
+            &[("/something", "rw /"), ("/SomeThing", "rw /"), ("/other", "404")],
+        ),
+        // rewrite.go "should use correct longest path match".
+        (
+            "rewrite.go should use correct longest path match",
+            &[
+                ("kube-lego", "/.well-known/acme/challenge", &[]),
+                ("rewrite-index", "/", &[("rewrite-target", "/new/backend")]),
+            ],
+            &[
+                ("/.well-known/acme/challenge", "kube-lego /.well-known/acme/challenge"),
+                ("/index", "rewrite-index /new/backend"),
+            ],
+        ),
+        // rewrite.go "should use ~* location modifier if regex annotation is present".
+        (
+            "rewrite.go should use ~* location modifier",
+            &[
+                ("foo", "/foo", &[]),
+                ("regex", "/foo.+", &[("use-regex", "true"), ("rewrite-target", "/new/backend")]),
+            ],
+            &[("/foo", "foo /foo"), ("/foo/bar", "regex /new/backend")],
+        ),
+        // rewrite.go "should fail to use longest match for documented warning": the longer
+        // regex wins over the plain path of another Ingress.
+        (
+            "rewrite.go should fail to use longest match for documented warning",
+            &[
+                ("foo", "/foo/bar/bar", &[]),
+                ("regex", "/foo/bar/[a-z]{3}", &[("use-regex", "true"), ("rewrite-target", "/new/backend")]),
+            ],
+            &[("/foo/bar/bar", "regex /new/backend")],
+        ),
+        // rewrite.go "should allow for custom rewrite parameters".
+        (
+            "rewrite.go should allow for custom rewrite parameters",
+            &[("regex", "/foo/bar/(.+)", &[("use-regex", "true"), ("rewrite-target", "/new/backend/$1")])],
+            &[("/foo/bar/bar", "regex /new/backend/bar"), ("/foo/bar/", "404")],
+        ),
+        // docs/examples/rewrite: /something(/|$)(.*) → /$2.
+        (
+            "examples/rewrite/README.md",
+            &[("rw", "/something(/|$)(.*)", &[("rewrite-target", "/$2")])],
+            &[("/something", "rw /"), ("/something/", "rw /"), ("/something/new", "rw /new")],
+        ),
+        // annotations.md "Use Regex": once one Ingress of a host uses regex paths, every path
+        // of the host is a case-insensitive prefix regex, so a plain `/foo` takes `/FOObar`.
+        (
+            "annotations.md use-regex applies to every path of the host",
+            &[("plain", "/foo", &[]), ("regex", "/api/.*", &[("use-regex", "true")])],
+            &[("/FOObar", "plain /FOObar"), ("/api/x", "regex /api/x")],
+        ),
+        // Without regex paths on the host, the same plain path keeps Ingress semantics.
+        (
+            "Ingress Prefix semantics without regex",
+            &[("plain", "/foo", &[])],
+            &[("/foobar", "404"), ("/foo/bar", "plain /foo/bar")],
+        ),
+    ];
+    for (source, ingresses, requests) in rows {
+        let mut snapshot = Snapshot::default();
+        for (name, path, annotations) in *ingresses {
+            snapshot = snapshot.with(one(name, "rewrite.bar.com", path, annotations));
+        }
+        let built = build_all(snapshot);
+        for (path, expected) in *requests {
+            assert_eq!(outcome(&built, "rewrite.bar.com", path), *expected, "{source}: {path}");
+        }
+    }
+}
+
+#[test]
+fn redirects_follow_ingress_nginx() {
+    let host = "redirect.test";
+    let rows: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        // redirect.go "should respond with a standard redirect code".
+        ("redirect.go standard code", &[("permanent-redirect", "http://redirect.example.com")], "/something", "301 http://redirect.example.com"),
+        // redirect.go "should respond with a custom redirect code".
+        ("redirect.go custom code", &[("permanent-redirect", "http://redirect.example.com"), ("permanent-redirect-code", "302")], "/something", "302 http://redirect.example.com"),
+        // annotations.md "Temporal Redirect": 302.
+        ("annotations.md temporal-redirect", &[("temporal-redirect", "https://www.google.com")], "/x", "302 https://www.google.com"),
+        ("temporal-redirect-code", &[("temporal-redirect", "https://t.test/"), ("temporal-redirect-code", "307")], "/x", "307 https://t.test/"),
+        // approot.go "should redirect to /foo": only `/` is redirected.
+        ("approot.go", &[("app-root", "/foo")], "/", "302 http://redirect.test/foo"),
+        ("approot.go, other paths", &[("app-root", "/foo")], "/foo", "i /foo"),
+        // forcesslredirect.go: redirect to https without TLS on the host.
+        ("forcesslredirect.go", &[("force-ssl-redirect", "true")], "/", "308 https"),
+        ("ssl-redirect without TLS", &[("ssl-redirect", "true")], "/", "i /"),
+    ];
+    for (source, annotations, path, expected) in rows {
+        let built = build_all(Snapshot::default().with(one("i", host, "/", annotations)));
+        assert_eq!(outcome(&built, host, path), *expected, "{source}");
+    }
+}
+
+#[test]
+fn www_redirects_and_aliases_act_on_the_host() {
+    // fromtowwwredirect.go "should redirect from www HTTP to HTTP".
+    let host = "fromtowwwredirect.bar.com";
+    let built = build_all(Snapshot::default().with(one("i", host, "/", &[("from-to-www-redirect", "true")])));
+    assert_eq!(
+        outcome(&built, "www.fromtowwwredirect.bar.com", "/foo"),
+        "308 http://fromtowwwredirect.bar.com/foo"
+    );
+    assert_eq!(outcome(&built, host, "/foo"), "i /foo");
+    // And the other way round: an Ingress for www. redirects the bare name to it.
+    let built = build_all(Snapshot::default().with(one("i", "www.shop.test", "/", &[("from-to-www-redirect", "true")])));
+    assert_eq!(outcome(&built, "shop.test", "/a?b"), "308 http://www.shop.test/a?b");
+    // annotations.md: a host that has its own Ingress is not redirected.
+    let built = build_all(
+        Snapshot::default()
+            .with(one("i", "shop.test", "/", &[("from-to-www-redirect", "true")]))
+            .with(one("www", "www.shop.test", "/", &[])),
+    );
+    assert_eq!(outcome(&built, "www.shop.test", "/"), "www /");
+    assert!(built.diagnostics.iter().any(|d| d.is_warning() && d.reason.contains("rules of its own")));
+
+    // alias.go "should return status code 200 for host 'foo' and 404 for 'bar'".
+    let built = build_all(Snapshot::default().with(one("foo", "foo", "/", &[])));
+    assert_eq!(outcome(&built, "bar", "/"), "404");
+    // alias.go "should return status code 200 for host 'foo' and 'bar'".
+    let built = build_all(Snapshot::default().with(one("foo", "foo", "/", &[("server-alias", "bar")])));
+    assert_eq!(outcome(&built, "bar", "/"), "foo /");
+    // alias.go "...hosts defined in two ingresses, different path with one alias": the alias
+    // takes the whole host, the other Ingress's paths too.
+    let built = build_all(
+        Snapshot::default()
+            .with(one("app-a", "foo", "/app-a", &[]))
+            .with(one("app-b", "foo", "/app-b", &[("server-alias", "bar")])),
+    );
+    assert_eq!(outcome(&built, "bar", "/app-a"), "app-a /app-a");
+    assert_eq!(outcome(&built, "bar", "/app-b"), "app-b /app-b");
+    // annotations.md "Server Alias": an alias that is a host of its own is ignored.
+    let built = build_all(
+        Snapshot::default()
+            .with(one("foo", "foo", "/", &[("server-alias", "bar")]))
+            .with(one("bar", "bar", "/", &[])),
+    );
+    assert_eq!(outcome(&built, "bar", "/"), "bar /");
+}
+
+#[test]
+fn a_bad_annotation_disables_only_its_own_ingress() {
+    let built = build_all(
+        Snapshot::default()
+            .with(one("bad", "shop.test", "/bad", &[("proxy-body-size", "15r")]))
+            .with(one("good", "shop.test", "/good", &[])),
+    );
+    assert_eq!(outcome(&built, "shop.test", "/bad"), "503 (denied)");
+    assert_eq!(outcome(&built, "shop.test", "/good"), "good /good");
+    let d: Vec<String> = built.diagnostics.iter().filter(|d| !d.is_warning()).map(|d| d.to_string()).collect();
+    assert!(
+        d.contains(&"Ingress ns/bad: metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]: \"15r\" is not a size (digits with k, m or g); the Ingress's routes answer 503".to_owned()),
+        "{d:?}"
+    );
+    // Warnings never disable anything.
+    let built = build_all(Snapshot::default().with(one("w", "shop.test", "/", &[("configuration-snippet", "x")])));
+    assert_eq!(outcome(&built, "shop.test", "/"), "w /");
+    let about_annotations = built.diagnostics.iter().filter(|d| d.field.contains("annotations"));
+    assert!(about_annotations.clone().count() == 1 && about_annotations.clone().all(|d| d.is_warning()));
+}
+
+#[test]
+fn route_ids_survive_rebuilds_and_differ_per_rule() {
+    let snapshot = || {
+        Snapshot::default()
+            .with(ingress("ns/i").host("a.test").prefix("/a", "svc", 80).prefix("/b", "svc", 80).build())
+    };
+    let one = build_all(snapshot());
+    let two = build_all(snapshot().with(ingress("ns/other").host("z.test").prefix("/", "svc", 80).build()));
+    let id = |b: &Built, p| b.table.lookup("a.test", p).unwrap().id;
+    assert_eq!(id(&one, "/a"), id(&two, "/a"));
+    assert_ne!(id(&one, "/a"), id(&one, "/b"));
+}
+
+#[test]
+fn body_limits_timeouts_retries_and_fallbacks_land_in_the_policy() {
+    let built = build(
+        &Snapshot::default()
+            .with(one("i", "p.test", "/", &[
+                ("proxy-body-size", "8m"),
+                ("proxy-read-timeout", "20"),
+                ("default-backend", "errors"),
+                ("custom-http-errors", "404,503"),
+                ("upstream-vhost", "inner.test"),
+                ("x-forwarded-prefix", "/p"),
+            ]))
+            .with(one("plain", "q.test", "/", &[]))
+            .with(service("ns/errors").port("web", 8080).build())
+            .with(slice("ns/errors-1", "errors").port("web", 8080).ready("10.0.0.9").build())
+            .sorted(),
+        &Options::default(),
+    );
+    let route = built.table.lookup("p.test", "/").unwrap();
+    let p = &route.policy;
+    assert_eq!(p.body_limit(), Some(8 << 20));
+    assert_eq!(p.upstream.read_timeout, Some(std::time::Duration::from_secs(20)));
+    let fallback = p.upstream.fallback.as_ref().expect("default-backend resolved");
+    assert_eq!(fallback.endpoints.targets.len(), 1, "its first port, as ingress-nginx");
+    assert_eq!(p.errors.as_ref().unwrap().codes, vec![404, 503]);
+    let names: Vec<&str> = p.filters.iter().map(|f| f.name()).collect();
+    assert_eq!(names, ["body-limit", "set-header", "set-header"]);
+    // A plain route gets the global default limit (1m) and nothing else.
+    let plain = built.table.lookup("q.test", "/").unwrap();
+    assert_eq!(plain.policy.body_limit(), Some(1 << 20));
+    assert_eq!(plain.policy.filters.len(), 1);
+    assert!(plain.policy.upstream.fallback.is_none() && plain.policy.errors.is_none());
+}
