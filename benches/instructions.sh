@@ -3,9 +3,13 @@
 # count does not wobble with the neighbours, so two builds compare to a fraction of a percent.
 # One route to a local echo pod; each count is (run with 25k requests − run with 5k) / 20k, so
 # start-up and shutdown cancel out (connection per request: wrk for 4 s, minus an idle run).
+# Each binary is measured twice: on a plain route, and on an annotated one (a regex
+# rewrite-target, upstream-vhost, x-forwarded-prefix and a body limit), the same request.
+# A binary that does not read the annotations (an old build) gets only the plain row.
 #
 #   benches/instructions.sh                       # this checkout's release build
 #   benches/instructions.sh OLD_BINARY NEW_BINARY # two builds side by side
+#   VESTIBULE_BENCH_ROUTES=plain benches/instructions.sh   # only the plain route
 #
 # Needs (Debian): valgrind nghttp2-client (h2load) wrk curl.
 set -euo pipefail
@@ -18,13 +22,8 @@ work="$(mktemp -d /tmp/vestibule-instructions.XXXXXX)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 pod_port=18281 port=18290
 
-cat > "$work/m.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: b, namespace: b}
-spec:
-  ingressClassName: vestibule
-  rules: [{host: bench.local, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: up, port: {name: http}}}}]}}]
+backend_yaml() {
+  cat <<EOF
 ---
 apiVersion: v1
 kind: Service
@@ -38,12 +37,42 @@ addressType: IPv4
 ports: [{name: http, port: $pod_port}]
 endpoints: [{addresses: ["127.0.0.1"]}]
 EOF
+}
+{
+  cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: b, namespace: b}
+spec:
+  ingressClassName: vestibule
+  rules: [{host: bench.local, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: up, port: {name: http}}}}]}}]
+EOF
+  backend_yaml
+} > "$work/plain.yaml"
+{
+  cat <<'EOF'
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: b
+  namespace: b
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /$1
+    nginx.ingress.kubernetes.io/upstream-vhost: inner.bench
+    nginx.ingress.kubernetes.io/x-forwarded-prefix: /bench
+    nginx.ingress.kubernetes.io/proxy-body-size: 8m
+spec:
+  ingressClassName: vestibule
+  rules: [{host: bench.local, http: {paths: [{path: "/(.*)", pathType: ImplementationSpecific, backend: {service: {name: up, port: {name: http}}}}]}}]
+EOF
+  backend_yaml
+} > "$work/annotated.yaml"
 target/release/examples/echo "127.0.0.1:$pod_port" up 2>/dev/null &
 
 # Runs BINARY under callgrind while LOAD (a command) runs against it; prints "Ir requests".
 counted() {
   local binary=$1 load=$2 out="$work/cg.$RANDOM"
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" --manifests "$work/m.yaml" \
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" --manifests "$work/$routes.yaml" \
     --http-addr "127.0.0.1:$port" --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
     --access-log=false --log-level warn --worker-threads 1 2>/dev/null &
   local pid=$!
@@ -62,8 +91,13 @@ h2load_n() { # PROTOCOL-FLAGS N
   echo "h2load $1 -n $2 -c 4 --connect-to=127.0.0.1:$port http://bench.local:$port/ | awk '/^requests:/ {print \$8}'"
 }
 
-printf '%-60s %14s %14s %14s\n' binary h1-keepalive h2c h1-close
+printf '%-60s %-10s %14s %14s %14s\n' binary route h1-keepalive h2c h1-close
 for binary in "${binaries[@]}"; do
+for routes in ${VESTIBULE_BENCH_ROUTES:-plain annotated}; do
+  # An old build warns of nothing and reads no annotation: its annotated row would lie.
+  if [ "$routes" != plain ] && ! "$binary" validate "$work/$routes.yaml" 2>&1 | grep -q '0 errors'; then
+    continue
+  fi
   row=()
   for flags in --h1 "-m 10"; do
     read -r small _ < <(counted "$binary" "$(h2load_n "$flags" 5000)")
@@ -74,6 +108,7 @@ for binary in "${binaries[@]}"; do
   read -r busy requests < <(counted "$binary" \
     "wrk -t1 -c4 -d4s -H 'Host: bench.local' -H 'Connection: close' http://127.0.0.1:$port/ | awk '/requests in/ {print \$1}'")
   row+=($(( (busy - idle) / requests )))
-  printf '%-60s %14s %14s %14s\n' "$binary" "${row[@]}"
+  printf '%-60s %-10s %14s %14s %14s\n' "$binary" "$routes" "${row[@]}"
+done
 done
 echo "(instructions per request; h1-close includes the connection)"

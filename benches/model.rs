@@ -1,6 +1,8 @@
 //! Model benchmarks: `build` over 10,000 Ingresses (50,000 paths, 5,000 Services, 50,000
-//! endpoints), `lookup` across 10,000 hosts, and the memory the built table holds.
-//! Targets (issue #2): build < 100 ms, lookup < 200 ns, table < 100 MiB.
+//! endpoints), plain and with ingress-nginx annotations on every Ingress; `lookup` across
+//! 10,000 hosts; and the memory the built table holds.
+//! Targets (issues #2 and #12): build < 100 ms, with annotations too; lookup < 200 ns; table
+//! < 100 MiB.
 //!
 //! `cargo bench --bench model`
 
@@ -18,7 +20,33 @@ const PATHS_PER_INGRESS: usize = 5;
 const SERVICES: usize = 5_000;
 const ENDPOINTS_PER_SERVICE: usize = 10;
 
+/// The annotations of annotated Ingress `i`: every one carries a regex rewrite (its host's
+/// paths become regexes, one of them its own), the header and limit annotations, and a third
+/// of them a redirect, an alias or custom errors; each an annotation Vestibule ignores.
+fn annotations(i: usize) -> Vec<(&'static str, String)> {
+    let mut a = vec![
+        ("rewrite-target", "/$2".to_owned()),
+        ("upstream-vhost", format!("svc{i}.internal")),
+        ("x-forwarded-prefix", "/api".to_owned()),
+        ("proxy-body-size", "8m".to_owned()),
+        ("proxy-read-timeout", "120".to_owned()),
+        ("proxy-next-upstream", "error timeout http_502".to_owned()),
+        ("enable-cors", "true".to_owned()),
+    ];
+    match i % 3 {
+        0 => a.push(("server-alias", format!("alias{i}.example.com"))),
+        1 => a.push(("custom-http-errors", "404,503".to_owned())),
+        _ => a.push(("app-root", "/app".to_owned())),
+    }
+
+    a
+}
+
 fn snapshot() -> Snapshot {
+    snapshot_of(false)
+}
+
+fn snapshot_of(annotated: bool) -> Snapshot {
     let mut s = Snapshot::default();
     for i in 0..SERVICES {
         s.push(service(&format!("ns{}/svc{i}", i % 100)).port("http", 80));
@@ -36,12 +64,24 @@ fn snapshot() -> Snapshot {
         let mut ing = ingress(&format!("ns{ns}/ing{i}"))
             .created(i as i64)
             .host(&format!("host{i}.example.com"));
-        ing = ing
-            .prefix("/", &svc(0), 80)
-            .prefix("/api", &svc(1), 80)
-            .prefix("/api/v1", &svc(0), "http")
-            .exact("/healthz", &svc(1), 80)
-            .implementation_specific("/static", &svc(0), 80);
+        if annotated {
+            for (name, value) in annotations(i) {
+                ing = ing.annotate(&format!("nginx.ingress.kubernetes.io/{name}"), &value);
+            }
+            ing = ing
+                .prefix("/", &svc(0), 80)
+                .implementation_specific("/api(/|$)(.*)", &svc(1), 80)
+                .implementation_specific("/api/v1(/|$)(.*)", &svc(0), "http")
+                .exact("/healthz", &svc(1), 80)
+                .implementation_specific(&format!("/app{i}(/|$)(.*)"), &svc(0), 80);
+        } else {
+            ing = ing
+                .prefix("/", &svc(0), 80)
+                .prefix("/api", &svc(1), 80)
+                .prefix("/api/v1", &svc(0), "http")
+                .exact("/healthz", &svc(1), 80)
+                .implementation_specific("/static", &svc(0), 80);
+        }
         s.push(ing);
     }
     s.sorted()
@@ -96,6 +136,19 @@ fn benches(c: &mut Criterion) {
     group.bench_function("build 10k ingresses / 50k paths / 50k endpoints", |b| {
         b.iter_with_large_drop(|| build(black_box(&snapshot), &options))
     });
+    let annotated = snapshot_of(true);
+    let built_annotated = build(&annotated, &options);
+    let errors: Vec<_> = built_annotated
+        .diagnostics
+        .iter()
+        .filter(|d| !d.is_warning())
+        .collect();
+    assert!(errors.is_empty(), "{:?}", &errors[..3.min(errors.len())]);
+    drop(built_annotated);
+    group.bench_function(
+        "build 10k annotated ingresses (regex rewrites on every host)",
+        |b| b.iter_with_large_drop(|| build(black_box(&annotated), &options)),
+    );
     group.finish();
 
     let requests = requests();

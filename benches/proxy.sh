@@ -7,6 +7,8 @@
 #   benches/proxy.sh                                  # default scenarios, one round
 #   benches/proxy.sh --rounds 4 --scenarios h1-keepalive,h2c --targets nginx,vestibule
 #   VESTIBULE_BENCH_ACCESS_LOG=true benches/proxy.sh   # the default configuration, access log on
+#   VESTIBULE_BENCH_ANNOTATED=true benches/proxy.sh    # bench.local / is an annotated route:
+#       a regex rewrite-target, upstream-vhost, x-forwarded-prefix and a body limit
 #
 # The anchors run without access logs, so by default Vestibule does too: same work for all.
 #
@@ -30,10 +32,12 @@ if [[ ! -s $tls/cert.pem || ! -s $tls/key.pem || ! -s $tls/bench.pem ]]; then
   cat "$tls/cert.pem" "$tls/key.pem" > "$tls/bench.pem"
 fi
 
-python3 - "$manifests/bench.yaml" "$tls" <<'PY'
+python3 - "$manifests/bench.yaml" "$tls" "${VESTIBULE_BENCH_ANNOTATED:-false}" <<'PY'
 import sys
+annotated = sys.argv[3] == "true"
 hosts = [f"app{i:02d}.example.com" for i in range(1, 20)]
-hosts.insert(9, "bench.local")
+if not annotated:
+    hosts.insert(9, "bench.local")
 routes = [("Prefix", "/api/v1/"), ("Prefix", "/api/"), ("Prefix", "/static/"), ("Exact", "/healthz"), ("Prefix", "/")]
 docs = ["""apiVersion: v1
 kind: Service
@@ -79,6 +83,29 @@ spec:
       secretName: bench-tls
   rules:
 """ + "".join(rules))
+if annotated:
+    # The same request, on a route that pays for a regex rewrite and three more filters.
+    docs.append("""apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: bench-annotated
+  namespace: bench
+  annotations:
+    vestibule.dev/ssl-redirect: "false"
+    nginx.ingress.kubernetes.io/rewrite-target: /$1
+    nginx.ingress.kubernetes.io/upstream-vhost: bench.local
+    nginx.ingress.kubernetes.io/x-forwarded-prefix: /bench
+    nginx.ingress.kubernetes.io/proxy-body-size: 8m
+spec:
+  ingressClassName: vestibule
+  rules:
+    - host: bench.local
+      http:
+        paths:
+          - path: /(.*)
+            pathType: ImplementationSpecific
+            backend: {service: {name: upstream, port: {name: http}}}
+""")
 open(sys.argv[1], "w").write("---\n".join(docs))
 PY
 

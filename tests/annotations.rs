@@ -26,7 +26,9 @@ fn ingress(
     service: &str,
     annotations: &[(&str, &str)],
 ) -> String {
-    let mut text = format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: test\n  annotations:\n");
+    let mut text = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: test\n  annotations:\n"
+    );
     for (k, v) in annotations {
         text.push_str(&format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"));
     }
@@ -86,7 +88,10 @@ async fn fixed_pod(status: u16) -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
-    a.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    a.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn seen_header(a: &Answer, name: &str) -> String {
@@ -106,10 +111,31 @@ async fn rewrite_target_and_use_regex() {
     let files = [
         ("s.yaml", echo_service("echo").await),
         // examples/rewrite/README.md: captures of the path regex in the target.
-        ("a.yaml", ingress("a", "rewrite.test", ("/something(/|$)(.*)", REGEX), "echo", &[("rewrite-target", "/$2")])),
+        (
+            "a.yaml",
+            ingress(
+                "a",
+                "rewrite.test",
+                ("/something(/|$)(.*)", REGEX),
+                "echo",
+                &[("rewrite-target", "/$2")],
+            ),
+        ),
         // rewrite.go "should use ~* location modifier if regex annotation is present".
-        ("b.yaml", ingress("b", "regex.test", ("/foo", PREFIX), "echo", &[])),
-        ("c.yaml", ingress("c", "regex.test", ("/foo.+", REGEX), "echo", &[("use-regex", "true"), ("rewrite-target", "/new/backend")])),
+        (
+            "b.yaml",
+            ingress("b", "regex.test", ("/foo", PREFIX), "echo", &[]),
+        ),
+        (
+            "c.yaml",
+            ingress(
+                "c",
+                "regex.test",
+                ("/foo.+", REGEX),
+                "echo",
+                &[("use-regex", "true"), ("rewrite-target", "/new/backend")],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     for (path, sent, query) in [
@@ -122,9 +148,18 @@ async fn rewrite_target_and_use_regex() {
         assert_eq!(a.json()["path"], sent, "{path}");
         assert_eq!(a.json()["query"].as_str(), query, "{path}");
     }
-    assert_eq!(get(v.http, "rewrite.test", "/other").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(get(v.http, "regex.test", "/foo").await.json()["path"], "/foo");
-    assert_eq!(get(v.http, "regex.test", "/foo/bar").await.json()["path"], "/new/backend");
+    assert_eq!(
+        get(v.http, "rewrite.test", "/other").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(v.http, "regex.test", "/foo").await.json()["path"],
+        "/foo"
+    );
+    assert_eq!(
+        get(v.http, "regex.test", "/foo/bar").await.json()["path"],
+        "/new/backend"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,34 +167,117 @@ async fn redirects_app_root_www_and_aliases() {
     let files = [
         ("s.yaml", echo_service("echo").await),
         // redirect.go: 301 by default, permanent-redirect-code overrides it.
-        ("r.yaml", ingress("r", "redirect.test", ("/", PREFIX), "echo", &[("permanent-redirect", "http://redirect.example.com")])),
-        ("r2.yaml", ingress("r2", "redirect2.test", ("/", PREFIX), "echo", &[("permanent-redirect", "https://b.example.com/x"), ("permanent-redirect-code", "308")])),
+        (
+            "r.yaml",
+            ingress(
+                "r",
+                "redirect.test",
+                ("/", PREFIX),
+                "echo",
+                &[("permanent-redirect", "http://redirect.example.com")],
+            ),
+        ),
+        (
+            "r2.yaml",
+            ingress(
+                "r2",
+                "redirect2.test",
+                ("/", PREFIX),
+                "echo",
+                &[
+                    ("permanent-redirect", "https://b.example.com/x"),
+                    ("permanent-redirect-code", "308"),
+                ],
+            ),
+        ),
         // approot.go "should redirect to /foo".
-        ("ar.yaml", ingress("ar", "approot.bar.com", ("/", PREFIX), "echo", &[("app-root", "/foo")])),
+        (
+            "ar.yaml",
+            ingress(
+                "ar",
+                "approot.bar.com",
+                ("/", PREFIX),
+                "echo",
+                &[("app-root", "/foo")],
+            ),
+        ),
         // fromtowwwredirect.go "should redirect from www HTTP to HTTP".
-        ("w.yaml", ingress("w", "fromtowwwredirect.bar.com", ("/", PREFIX), "echo", &[("from-to-www-redirect", "true")])),
+        (
+            "w.yaml",
+            ingress(
+                "w",
+                "fromtowwwredirect.bar.com",
+                ("/", PREFIX),
+                "echo",
+                &[("from-to-www-redirect", "true")],
+            ),
+        ),
         // alias.go "should return status code 200 for host 'foo' and 'bar'".
-        ("al.yaml", ingress("al", "foo", ("/", PREFIX), "echo", &[("server-alias", "bar")])),
+        (
+            "al.yaml",
+            ingress(
+                "al",
+                "foo",
+                ("/", PREFIX),
+                "echo",
+                &[("server-alias", "bar")],
+            ),
+        ),
         // forcesslredirect.go: redirect without TLS on the host.
-        ("f.yaml", ingress("f", "force.test", ("/", PREFIX), "echo", &[("force-ssl-redirect", "true")])),
+        (
+            "f.yaml",
+            ingress(
+                "f",
+                "force.test",
+                ("/", PREFIX),
+                "echo",
+                &[("force-ssl-redirect", "true")],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let a = get(v.http, "redirect.test", "/something").await;
-    assert_eq!((a.status, header(&a, "location")), (StatusCode::MOVED_PERMANENTLY, "http://redirect.example.com"));
+    assert_eq!(
+        (a.status, header(&a, "location")),
+        (StatusCode::MOVED_PERMANENTLY, "http://redirect.example.com")
+    );
     let a = get(v.http, "redirect2.test", "/something").await;
-    assert_eq!((a.status, header(&a, "location")), (StatusCode::PERMANENT_REDIRECT, "https://b.example.com/x"));
+    assert_eq!(
+        (a.status, header(&a, "location")),
+        (StatusCode::PERMANENT_REDIRECT, "https://b.example.com/x")
+    );
     let a = get(v.http, "approot.bar.com", "/").await;
-    assert_eq!((a.status, header(&a, "location")), (StatusCode::FOUND, "http://approot.bar.com/foo"));
-    assert_eq!(get(v.http, "approot.bar.com", "/foo").await.json()["path"], "/foo");
+    assert_eq!(
+        (a.status, header(&a, "location")),
+        (StatusCode::FOUND, "http://approot.bar.com/foo")
+    );
+    assert_eq!(
+        get(v.http, "approot.bar.com", "/foo").await.json()["path"],
+        "/foo"
+    );
     let a = get(v.http, "www.fromtowwwredirect.bar.com", "/foo").await;
-    assert_eq!((a.status, header(&a, "location")), (StatusCode::PERMANENT_REDIRECT, "http://fromtowwwredirect.bar.com/foo"));
-    assert_eq!(get(v.http, "fromtowwwredirect.bar.com", "/foo").await.status, StatusCode::OK);
+    assert_eq!(
+        (a.status, header(&a, "location")),
+        (
+            StatusCode::PERMANENT_REDIRECT,
+            "http://fromtowwwredirect.bar.com/foo"
+        )
+    );
+    assert_eq!(
+        get(v.http, "fromtowwwredirect.bar.com", "/foo")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let a = get(v.http, "bar", "/").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(seen_header(&a, "host"), "bar");
     assert_eq!(get(v.http, "baz", "/").await.status, StatusCode::NOT_FOUND);
     let a = get(v.http, "force.test", "/x?y=1").await;
-    assert_eq!((a.status, header(&a, "location")), (StatusCode::PERMANENT_REDIRECT, "https://force.test/x?y=1"));
+    assert_eq!(
+        (a.status, header(&a, "location")),
+        (StatusCode::PERMANENT_REDIRECT, "https://force.test/x?y=1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +285,23 @@ async fn upstream_vhost_and_x_forwarded_prefix() {
     let files = [
         ("s.yaml", echo_service("echo").await),
         // upstreamvhost.go and xforwardedprefix.go: the pod sees these headers.
-        ("v.yaml", ingress("v", "vhost.test", ("/", PREFIX), "echo", &[("upstream-vhost", "inner.svc"), ("x-forwarded-prefix", "/app")])),
-        ("p.yaml", ingress("p", "plain.test", ("/", PREFIX), "echo", &[])),
+        (
+            "v.yaml",
+            ingress(
+                "v",
+                "vhost.test",
+                ("/", PREFIX),
+                "echo",
+                &[
+                    ("upstream-vhost", "inner.svc"),
+                    ("x-forwarded-prefix", "/app"),
+                ],
+            ),
+        ),
+        (
+            "p.yaml",
+            ingress("p", "plain.test", ("/", PREFIX), "echo", &[]),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let a = get(v.http, "vhost.test", "/").await;
@@ -185,12 +318,36 @@ async fn proxy_body_size_answers_413_before_the_pod() {
     let (pod, seen) = fixed_pod(200).await;
     let files = [
         ("s.yaml", service_yaml("pod", &[(pod, None)])),
-        ("small.yaml", ingress("small", "small.test", ("/", PREFIX), "pod", &[("proxy-body-size", "1k")])),
-        ("plain.yaml", ingress("plain", "plain.test", ("/", PREFIX), "pod", &[])),
-        ("open.yaml", ingress("open", "open.test", ("/", PREFIX), "pod", &[("proxy-body-size", "0")])),
+        (
+            "small.yaml",
+            ingress(
+                "small",
+                "small.test",
+                ("/", PREFIX),
+                "pod",
+                &[("proxy-body-size", "1k")],
+            ),
+        ),
+        (
+            "plain.yaml",
+            ingress("plain", "plain.test", ("/", PREFIX), "pod", &[]),
+        ),
+        (
+            "open.yaml",
+            ingress(
+                "open",
+                "open.test",
+                ("/", PREFIX),
+                "pod",
+                &[("proxy-body-size", "0")],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
-    assert_eq!(post(v.http, "small.test", "/", vec![1; 1024]).await.status, StatusCode::OK);
+    assert_eq!(
+        post(v.http, "small.test", "/", vec![1; 1024]).await.status,
+        StatusCode::OK
+    );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     let a = post(v.http, "small.test", "/", vec![1; 1025]).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
@@ -208,10 +365,24 @@ async fn proxy_body_size_answers_413_before_the_pod() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
     // The default (--proxy-body-size, 1m as ingress-nginx) and `0`, no limit.
     let big = vec![3u8; (1 << 20) + 1];
-    assert_eq!(post(v.http, "plain.test", "/", big.clone()).await.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(post(v.http, "open.test", "/", big).await.status, StatusCode::OK);
+    assert_eq!(
+        post(v.http, "plain.test", "/", big.clone()).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        post(v.http, "open.test", "/", big).await.status,
+        StatusCode::OK
+    );
     let metrics = v.metrics().await;
-    assert!(metric_value(&metrics, "vestibule_client_errors_total", "reason=\"body_size\"").is_some_and(|n| n >= 3.0), "{metrics}");
+    assert!(
+        metric_value(
+            &metrics,
+            "vestibule_client_errors_total",
+            "reason=\"body_size\""
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,15 +390,30 @@ async fn proxy_timeouts_answer_504() {
     // proxy.go "should set valid proxy timeouts": a read timeout of 1 s on a pod that takes 2.
     let files = [
         ("s.yaml", echo_service("echo").await),
-        ("t.yaml", ingress("t", "timeout.test", ("/", PREFIX), "echo", &[("proxy-read-timeout", "1")])),
-        ("p.yaml", ingress("p", "plain.test", ("/", PREFIX), "echo", &[])),
+        (
+            "t.yaml",
+            ingress(
+                "t",
+                "timeout.test",
+                ("/", PREFIX),
+                "echo",
+                &[("proxy-read-timeout", "1")],
+            ),
+        ),
+        (
+            "p.yaml",
+            ingress("p", "plain.test", ("/", PREFIX), "echo", &[]),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let started = Instant::now();
     let a = get(v.http, "timeout.test", "/sleep?ms=2500").await;
     assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.text);
     assert!(started.elapsed() < Duration::from_millis(2400));
-    assert_eq!(get(v.http, "plain.test", "/sleep?ms=1200").await.status, StatusCode::OK);
+    assert_eq!(
+        get(v.http, "plain.test", "/sleep?ms=1200").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +431,16 @@ async fn proxy_send_timeout_ends_an_upload_the_pod_does_not_take() {
     });
     let files = [
         ("s.yaml", service_yaml("pod", &[(pod, None)])),
-        ("t.yaml", ingress("t", "send.test", ("/", PREFIX), "pod", &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")])),
+        (
+            "t.yaml",
+            ingress(
+                "t",
+                "send.test",
+                ("/", PREFIX),
+                "pod",
+                &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
@@ -259,9 +454,18 @@ async fn proxy_send_timeout_ends_an_upload_the_pod_does_not_take() {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let started = Instant::now();
     let answered = tokio::time::timeout(Duration::from_secs(20), client.request(req)).await;
-    let a = read(answered.expect("answered before the header timeout").unwrap()).await;
+    let a = read(
+        answered
+            .expect("answered before the header timeout")
+            .unwrap(),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.text);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,22 +476,56 @@ async fn proxy_next_upstream_retries_listed_statuses() {
     let both = service_yaml("flaky", &[(bad, None), (good, None)]);
     let files = [
         ("s.yaml", both),
-        ("n.yaml", ingress("n", "next.test", ("/", PREFIX), "flaky", &[("proxy-next-upstream", "error timeout http_502")])),
-        ("one.yaml", ingress("one", "once.test", ("/", PREFIX), "flaky", &[("proxy-next-upstream", "error timeout http_502"), ("proxy-next-upstream-tries", "1")])),
-        ("p.yaml", ingress("p", "plain.test", ("/", PREFIX), "flaky", &[])),
+        (
+            "n.yaml",
+            ingress(
+                "n",
+                "next.test",
+                ("/", PREFIX),
+                "flaky",
+                &[("proxy-next-upstream", "error timeout http_502")],
+            ),
+        ),
+        (
+            "one.yaml",
+            ingress(
+                "one",
+                "once.test",
+                ("/", PREFIX),
+                "flaky",
+                &[
+                    ("proxy-next-upstream", "error timeout http_502"),
+                    ("proxy-next-upstream-tries", "1"),
+                ],
+            ),
+        ),
+        (
+            "p.yaml",
+            ingress("p", "plain.test", ("/", PREFIX), "flaky", &[]),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     for _ in 0..4 {
         let a = get(v.http, "next.test", "/").await;
         assert_eq!((a.status, a.backend()), (StatusCode::OK, "good".to_owned()));
     }
-    assert!(bad_seen.load(Ordering::SeqCst) >= 1, "round robin reached the bad pod");
+    assert!(
+        bad_seen.load(Ordering::SeqCst) >= 1,
+        "round robin reached the bad pod"
+    );
     // One try only, or no annotation: the 502 reaches the client half of the time.
     let mut statuses = Vec::new();
     for host in ["once.test", "once.test", "plain.test", "plain.test"] {
         statuses.push(get(v.http, host, "/").await.status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::BAD_GATEWAY).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_GATEWAY)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
     // A POST is not sent again after it reached a pod (no non_idempotent).
     let mut posts = Vec::new();
     for _ in 0..2 {
@@ -302,9 +540,30 @@ async fn default_backend_and_custom_http_errors() {
         ("s.yaml", echo_service("echo").await),
         ("e.yaml", echo_service("errors").await),
         // default_backend.go "should use a custom default backend as upstream".
-        ("d.yaml", ingress("default-backend", "default-backend", ("/", PREFIX), "invalid", &[("default-backend", "errors")])),
+        (
+            "d.yaml",
+            ingress(
+                "default-backend",
+                "default-backend",
+                ("/", PREFIX),
+                "invalid",
+                &[("default-backend", "errors")],
+            ),
+        ),
         // customhttperrors.go: these statuses are answered by the default backend.
-        ("c.yaml", ingress("custom", "custom.test", ("/", PREFIX), "echo", &[("custom-http-errors", "404,500"), ("default-backend", "errors")])),
+        (
+            "c.yaml",
+            ingress(
+                "custom",
+                "custom.test",
+                ("/", PREFIX),
+                "echo",
+                &[
+                    ("custom-http-errors", "404,500"),
+                    ("default-backend", "errors"),
+                ],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let req = Request::get(format!("http://{}/alma/armud", v.http))
@@ -313,7 +572,12 @@ async fn default_backend_and_custom_http_errors() {
         .body(Full::default())
         .unwrap();
     let a = send(v.http, req).await;
-    assert_eq!((a.status, a.backend()), (StatusCode::OK, "errors".to_owned()), "{}", a.text);
+    assert_eq!(
+        (a.status, a.backend()),
+        (StatusCode::OK, "errors".to_owned()),
+        "{}",
+        a.text
+    );
     assert_eq!(seen_header(&a, "x-code"), "503");
     assert_eq!(seen_header(&a, "x-ingress-name"), "default-backend");
     assert_eq!(seen_header(&a, "x-service-name"), "invalid");
@@ -326,17 +590,28 @@ async fn default_backend_and_custom_http_errors() {
         .body(Full::default())
         .unwrap();
     let a = send(v.http, req).await;
-    assert_eq!((a.status, a.backend()), (StatusCode::OK, "errors".to_owned()), "{}", a.text);
+    assert_eq!(
+        (a.status, a.backend()),
+        (StatusCode::OK, "errors".to_owned()),
+        "{}",
+        a.text
+    );
     assert_eq!(seen_header(&a, "x-code"), "404");
     assert_eq!(seen_header(&a, "x-format"), "text/html");
     assert_eq!(seen_header(&a, "x-original-uri"), "/status/404?q=1");
     assert_eq!(seen_header(&a, "x-namespace"), "test");
     assert_eq!(seen_header(&a, "x-service-name"), "echo");
     assert_eq!(a.json()["path"], "/", "nginx sends the error request for /");
-    assert_eq!(get(v.http, "custom.test", "/status/500").await.backend(), "errors");
+    assert_eq!(
+        get(v.http, "custom.test", "/status/500").await.backend(),
+        "errors"
+    );
     // Statuses not listed pass through.
     let a = get(v.http, "custom.test", "/status/503").await;
-    assert_eq!((a.status, a.backend()), (StatusCode::SERVICE_UNAVAILABLE, "echo".to_owned()));
+    assert_eq!(
+        (a.status, a.backend()),
+        (StatusCode::SERVICE_UNAVAILABLE, "echo".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,16 +619,44 @@ async fn a_bad_annotation_answers_503_and_spares_the_rest() {
     let files = [
         ("s.yaml", echo_service("echo").await),
         // proxy.go "should not set invalid proxy timeouts": Vestibule refuses the route.
-        ("bad.yaml", ingress("bad", "shop.test", ("/bad", PREFIX), "echo", &[("proxy-read-timeout", "20k")])),
-        ("good.yaml", ingress("good", "shop.test", ("/good", PREFIX), "echo", &[])),
+        (
+            "bad.yaml",
+            ingress(
+                "bad",
+                "shop.test",
+                ("/bad", PREFIX),
+                "echo",
+                &[("proxy-read-timeout", "20k")],
+            ),
+        ),
+        (
+            "good.yaml",
+            ingress("good", "shop.test", ("/good", PREFIX), "echo", &[]),
+        ),
         // snippet.go: snippets are refused by design, and only warned about.
-        ("snip.yaml", ingress("snip", "snip.test", ("/", PREFIX), "echo", &[("configuration-snippet", "more_set_headers \"X: y\";")])),
+        (
+            "snip.yaml",
+            ingress(
+                "snip",
+                "snip.test",
+                ("/", PREFIX),
+                "echo",
+                &[("configuration-snippet", "more_set_headers \"X: y\";")],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let a = get(v.http, "shop.test", "/bad").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
-    assert!(!a.text.contains("20k"), "the reason stays in the diagnostics: {}", a.text);
-    assert_eq!(get(v.http, "shop.test", "/good").await.status, StatusCode::OK);
+    assert!(
+        !a.text.contains("20k"),
+        "the reason stays in the diagnostics: {}",
+        a.text
+    );
+    assert_eq!(
+        get(v.http, "shop.test", "/good").await.status,
+        StatusCode::OK
+    );
     let a = get(v.http, "snip.test", "/").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(header(&a, "x"), "");

@@ -186,14 +186,30 @@ fn every_flag_has_an_environment_variable() {
 fn validate_reports_ignored_annotations_as_warnings_and_strict_fails_on_them() {
     // The migration report of README "Migrating from ingress-nginx".
     let path = repo("examples/ingress-nginx");
-    let args = ["validate", path.to_str().unwrap(), "--ingress-class", "nginx"];
+    let args = [
+        "validate",
+        path.to_str().unwrap(),
+        "--ingress-class",
+        "nginx",
+    ];
     let (code, out, err) = vestibule(&args);
     assert_eq!(code, 0, "warnings alone pass: {out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines.iter().all(|l| l.contains(": warning: Ingress shop/storefront: metadata.annotations[")), "{out}");
-    assert!(out.contains("configuration-snippet]: ignored: snippets are refused by design"), "{out}");
-    assert!(out.contains("enable-cors]: ignored: not supported"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(": warning: Ingress shop/storefront: metadata.annotations[")),
+        "{out}"
+    );
+    assert!(
+        out.contains("configuration-snippet]: ignored: snippets are refused by design"),
+        "{out}"
+    );
+    assert!(
+        out.contains("enable-cors]: ignored: not supported"),
+        "{out}"
+    );
     assert!(err.contains("0 errors, 2 warnings"), "{err}");
     let strict: Vec<&str> = args.iter().copied().chain(["--strict"]).collect();
     assert_eq!(vestibule(&strict).0, 1);
@@ -223,6 +239,12 @@ spec: {ports: [{name: http, port: 80}]}
     let (code, out, _) = vestibule(&["validate", dir.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].contains("proxy-body-size]: \"15r\" is not a size"), "{out}");
-    assert!(lines[1].contains(": warning: ") && lines[1].contains("enable-cors"), "{out}");
+    assert!(
+        lines[0].contains("proxy-body-size]: \"15r\" is not a size"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(": warning: ") && lines[1].contains("enable-cors"),
+        "{out}"
+    );
 }

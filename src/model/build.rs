@@ -5,7 +5,7 @@ use super::class::OurClasses;
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
-use super::path::PathRule;
+use super::path::{PathRegex, PathRule};
 use super::policy::{Filter, Policy, Redirect, RedirectTo, Rewrite};
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
@@ -15,7 +15,6 @@ use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressTLS};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -167,6 +166,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         roots: BTreeMap::new(),
         aliases: Vec::new(),
         www: Vec::new(),
+        plain: [None, None],
         routes: Vec::new(),
         default_route: None,
         tls: Vec::new(),
@@ -200,7 +200,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         let backend = builder.backend(service.clone(), &object, "value");
         let policy = builder.plain_policy();
         builder.default_route = Some(Arc::new(Route {
-            id: RouteId::of(&["--default-backend"]),
+            id: RouteId::of("--default-backend"),
             ingress: object,
             host: HostRule::Any,
             path: None,
@@ -281,14 +281,17 @@ struct Builder<'a> {
     hosts: BTreeMap<HostRule, HostClaims>,
     /// Hosts whose paths are all regexes (ingress-nginx's `~*` locations).
     regex_hosts: FxHashSet<HostRule>,
-    /// Compiled patterns by source text; `None` when it does not compile.
-    regexes: FxHashMap<String, Option<Regex>>,
+    /// Regex paths by their text (`Err`: why it is not one), shared by every route and
+    /// rewrite with the same text.
+    regexes: FxHashMap<String, Result<Arc<PathRegex>, String>>,
     /// `app-root` redirects by host; the oldest Ingress's wins.
     roots: BTreeMap<HostRule, Arc<Route>>,
     /// `server-alias`: (alias, the host whose routes it shares, the Ingress).
     aliases: Vec<(HostRule, HostRule, Arc<ObjectRef>)>,
     /// `from-to-www-redirect`: (host redirected from, host redirected to, the Ingress).
     www: Vec<(HostRule, String, Arc<ObjectRef>)>,
+    /// The policies of routes without annotations, without and with TLS on the host.
+    plain: [Option<Arc<Policy>>; 2],
     routes: Vec<Arc<Route>>,
     default_route: Option<Arc<Route>>,
     tls: Vec<TlsBinding>,
@@ -322,13 +325,22 @@ impl Builder<'_> {
             .push(Diagnostic::warning(object.clone(), field, reason));
     }
 
-    /// The policy of a route without annotations.
-    fn plain_policy(&self) -> Arc<Policy> {
-        let filters = self.options.proxy_body_size.map(Filter::BodyLimit);
-        Arc::new(Policy {
-            filters: filters.into_iter().collect(),
-            ..Policy::default()
-        })
+    /// The policy of a route without annotations (on a host without TLS): shared by all.
+    fn plain_policy(&mut self) -> Arc<Policy> {
+        self.plain_policy_for(false)
+    }
+
+    fn plain_policy_for(&mut self, tls: bool) -> Arc<Policy> {
+        if let Some(p) = &self.plain[usize::from(tls)] {
+            return p.clone();
+        }
+        let none = Fallbacks {
+            fallback: None,
+            errors: None,
+        };
+        let policy = Arc::new(Annotations::default().policy(self.context(tls, None, &none)));
+        self.plain[usize::from(tls)] = Some(policy.clone());
+        policy
     }
 
     fn add_ingress(&mut self, ingress: &Ingress, annotations: &Annotations) {
@@ -379,13 +391,15 @@ impl Builder<'_> {
                 };
                 let policy = match &annotations.rewrite_target {
                     Some(target) if annotations.denial().is_none() => {
-                        let Some(pattern) = self.regex(&format!("(?i){}", path.path)) else {
-                            let reason = format!(
-                                "{:?} is not a regex, which rewrite-target needs; this path is not served",
-                                path.path
-                            );
-                            self.diagnose(&me, format!("{field}.path"), reason);
-                            continue;
+                        let pattern = match self.regex(&path.path) {
+                            Ok(p) => p,
+                            Err(reason) => {
+                                let reason = format!(
+                                    "{reason}, which rewrite-target needs; this path is not served"
+                                );
+                                self.diagnose(&me, format!("{field}.path"), reason);
+                                continue;
+                            }
                         };
                         let rewrite = Rewrite {
                             pattern,
@@ -393,6 +407,7 @@ impl Builder<'_> {
                         };
                         Arc::new(annotations.policy(self.context(tls, Some(rewrite), &fallbacks)))
                     }
+                    _ if !annotations.any => self.plain_policy_for(tls),
                     _ => {
                         let cx = self.context(tls, None, &fallbacks);
                         shared[usize::from(tls)]
@@ -421,7 +436,7 @@ impl Builder<'_> {
             None => {
                 let policy = self.plain_policy();
                 self.default_route = Some(Arc::new(Route {
-                    id: RouteId::of(&[&me.namespace, &me.name, "spec.defaultBackend"]),
+                    id: RouteId::of((&me.namespace, &me.name, "spec.defaultBackend")),
                     ingress: me.clone(),
                     host: HostRule::Any,
                     path: None,
@@ -462,7 +477,11 @@ impl Builder<'_> {
                 }
             }
         });
-        let global = self.options.default_backend.clone();
+        let global = self
+            .options
+            .default_backend
+            .clone()
+            .filter(|_| annotations.custom_http_errors.is_some());
         let errors = fallback.clone().or_else(|| {
             let service = global?;
             Some(self.backend(service, me, "--default-backend"))
@@ -511,7 +530,7 @@ impl Builder<'_> {
         redirect: Redirect,
     ) -> Arc<Route> {
         Arc::new(Route {
-            id: RouteId::of(&[&me.namespace, &me.name, &host.to_string(), what]),
+            id: RouteId::of((&me.namespace, &me.name, host, what)),
             ingress: me.clone(),
             host: host.clone(),
             path: None,
@@ -524,12 +543,14 @@ impl Builder<'_> {
         })
     }
 
-    /// A compiled regex, shared by every path with the same text.
-    fn regex(&mut self, pattern: &str) -> Option<Regex> {
-        self.regexes
-            .entry(pattern.to_owned())
-            .or_insert_with(|| Regex::new(pattern).ok())
-            .clone()
+    /// The regex of a path text, shared by every path with the same text.
+    fn regex(&mut self, path: &str) -> Result<Arc<PathRegex>, String> {
+        if let Some(found) = self.regexes.get(path) {
+            return found.clone();
+        }
+        let made = PathRegex::new(path).map(Arc::new);
+        self.regexes.insert(path.to_owned(), made.clone());
+        made
     }
 
     /// Whether requests for `host` arrive over TLS: an exact TLS host, or a wildcard TLS
@@ -580,10 +601,8 @@ impl Builder<'_> {
             return;
         }
         let backend = self.ingress_backend(b, me, &format!("{}.backend", field(at)));
-        let path_type = format!("{:?}", path.path_type);
-        let host_text = host.to_string();
         let route = Arc::new(Route {
-            id: RouteId::of(&[&me.namespace, &me.name, &host_text, &path.path, &path_type]),
+            id: RouteId::of((&me.namespace, &me.name, host, &path.path, path.path_type)),
             ingress: me.clone(),
             host: host.clone(),
             path: Some(path),
@@ -761,7 +780,7 @@ impl Builder<'_> {
                 self.router(&host, &claims)
             };
             let root = self.roots.remove(&host);
-            insert_group(&mut table, &host, Arc::new(HostRoutes { paths, root }));
+            insert_group(&mut table, &host, HostRoutes { paths, root });
         }
         // An app-root whose own paths all failed still answers `/`.
         for (host, root) in std::mem::take(&mut self.roots) {
@@ -769,7 +788,7 @@ impl Builder<'_> {
                 paths: Paths::default(),
                 root: Some(root),
             };
-            insert_group(&mut table, &host, Arc::new(group));
+            insert_group(&mut table, &host, group);
         }
         self.add_www_redirects(&mut table);
         self.add_aliases(&mut table);
@@ -785,7 +804,7 @@ impl Builder<'_> {
 
     /// The matchit router of one host group: Exact before Prefix at each key.
     fn router(&mut self, host: &HostRule, claims: &HostClaims) -> Paths {
-        let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+        let mut slots: BTreeMap<String, Vec<Arc<Route>>> = BTreeMap::new();
         // Exact claims first, so they come first in every slot they share with a prefix.
         let ordered = claims
             .claims
@@ -807,16 +826,12 @@ impl Builder<'_> {
                 continue;
             };
             for key in path.router_keys() {
-                slots
-                    .entry(key)
-                    .or_default()
-                    .routes
-                    .push(claim.route.clone());
+                slots.entry(key).or_default().push(claim.route.clone());
             }
         }
         let mut router = matchit::Router::new();
         for (key, slot) in slots {
-            if let Err(e) = router.insert(key.clone(), slot) {
+            if let Err(e) = router.insert(key.clone(), Slot::of(slot)) {
                 // Keys are escaped literals, so the router should take them all; if it
                 // does not, say so rather than lose the route silently.
                 let object = ObjectRef {
@@ -851,18 +866,13 @@ impl Builder<'_> {
         let mut list = Vec::with_capacity(ordered.len());
         for claim in ordered {
             let path = text(claim);
-            match self.regex(&format!("(?i)^{path}")) {
-                Some(re) => list.push((
-                    re,
-                    Slot {
-                        routes: vec![claim.route.clone()],
-                    },
-                )),
-                None => {
+            match self.regex(&path) {
+                Ok(re) => list.push((re, Slot::of(vec![claim.route.clone()]))),
+                Err(reason) => {
                     let (i, j) = claim.at;
                     let field = format!("spec.rules[{i}].http.paths[{j}].path");
                     let reason = format!(
-                        "{path:?} is not a regex, and this host's paths are regexes (use-regex or rewrite-target on one of its Ingresses); this path is not served"
+                        "{reason}, and this host's paths are regexes (use-regex or rewrite-target on one of its Ingresses); this path is not served"
                     );
                     let ingress = (*claim.route.ingress).clone();
                     self.diagnose(&ingress, field, reason);
@@ -894,9 +904,7 @@ impl Builder<'_> {
             self.routes.push(route.clone());
             let mut router = matchit::Router::new();
             for key in ["/", "/{*rest}"] {
-                let slot = Slot {
-                    routes: vec![route.clone()],
-                };
+                let slot = Slot::of(vec![route.clone()]);
                 // Two fixed, distinct keys: cannot conflict.
                 let _ = router.insert(key, slot);
             }
@@ -904,7 +912,7 @@ impl Builder<'_> {
                 paths: Paths::Router(router),
                 root: None,
             };
-            insert_group(table, &from, Arc::new(group));
+            insert_group(table, &from, group);
         }
     }
 
@@ -927,7 +935,7 @@ impl Builder<'_> {
     }
 }
 
-fn insert_group(table: &mut RoutingTable, host: &HostRule, group: Arc<HostRoutes>) {
+fn insert_group(table: &mut RoutingTable, host: &HostRule, group: HostRoutes) {
     match host {
         HostRule::Exact(h) => {
             table.exact.insert(h.as_str().into(), group);
@@ -939,7 +947,7 @@ fn insert_group(table: &mut RoutingTable, host: &HostRule, group: Arc<HostRoutes
     }
 }
 
-fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
+fn group_of(table: &RoutingTable, host: &HostRule) -> Option<HostRoutes> {
     match host {
         HostRule::Exact(h) => table.exact.get(h.as_str()).cloned(),
         HostRule::Wildcard(s) => table.wildcard.get(s.as_str()).cloned(),
@@ -948,7 +956,11 @@ fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
 }
 
 fn has_group(table: &RoutingTable, host: &HostRule) -> bool {
-    group_of(table, host).is_some()
+    match host {
+        HostRule::Exact(h) => table.exact.contains_key(h.as_str()),
+        HostRule::Wildcard(s) => table.wildcard.contains_key(s.as_str()),
+        HostRule::Any => table.any_host.is_some(),
+    }
 }
 
 fn unavailable(reason: &str) -> Arc<Backend> {

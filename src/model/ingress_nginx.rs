@@ -3,11 +3,11 @@
 //! under `nginx.ingress.kubernetes.io/` and under `vestibule.dev/` (which wins when both are
 //! set). The meanings follow ingress-nginx's `annotations.md` and its e2e tests.
 
+use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
     CustomErrors, Filter, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy, parse_size,
 };
-use super::endpoints::Backend;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -86,6 +86,9 @@ pub struct Annotations {
     pub default_backend: Option<String>,
     pub custom_http_errors: Option<Vec<u16>>,
     pub findings: Vec<Finding>,
+    /// Whether the Ingress has any annotation under one of the two prefixes; without, every
+    /// field keeps its default and the Ingress's routes share the plain policy.
+    pub any: bool,
 }
 
 impl Annotations {
@@ -175,10 +178,20 @@ impl Annotations {
 
 /// Reads every annotation of `ingress` that Vestibule knows, and reports the others.
 pub fn read(ingress: &Ingress) -> Annotations {
+    let any = ingress.metadata.annotations.as_ref().is_some_and(|a| {
+        a.keys()
+            .any(|k| k.starts_with(NGINX) || k.starts_with(VESTIBULE))
+    });
     let mut r = Reader {
         ingress,
-        out: Annotations::default(),
+        out: Annotations {
+            any,
+            ..Annotations::default()
+        },
     };
+    if !any {
+        return r.out;
+    }
     r.report_unknown();
     r.read_redirects();
     r.read_rewrites();
@@ -195,6 +208,9 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// The value of annotation `name` and the key it was found under.
     fn get(&self, name: &str) -> Option<(String, &'a str)> {
+        if !self.out.any {
+            return None;
+        }
         let annotations = self.ingress.metadata.annotations.as_ref()?;
         [VESTIBULE, NGINX].into_iter().find_map(|prefix| {
             let key = format!("{prefix}{name}");

@@ -114,3 +114,66 @@ pub fn request_path(path_and_query: &str) -> &str {
         None => path_and_query,
     }
 }
+
+/// A path as ingress-nginx runs it once its host has regex paths: nginx's `~* "^<path>"` to
+/// match and `rewrite "(?i)<path>"` to rewrite, one regex for both. Checked when the table is
+/// built; compiled at its first use, so a table of 100k regex paths costs what their text
+/// does until requests come (a compiled regex takes ~10 KB and ~20 µs to build).
+///
+/// PCRE in nginx works on bytes and folds ASCII case only: so does this (Unicode off).
+pub struct PathRegex {
+    /// `(?i)<path>`.
+    source: Box<str>,
+    compiled: std::sync::OnceLock<Option<regex::bytes::Regex>>,
+}
+
+impl std::fmt::Debug for PathRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PathRegex({:?})", self.source)
+    }
+}
+
+impl PathRegex {
+    /// Checks that `path` is a regex (its syntax only: compiling waits for a request).
+    pub fn new(path: &str) -> Result<PathRegex, String> {
+        let source = format!("(?i){path}");
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(&source)
+            .map_err(|e| format!("{path:?} is not a regex: {}", first_line(&e.to_string())))?;
+        Ok(PathRegex {
+            source: source.into(),
+            compiled: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn regex(&self) -> Option<&regex::bytes::Regex> {
+        self.compiled
+            .get_or_init(|| {
+                regex::bytes::RegexBuilder::new(&self.source)
+                    .unicode(false)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether the regex matches at the start of `path` (nginx's `^`; a top-level `a|b` is
+    /// anchored as a whole, where nginx anchors only `a`).
+    pub fn matches_start(&self, path: &str) -> bool {
+        self.regex()
+            .and_then(|re| re.find(path.as_bytes()))
+            .is_some_and(|m| m.start() == 0)
+    }
+
+    /// The groups of the first match anywhere in `path` (nginx's `rewrite` is unanchored).
+    pub fn captures<'p>(&self, path: &'p str) -> Option<regex::bytes::Captures<'p>> {
+        self.regex()?.captures(path.as_bytes())
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().last().unwrap_or(text).trim()
+}

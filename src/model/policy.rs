@@ -3,8 +3,8 @@
 //! them as stages; nothing here touches a socket or a clock.
 
 use super::endpoints::Backend;
+use super::path::PathRegex;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use regex::Regex;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,8 +98,8 @@ impl RedirectTo {
 /// `rewrite-target`: the path the pod sees, as nginx's `rewrite "(?i)<path>" <target> break`.
 #[derive(Debug)]
 pub struct Rewrite {
-    /// The Ingress path as a case-insensitive, unanchored regex.
-    pub pattern: Regex,
+    /// The Ingress path, the same regex its host matches with.
+    pub pattern: Arc<PathRegex>,
     /// The new path, with `$1`…`$9` standing for the pattern's groups.
     pub target: String,
 }
@@ -126,7 +126,8 @@ impl Rewrite {
             match after.as_bytes().first() {
                 Some(d @ b'0'..=b'9') => {
                     let group = usize::from(d - b'0');
-                    out.push_str(caps.get(group).map_or("", |m| m.as_str()));
+                    let text = caps.get(group).map_or(&b""[..], |m| m.as_bytes());
+                    out.push_str(&String::from_utf8_lossy(text));
                     rest = &after[1..];
                 }
                 _ => {
@@ -271,7 +272,7 @@ mod tests {
 
     fn rewrite(path: &str, target: &str) -> Rewrite {
         Rewrite {
-            pattern: Regex::new(&format!("(?i){path}")).unwrap(),
+            pattern: Arc::new(PathRegex::new(path).unwrap()),
             target: target.to_owned(),
         }
     }

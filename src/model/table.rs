@@ -3,10 +3,10 @@
 
 use super::endpoints::Backend;
 use super::host::{HostRule, RequestHost, wildcard_suffix};
+use super::path::PathRegex;
 use super::path::PathRule;
 use super::policy::Policy;
 use super::snapshot::ObjectRef;
-use regex::Regex;
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -27,12 +27,10 @@ pub struct RouteId(pub u64);
 impl RouteId {
     /// The id of whatever `parts` name, hashed with a fixed hasher (stable within a build
     /// of Vestibule, which is all per-route state needs).
-    pub fn of(parts: &[&str]) -> RouteId {
-        use std::hash::{Hash, Hasher};
+    pub fn of(parts: impl std::hash::Hash) -> RouteId {
+        use std::hash::Hasher;
         let mut h = rustc_hash::FxHasher::default();
-        for p in parts {
-            p.hash(&mut h);
-        }
+        parts.hash(&mut h);
         RouteId(h.finish())
     }
 }
@@ -130,26 +128,41 @@ impl Route {
 
 /// What one router key leads to: routes in precedence order (Exact before Prefix at one key,
 /// then by their conditions); the first whose conditions hold wins.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Slot {
     pub(crate) routes: Vec<Arc<Route>>,
+    /// Whether any route here has conditions. Without, the first route wins outright and
+    /// the lookup need not read the routes (a cache miss each, at 100k routes).
+    pub(crate) conditional: bool,
 }
 
 impl Slot {
+    /// A slot of `routes`, in precedence order.
+    pub(crate) fn of(routes: Vec<Arc<Route>>) -> Slot {
+        let conditional = routes.iter().any(|r| !r.matches.is_empty());
+        Slot {
+            routes,
+            conditional,
+        }
+    }
+
     fn first(&self, holds: &impl Fn(&Route) -> bool) -> Option<&Arc<Route>> {
+        if !self.conditional {
+            return self.routes.first();
+        }
         self.routes.iter().find(|r| holds(r))
     }
 }
 
 /// How one host group finds the route for a path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Paths {
     /// Ingress path semantics, by matchit.
     Router(matchit::Router<Slot>),
     /// ingress-nginx's regex locations (`use-regex` or `rewrite-target` on some Ingress of
     /// the host): case-insensitive regexes anchored at the start, longest path first; the
     /// first that matches wins.
-    Regex(Vec<(Regex, Slot)>),
+    Regex(Vec<(Arc<PathRegex>, Slot)>),
 }
 
 impl Default for Paths {
@@ -159,7 +172,8 @@ impl Default for Paths {
 }
 
 /// The routes of one host group (one exact host, one wildcard, or the rules without host).
-#[derive(Debug, Default)]
+/// An alias holds a copy (the routes themselves are shared).
+#[derive(Debug, Default, Clone)]
 pub(crate) struct HostRoutes {
     pub(crate) paths: Paths,
     /// Answers requests for exactly `/` before any path rule (`app-root`).
@@ -177,7 +191,7 @@ impl HostRoutes {
             Paths::Router(router) => router.at(path).ok()?.value.first(holds),
             Paths::Regex(list) => list
                 .iter()
-                .filter(|(re, _)| re.is_match(path))
+                .filter(|(re, _)| re.matches_start(path))
                 .find_map(|(_, slot)| slot.first(holds)),
         }
     }
@@ -189,10 +203,10 @@ impl HostRoutes {
 /// cannot flood them; the keys come from Ingress objects.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    pub(crate) exact: FxHashMap<Box<str>, Arc<HostRoutes>>,
+    pub(crate) exact: FxHashMap<Box<str>, HostRoutes>,
     /// Keyed by the suffix after `*.`.
-    pub(crate) wildcard: FxHashMap<Box<str>, Arc<HostRoutes>>,
-    pub(crate) any_host: Option<Arc<HostRoutes>>,
+    pub(crate) wildcard: FxHashMap<Box<str>, HostRoutes>,
+    pub(crate) any_host: Option<HostRoutes>,
     pub(crate) default_route: Option<Arc<Route>>,
     /// Every route in build order, for `/debug/routes` and metrics.
     pub(crate) routes: Vec<Arc<Route>>,
@@ -227,7 +241,6 @@ impl RoutingTable {
             .get(host)
             .or_else(|| wildcard_suffix(host).and_then(|s| self.wildcard.get(s)))
             .or(self.any_host.as_ref())
-            .map(|g| &**g)
     }
 
     /// Every route, in the order the build placed them.

@@ -193,10 +193,14 @@ impl Proxy {
             facts.upstream = Some(t.clone());
         };
         let policy = &route.policy.upstream;
-        let sent = attempts.send(backend, turn, policy, out, &mut on_attempt).await?;
+        let sent = attempts
+            .send(backend, turn, policy, out, &mut on_attempt)
+            .await?;
         let took = sent.took;
         let sent = match forwarded {
-            Some(again) => intercept_errors(sent, errors, &attempts, &cx, again, on_attempt).await?,
+            Some(again) => {
+                intercept_errors(sent, errors, &attempts, &cx, again, on_attempt).await?
+            }
             None => sent,
         };
         facts.upstream_took = Some(took);

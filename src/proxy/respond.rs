@@ -81,7 +81,10 @@ impl ErrorContext {
         let service = self.route.backend().service.as_ref();
         set("x-code", Some(HeaderValue::from(code.as_u16())));
         set("x-format", self.accept.clone());
-        let target = self.original_uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = self
+            .original_uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
         set("x-original-uri", text(target));
         set("x-namespace", text(&self.route.ingress.namespace));
         set("x-ingress-name", text(&self.route.ingress.name));

@@ -1,5 +1,7 @@
 //! The annotation reader (values, errors, warnings) and the routing it leads to, each row
 //! citing the ingress-nginx e2e test or document it comes from.
+// Rows of test tables are tuples; naming each shape would hide the table.
+#![allow(clippy::type_complexity)]
 
 use super::*;
 use crate::model::fixtures::ingress;
@@ -189,7 +191,6 @@ fn regex_paths_come_with_use_regex_or_rewrite_target() {
     assert!(!read_one(&[("nginx.ingress.kubernetes.io/use-regex", "false")]).regex_paths());
 }
 
-
 // Routing with annotations: what a request ends up as, from the table alone.
 
 use crate::model::fixtures::{service, slice};
@@ -244,7 +245,6 @@ fn one(name: &str, host: &str, path: &str, annotations: &[(&str, &str)]) -> Ingr
 }
 
 #[test]
-#[allow(clippy::type_complexity)]
 fn rewrites_and_regex_paths_follow_ingress_nginx() {
     // Each row: the Ingresses of one host, then requests and what they come to.
     let rows: &[(&str, &[(&str, &str, &[(&str, &str)])], &[(&str, &str)])] = &[
@@ -252,7 +252,11 @@ fn rewrites_and_regex_paths_follow_ingress_nginx() {
         (
             "rewrite.go should rewrite request URL",
             &[("rw", "/something", &[("rewrite-target", "/")])],
-            &[("/something", "rw /"), ("/SomeThing", "rw /"), ("/other", "404")],
+            &[
+                ("/something", "rw /"),
+                ("/SomeThing", "rw /"),
+                ("/other", "404"),
+            ],
         ),
         // rewrite.go "should use correct longest path match".
         (
@@ -262,7 +266,10 @@ fn rewrites_and_regex_paths_follow_ingress_nginx() {
                 ("rewrite-index", "/", &[("rewrite-target", "/new/backend")]),
             ],
             &[
-                ("/.well-known/acme/challenge", "kube-lego /.well-known/acme/challenge"),
+                (
+                    "/.well-known/acme/challenge",
+                    "kube-lego /.well-known/acme/challenge",
+                ),
                 ("/index", "rewrite-index /new/backend"),
             ],
         ),
@@ -271,7 +278,11 @@ fn rewrites_and_regex_paths_follow_ingress_nginx() {
             "rewrite.go should use ~* location modifier",
             &[
                 ("foo", "/foo", &[]),
-                ("regex", "/foo.+", &[("use-regex", "true"), ("rewrite-target", "/new/backend")]),
+                (
+                    "regex",
+                    "/foo.+",
+                    &[("use-regex", "true"), ("rewrite-target", "/new/backend")],
+                ),
             ],
             &[("/foo", "foo /foo"), ("/foo/bar", "regex /new/backend")],
         ),
@@ -281,27 +292,45 @@ fn rewrites_and_regex_paths_follow_ingress_nginx() {
             "rewrite.go should fail to use longest match for documented warning",
             &[
                 ("foo", "/foo/bar/bar", &[]),
-                ("regex", "/foo/bar/[a-z]{3}", &[("use-regex", "true"), ("rewrite-target", "/new/backend")]),
+                (
+                    "regex",
+                    "/foo/bar/[a-z]{3}",
+                    &[("use-regex", "true"), ("rewrite-target", "/new/backend")],
+                ),
             ],
             &[("/foo/bar/bar", "regex /new/backend")],
         ),
         // rewrite.go "should allow for custom rewrite parameters".
         (
             "rewrite.go should allow for custom rewrite parameters",
-            &[("regex", "/foo/bar/(.+)", &[("use-regex", "true"), ("rewrite-target", "/new/backend/$1")])],
-            &[("/foo/bar/bar", "regex /new/backend/bar"), ("/foo/bar/", "404")],
+            &[(
+                "regex",
+                "/foo/bar/(.+)",
+                &[("use-regex", "true"), ("rewrite-target", "/new/backend/$1")],
+            )],
+            &[
+                ("/foo/bar/bar", "regex /new/backend/bar"),
+                ("/foo/bar/", "404"),
+            ],
         ),
         // docs/examples/rewrite: /something(/|$)(.*) → /$2.
         (
             "examples/rewrite/README.md",
             &[("rw", "/something(/|$)(.*)", &[("rewrite-target", "/$2")])],
-            &[("/something", "rw /"), ("/something/", "rw /"), ("/something/new", "rw /new")],
+            &[
+                ("/something", "rw /"),
+                ("/something/", "rw /"),
+                ("/something/new", "rw /new"),
+            ],
         ),
         // annotations.md "Use Regex": once one Ingress of a host uses regex paths, every path
         // of the host is a case-insensitive prefix regex, so a plain `/foo` takes `/FOObar`.
         (
             "annotations.md use-regex applies to every path of the host",
-            &[("plain", "/foo", &[]), ("regex", "/api/.*", &[("use-regex", "true")])],
+            &[
+                ("plain", "/foo", &[]),
+                ("regex", "/api/.*", &[("use-regex", "true")]),
+            ],
             &[("/FOObar", "plain /FOObar"), ("/api/x", "regex /api/x")],
         ),
         // Without regex paths on the host, the same plain path keeps Ingress semantics.
@@ -318,7 +347,11 @@ fn rewrites_and_regex_paths_follow_ingress_nginx() {
         }
         let built = build_all(snapshot);
         for (path, expected) in *requests {
-            assert_eq!(outcome(&built, "rewrite.bar.com", path), *expected, "{source}: {path}");
+            assert_eq!(
+                outcome(&built, "rewrite.bar.com", path),
+                *expected,
+                "{source}: {path}"
+            );
         }
     }
 }
@@ -328,18 +361,64 @@ fn redirects_follow_ingress_nginx() {
     let host = "redirect.test";
     let rows: &[(&str, &[(&str, &str)], &str, &str)] = &[
         // redirect.go "should respond with a standard redirect code".
-        ("redirect.go standard code", &[("permanent-redirect", "http://redirect.example.com")], "/something", "301 http://redirect.example.com"),
+        (
+            "redirect.go standard code",
+            &[("permanent-redirect", "http://redirect.example.com")],
+            "/something",
+            "301 http://redirect.example.com",
+        ),
         // redirect.go "should respond with a custom redirect code".
-        ("redirect.go custom code", &[("permanent-redirect", "http://redirect.example.com"), ("permanent-redirect-code", "302")], "/something", "302 http://redirect.example.com"),
+        (
+            "redirect.go custom code",
+            &[
+                ("permanent-redirect", "http://redirect.example.com"),
+                ("permanent-redirect-code", "302"),
+            ],
+            "/something",
+            "302 http://redirect.example.com",
+        ),
         // annotations.md "Temporal Redirect": 302.
-        ("annotations.md temporal-redirect", &[("temporal-redirect", "https://www.google.com")], "/x", "302 https://www.google.com"),
-        ("temporal-redirect-code", &[("temporal-redirect", "https://t.test/"), ("temporal-redirect-code", "307")], "/x", "307 https://t.test/"),
+        (
+            "annotations.md temporal-redirect",
+            &[("temporal-redirect", "https://www.google.com")],
+            "/x",
+            "302 https://www.google.com",
+        ),
+        (
+            "temporal-redirect-code",
+            &[
+                ("temporal-redirect", "https://t.test/"),
+                ("temporal-redirect-code", "307"),
+            ],
+            "/x",
+            "307 https://t.test/",
+        ),
         // approot.go "should redirect to /foo": only `/` is redirected.
-        ("approot.go", &[("app-root", "/foo")], "/", "302 http://redirect.test/foo"),
-        ("approot.go, other paths", &[("app-root", "/foo")], "/foo", "i /foo"),
+        (
+            "approot.go",
+            &[("app-root", "/foo")],
+            "/",
+            "302 http://redirect.test/foo",
+        ),
+        (
+            "approot.go, other paths",
+            &[("app-root", "/foo")],
+            "/foo",
+            "i /foo",
+        ),
         // forcesslredirect.go: redirect to https without TLS on the host.
-        ("forcesslredirect.go", &[("force-ssl-redirect", "true")], "/", "308 https"),
-        ("ssl-redirect without TLS", &[("ssl-redirect", "true")], "/", "i /"),
+        (
+            "forcesslredirect.go",
+            &[("force-ssl-redirect", "true")],
+            "/",
+            "308 https",
+        ),
+        (
+            "ssl-redirect without TLS",
+            &[("ssl-redirect", "true")],
+            "/",
+            "i /",
+        ),
     ];
     for (source, annotations, path, expected) in rows {
         let built = build_all(Snapshot::default().with(one("i", host, "/", annotations)));
@@ -351,29 +430,53 @@ fn redirects_follow_ingress_nginx() {
 fn www_redirects_and_aliases_act_on_the_host() {
     // fromtowwwredirect.go "should redirect from www HTTP to HTTP".
     let host = "fromtowwwredirect.bar.com";
-    let built = build_all(Snapshot::default().with(one("i", host, "/", &[("from-to-www-redirect", "true")])));
+    let built = build_all(Snapshot::default().with(one(
+        "i",
+        host,
+        "/",
+        &[("from-to-www-redirect", "true")],
+    )));
     assert_eq!(
         outcome(&built, "www.fromtowwwredirect.bar.com", "/foo"),
         "308 http://fromtowwwredirect.bar.com/foo"
     );
     assert_eq!(outcome(&built, host, "/foo"), "i /foo");
     // And the other way round: an Ingress for www. redirects the bare name to it.
-    let built = build_all(Snapshot::default().with(one("i", "www.shop.test", "/", &[("from-to-www-redirect", "true")])));
-    assert_eq!(outcome(&built, "shop.test", "/a?b"), "308 http://www.shop.test/a?b");
+    let built = build_all(Snapshot::default().with(one(
+        "i",
+        "www.shop.test",
+        "/",
+        &[("from-to-www-redirect", "true")],
+    )));
+    assert_eq!(
+        outcome(&built, "shop.test", "/a?b"),
+        "308 http://www.shop.test/a?b"
+    );
     // annotations.md: a host that has its own Ingress is not redirected.
     let built = build_all(
         Snapshot::default()
-            .with(one("i", "shop.test", "/", &[("from-to-www-redirect", "true")]))
+            .with(one(
+                "i",
+                "shop.test",
+                "/",
+                &[("from-to-www-redirect", "true")],
+            ))
             .with(one("www", "www.shop.test", "/", &[])),
     );
     assert_eq!(outcome(&built, "www.shop.test", "/"), "www /");
-    assert!(built.diagnostics.iter().any(|d| d.is_warning() && d.reason.contains("rules of its own")));
+    assert!(
+        built
+            .diagnostics
+            .iter()
+            .any(|d| d.is_warning() && d.reason.contains("rules of its own"))
+    );
 
     // alias.go "should return status code 200 for host 'foo' and 404 for 'bar'".
     let built = build_all(Snapshot::default().with(one("foo", "foo", "/", &[])));
     assert_eq!(outcome(&built, "bar", "/"), "404");
     // alias.go "should return status code 200 for host 'foo' and 'bar'".
-    let built = build_all(Snapshot::default().with(one("foo", "foo", "/", &[("server-alias", "bar")])));
+    let built =
+        build_all(Snapshot::default().with(one("foo", "foo", "/", &[("server-alias", "bar")])));
     assert_eq!(outcome(&built, "bar", "/"), "foo /");
     // alias.go "...hosts defined in two ingresses, different path with one alias": the alias
     // takes the whole host, the other Ingress's paths too.
@@ -397,31 +500,63 @@ fn www_redirects_and_aliases_act_on_the_host() {
 fn a_bad_annotation_disables_only_its_own_ingress() {
     let built = build_all(
         Snapshot::default()
-            .with(one("bad", "shop.test", "/bad", &[("proxy-body-size", "15r")]))
+            .with(one(
+                "bad",
+                "shop.test",
+                "/bad",
+                &[("proxy-body-size", "15r")],
+            ))
             .with(one("good", "shop.test", "/good", &[])),
     );
     assert_eq!(outcome(&built, "shop.test", "/bad"), "503 (denied)");
     assert_eq!(outcome(&built, "shop.test", "/good"), "good /good");
-    let d: Vec<String> = built.diagnostics.iter().filter(|d| !d.is_warning()).map(|d| d.to_string()).collect();
+    let d: Vec<String> = built
+        .diagnostics
+        .iter()
+        .filter(|d| !d.is_warning())
+        .map(|d| d.to_string())
+        .collect();
     assert!(
         d.contains(&"Ingress ns/bad: metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]: \"15r\" is not a size (digits with k, m or g); the Ingress's routes answer 503".to_owned()),
         "{d:?}"
     );
     // Warnings never disable anything.
-    let built = build_all(Snapshot::default().with(one("w", "shop.test", "/", &[("configuration-snippet", "x")])));
+    let built = build_all(Snapshot::default().with(one(
+        "w",
+        "shop.test",
+        "/",
+        &[("configuration-snippet", "x")],
+    )));
     assert_eq!(outcome(&built, "shop.test", "/"), "w /");
-    let about_annotations = built.diagnostics.iter().filter(|d| d.field.contains("annotations"));
-    assert!(about_annotations.clone().count() == 1 && about_annotations.clone().all(|d| d.is_warning()));
+    let about_annotations = built
+        .diagnostics
+        .iter()
+        .filter(|d| d.field.contains("annotations"));
+    assert!(
+        about_annotations.clone().count() == 1 && about_annotations.clone().all(|d| d.is_warning())
+    );
 }
 
 #[test]
 fn route_ids_survive_rebuilds_and_differ_per_rule() {
     let snapshot = || {
-        Snapshot::default()
-            .with(ingress("ns/i").host("a.test").prefix("/a", "svc", 80).prefix("/b", "svc", 80).build())
+        Snapshot::default().with(
+            ingress("ns/i")
+                .host("a.test")
+                .prefix("/a", "svc", 80)
+                .prefix("/b", "svc", 80)
+                .build(),
+        )
     };
     let one = build_all(snapshot());
-    let two = build_all(snapshot().with(ingress("ns/other").host("z.test").prefix("/", "svc", 80).build()));
+    let two = build_all(
+        snapshot().with(
+            ingress("ns/other")
+                .host("z.test")
+                .prefix("/", "svc", 80)
+                .build(),
+        ),
+    );
     let id = |b: &Built, p| b.table.lookup("a.test", p).unwrap().id;
     assert_eq!(id(&one, "/a"), id(&two, "/a"));
     assert_ne!(id(&one, "/a"), id(&one, "/b"));
@@ -431,26 +566,47 @@ fn route_ids_survive_rebuilds_and_differ_per_rule() {
 fn body_limits_timeouts_retries_and_fallbacks_land_in_the_policy() {
     let built = build(
         &Snapshot::default()
-            .with(one("i", "p.test", "/", &[
-                ("proxy-body-size", "8m"),
-                ("proxy-read-timeout", "20"),
-                ("default-backend", "errors"),
-                ("custom-http-errors", "404,503"),
-                ("upstream-vhost", "inner.test"),
-                ("x-forwarded-prefix", "/p"),
-            ]))
+            .with(one(
+                "i",
+                "p.test",
+                "/",
+                &[
+                    ("proxy-body-size", "8m"),
+                    ("proxy-read-timeout", "20"),
+                    ("default-backend", "errors"),
+                    ("custom-http-errors", "404,503"),
+                    ("upstream-vhost", "inner.test"),
+                    ("x-forwarded-prefix", "/p"),
+                ],
+            ))
             .with(one("plain", "q.test", "/", &[]))
             .with(service("ns/errors").port("web", 8080).build())
-            .with(slice("ns/errors-1", "errors").port("web", 8080).ready("10.0.0.9").build())
+            .with(
+                slice("ns/errors-1", "errors")
+                    .port("web", 8080)
+                    .ready("10.0.0.9")
+                    .build(),
+            )
             .sorted(),
         &Options::default(),
     );
     let route = built.table.lookup("p.test", "/").unwrap();
     let p = &route.policy;
     assert_eq!(p.body_limit(), Some(8 << 20));
-    assert_eq!(p.upstream.read_timeout, Some(std::time::Duration::from_secs(20)));
-    let fallback = p.upstream.fallback.as_ref().expect("default-backend resolved");
-    assert_eq!(fallback.endpoints.targets.len(), 1, "its first port, as ingress-nginx");
+    assert_eq!(
+        p.upstream.read_timeout,
+        Some(std::time::Duration::from_secs(20))
+    );
+    let fallback = p
+        .upstream
+        .fallback
+        .as_ref()
+        .expect("default-backend resolved");
+    assert_eq!(
+        fallback.endpoints.targets.len(),
+        1,
+        "its first port, as ingress-nginx"
+    );
     assert_eq!(p.errors.as_ref().unwrap().codes, vec![404, 503]);
     let names: Vec<&str> = p.filters.iter().map(|f| f.name()).collect();
     assert_eq!(names, ["body-limit", "set-header", "set-header"]);
@@ -459,4 +615,31 @@ fn body_limits_timeouts_retries_and_fallbacks_land_in_the_policy() {
     assert_eq!(plain.policy.body_limit(), Some(1 << 20));
     assert_eq!(plain.policy.filters.len(), 1);
     assert!(plain.policy.upstream.fallback.is_none() && plain.policy.errors.is_none());
+}
+
+#[test]
+fn a_path_that_is_no_regex_on_a_regex_host_is_diagnosed_alone() {
+    // The host's paths are regexes (one Ingress has use-regex); `/a(` is not one.
+    let built = build_all(
+        Snapshot::default()
+            .with(one("regex", "r.test", "/api/.*", &[("use-regex", "true")]))
+            .with(one("broken", "r.test", "/a(", &[]))
+            .with(one("rw", "w.test", "/b(", &[("rewrite-target", "/")])),
+    );
+    assert_eq!(outcome(&built, "r.test", "/api/x"), "regex /api/x");
+    assert_eq!(outcome(&built, "r.test", "/a("), "404");
+    let mut paths: Vec<String> = built
+        .diagnostics
+        .iter()
+        .filter(|d| d.field.ends_with(".path"))
+        .map(|d| format!("{} {}", d.object, d.field))
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "Ingress ns/broken spec.rules[0].http.paths[0].path",
+            "Ingress ns/rw spec.rules[0].http.paths[0].path"
+        ]
+    );
 }
