@@ -6,7 +6,7 @@ use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Un
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::path::{PathRegex, PathRule};
-use super::policy::{Filter, Policy, Redirect, RedirectTo, Rewrite};
+use super::policy::{Filter, Policy, Redirect, RedirectTo};
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
     HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
@@ -204,6 +204,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
             ingress: object,
             host: HostRule::Any,
             path: None,
+            pattern: None,
             matches: Matches::default(),
             policy,
             backends: single(backend),
@@ -338,7 +339,7 @@ impl Builder<'_> {
             fallback: None,
             errors: None,
         };
-        let policy = Arc::new(Annotations::default().policy(self.context(tls, None, &none)));
+        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none)));
         self.plain[usize::from(tls)] = Some(policy.clone());
         policy
     }
@@ -362,8 +363,8 @@ impl Builder<'_> {
             self.add_default_backend(&me, default);
         }
         let fallbacks = self.fallbacks(&me, annotations);
-        // Without a rewrite, one policy serves every path of the Ingress (two: with and
-        // without TLS on the host).
+        // One policy serves every path of the Ingress (two: with and without TLS on the
+        // host); a rewrite takes its pattern from the route's own path regex.
         let mut shared: [Option<Arc<Policy>>; 2] = [None, None];
         let mut seen_hosts = FxHashSet::default();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
@@ -389,27 +390,10 @@ impl Builder<'_> {
                         continue;
                     }
                 };
-                let policy = match &annotations.rewrite_target {
-                    Some(target) if annotations.denial().is_none() => {
-                        let pattern = match self.regex(&path.path) {
-                            Ok(p) => p,
-                            Err(reason) => {
-                                let reason = format!(
-                                    "{reason}, which rewrite-target needs; this path is not served"
-                                );
-                                self.diagnose(&me, format!("{field}.path"), reason);
-                                continue;
-                            }
-                        };
-                        let rewrite = Rewrite {
-                            pattern,
-                            target: target.clone(),
-                        };
-                        Arc::new(annotations.policy(self.context(tls, Some(rewrite), &fallbacks)))
-                    }
-                    _ if !annotations.any => self.plain_policy_for(tls),
-                    _ => {
-                        let cx = self.context(tls, None, &fallbacks);
+                let policy = match annotations.any {
+                    false => self.plain_policy_for(tls),
+                    true => {
+                        let cx = self.context(tls, &fallbacks);
                         shared[usize::from(tls)]
                             .get_or_insert_with(|| Arc::new(annotations.policy(cx)))
                             .clone()
@@ -420,11 +404,10 @@ impl Builder<'_> {
         }
     }
 
-    fn context(&self, tls: bool, rewrite: Option<Rewrite>, fallbacks: &Fallbacks) -> Context {
+    fn context(&self, tls: bool, fallbacks: &Fallbacks) -> Context {
         Context {
             tls,
             default_body_limit: self.options.proxy_body_size,
-            rewrite,
             fallback: fallbacks.fallback.clone(),
             error_backend: fallbacks.errors.clone(),
         }
@@ -440,6 +423,7 @@ impl Builder<'_> {
                     ingress: me.clone(),
                     host: HostRule::Any,
                     path: None,
+                    pattern: None,
                     matches: Matches::default(),
                     policy,
                     backends: single(backend),
@@ -534,6 +518,7 @@ impl Builder<'_> {
             ingress: me.clone(),
             host: host.clone(),
             path: None,
+            pattern: None,
             matches: Matches::default(),
             policy: Arc::new(Policy {
                 filters: vec![Filter::Redirect(redirect)],
@@ -600,12 +585,27 @@ impl Builder<'_> {
             self.diagnose(me, field(at), reason);
             return;
         }
+        // On a host whose paths are regexes the path must be one, for matching and rewriting.
+        let pattern = match self.regex_hosts.contains(host) {
+            false => None,
+            true => match self.regex(&path.path) {
+                Ok(p) => Some(p),
+                Err(reason) => {
+                    let reason = format!(
+                        "{reason}, and this host's paths are regexes (use-regex or rewrite-target on one of its Ingresses); this path is not served"
+                    );
+                    self.diagnose(me, format!("{}.path", field(at)), reason);
+                    return;
+                }
+            },
+        };
         let backend = self.ingress_backend(b, me, &format!("{}.backend", field(at)));
         let route = Arc::new(Route {
             id: RouteId::of((&me.namespace, &me.name, host, &path.path, path.path_type)),
             ingress: me.clone(),
             host: host.clone(),
             path: Some(path),
+            pattern,
             matches: Matches::default(),
             policy,
             backends: single(backend),
@@ -831,7 +831,9 @@ impl Builder<'_> {
         }
         let mut router = matchit::Router::new();
         for (key, slot) in slots {
-            if let Err(e) = router.insert(key.clone(), Slot::of(slot)) {
+            let mut routes = slot.into_iter();
+            let Some(first) = routes.next() else { continue };
+            if let Err(e) = router.insert(key.clone(), Slot::of(first, routes.collect())) {
                 // Keys are escaped literals, so the router should take them all; if it
                 // does not, say so rather than lose the route silently.
                 let object = ObjectRef {
@@ -863,22 +865,16 @@ impl Builder<'_> {
             let (a, b) = (text(a), text(b));
             b.len().cmp(&a.len()).then_with(|| b.cmp(&a))
         });
-        let mut list = Vec::with_capacity(ordered.len());
-        for claim in ordered {
-            let path = text(claim);
-            match self.regex(&path) {
-                Ok(re) => list.push((re, Slot::of(vec![claim.route.clone()]))),
-                Err(reason) => {
-                    let (i, j) = claim.at;
-                    let field = format!("spec.rules[{i}].http.paths[{j}].path");
-                    let reason = format!(
-                        "{reason}, and this host's paths are regexes (use-regex or rewrite-target on one of its Ingresses); this path is not served"
-                    );
-                    let ingress = (*claim.route.ingress).clone();
-                    self.diagnose(&ingress, field, reason);
-                }
-            }
-        }
+        // Every route of a regex host has its pattern (claim checked it).
+        let list = ordered
+            .into_iter()
+            .filter_map(|c| {
+                Some((
+                    c.route.pattern.clone()?,
+                    Slot::of(c.route.clone(), Vec::new()),
+                ))
+            })
+            .collect();
         Paths::Regex(list)
     }
 
@@ -904,7 +900,7 @@ impl Builder<'_> {
             self.routes.push(route.clone());
             let mut router = matchit::Router::new();
             for key in ["/", "/{*rest}"] {
-                let slot = Slot::of(vec![route.clone()]);
+                let slot = Slot::of(route.clone(), Vec::new());
                 // Two fixed, distinct keys: cannot conflict.
                 let _ = router.insert(key, slot);
             }

@@ -109,8 +109,6 @@ pub struct Context {
     pub tls: bool,
     /// `--proxy-body-size` (`None`: no limit).
     pub default_body_limit: Option<u64>,
-    /// The route's `rewrite-target`, compiled from its path.
-    pub rewrite: Option<Rewrite>,
     /// The `default-backend` Service, resolved.
     pub fallback: Option<Arc<Backend>>,
     /// Who answers `custom-http-errors`: the `default-backend` Service, else the global one.
@@ -146,8 +144,10 @@ impl Annotations {
         if self.force_ssl_redirect || (cx.tls && self.ssl_redirect.unwrap_or(true)) {
             filters.push(Filter::HttpsRedirect);
         }
-        if let Some(rewrite) = cx.rewrite {
-            filters.push(Filter::Rewrite(rewrite));
+        if let Some(target) = &self.rewrite_target {
+            filters.push(Filter::Rewrite(Rewrite {
+                target: target.clone(),
+            }));
         }
         if let Some(host) = &self.upstream_vhost {
             filters.push(Filter::SetHeader(header::HOST, host.clone()));
@@ -178,18 +178,25 @@ impl Annotations {
 
 /// Reads every annotation of `ingress` that Vestibule knows, and reports the others.
 pub fn read(ingress: &Ingress) -> Annotations {
-    let any = ingress.metadata.annotations.as_ref().is_some_and(|a| {
-        a.keys()
-            .any(|k| k.starts_with(NGINX) || k.starts_with(VESTIBULE))
-    });
+    // (name, key, value) of every annotation under our prefixes, `vestibule.dev/` first so
+    // that it wins.
+    let mut ours: Vec<(&str, &str, &str)> = Vec::new();
+    for (key, value) in ingress.metadata.annotations.iter().flatten() {
+        if let Some(name) = key.strip_prefix(VESTIBULE) {
+            ours.insert(0, (name, key, value));
+        } else if let Some(name) = key.strip_prefix(NGINX) {
+            ours.push((name, key, value));
+        }
+    }
     let mut r = Reader {
         ingress,
         out: Annotations {
-            any,
+            any: !ours.is_empty(),
             ..Annotations::default()
         },
+        ours,
     };
-    if !any {
+    if !r.out.any {
         return r.out;
     }
     r.report_unknown();
@@ -202,21 +209,17 @@ pub fn read(ingress: &Ingress) -> Annotations {
 
 struct Reader<'a> {
     ingress: &'a Ingress,
+    ours: Vec<(&'a str, &'a str, &'a str)>,
     out: Annotations,
 }
 
 impl<'a> Reader<'a> {
     /// The value of annotation `name` and the key it was found under.
-    fn get(&self, name: &str) -> Option<(String, &'a str)> {
-        if !self.out.any {
-            return None;
-        }
-        let annotations = self.ingress.metadata.annotations.as_ref()?;
-        [VESTIBULE, NGINX].into_iter().find_map(|prefix| {
-            let key = format!("{prefix}{name}");
-            let value = annotations.get(&key)?;
-            Some((key, value.as_str()))
-        })
+    fn get(&self, name: &str) -> Option<(&'a str, &'a str)> {
+        self.ours
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|&(_, key, value)| (key, value))
     }
 
     fn finding(&mut self, key: &str, level: Level, reason: String) {
@@ -237,7 +240,7 @@ impl<'a> Reader<'a> {
         match parse(value) {
             Ok(v) => Some(v),
             Err(reason) => {
-                self.finding(&key, Level::Error, reason);
+                self.finding(key, Level::Error, reason);
                 None
             }
         }
@@ -300,7 +303,7 @@ impl<'a> Reader<'a> {
                         "{n} is not a redirect code (300-308); using {}",
                         default.as_u16()
                     );
-                    self.finding(&key, Level::Warning, reason);
+                    self.finding(key, Level::Warning, reason);
                     default
                 }
             },
@@ -346,7 +349,7 @@ impl<'a> Reader<'a> {
                         .get("proxy-next-upstream-tries")
                         .map(|(k, _)| k)
                         .unwrap_or_default();
-                    self.finding(&key, Level::Error, format!("{n} is not a number of tries"));
+                    self.finding(key, Level::Error, format!("{n} is not a number of tries"));
                 }
             }
         }

@@ -95,11 +95,10 @@ impl RedirectTo {
     }
 }
 
-/// `rewrite-target`: the path the pod sees, as nginx's `rewrite "(?i)<path>" <target> break`.
+/// `rewrite-target`: the path the pod sees, as nginx's `rewrite "(?i)<path>" <target> break`;
+/// the pattern is the route's path regex.
 #[derive(Debug)]
 pub struct Rewrite {
-    /// The Ingress path, the same regex its host matches with.
-    pub pattern: Arc<PathRegex>,
     /// The new path, with `$1`…`$9` standing for the pattern's groups.
     pub target: String,
 }
@@ -116,8 +115,8 @@ pub enum Rewritten {
 impl Rewrite {
     /// Applies the rewrite to `path` (without query) and `query`. `None`: the pattern does
     /// not match, the request goes on unchanged (nginx skips the rewrite then).
-    pub fn apply(&self, path: &str, query: Option<&str>) -> Option<Rewritten> {
-        let caps = self.pattern.captures(path)?;
+    pub fn apply(&self, pattern: &PathRegex, path: &str, query: Option<&str>) -> Option<Rewritten> {
+        let caps = pattern.captures(path)?;
         let mut out = String::with_capacity(self.target.len() + path.len());
         let mut rest = self.target.as_str();
         while let Some(i) = rest.find('$') {
@@ -270,11 +269,11 @@ pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
 mod tests {
     use super::*;
 
-    fn rewrite(path: &str, target: &str) -> Rewrite {
-        Rewrite {
-            pattern: Arc::new(PathRegex::new(path).unwrap()),
+    fn rewrite(path: &str, target: &str) -> (Rewrite, PathRegex) {
+        let rewrite = Rewrite {
             target: target.to_owned(),
-        }
+        };
+        (rewrite, PathRegex::new(path).unwrap())
     }
 
     #[test]
@@ -313,12 +312,14 @@ mod tests {
             ("/other", "/", "/something", None, None),
         ];
         for (path, target, request, query, expected) in rows {
-            let got = rewrite(path, target).apply(request, *query);
+            let (rw, pattern) = rewrite(path, target);
+            let got = rw.apply(&pattern, request, *query);
             let want = expected.map(|p| Rewritten::Path(p.to_owned()));
             assert_eq!(got, want, "{path} → {target} on {request}");
         }
+        let (rw, pattern) = rewrite("/x", "https://elsewhere.test/$0");
         assert_eq!(
-            rewrite("/x", "https://elsewhere.test/$0").apply("/x", None),
+            rw.apply(&pattern, "/x", None),
             Some(Rewritten::Redirect("https://elsewhere.test//x".to_owned()))
         );
     }

@@ -86,6 +86,9 @@ pub struct Route {
     pub host: HostRule,
     /// `None` for the default backend and generated redirects, which match any path.
     pub path: Option<PathRule>,
+    /// The path as a regex, on hosts whose paths are regexes (ingress-nginx's `use-regex`);
+    /// a rewrite's groups come from it.
+    pub pattern: Option<Arc<PathRegex>>,
     pub matches: Matches,
     pub policy: Arc<Policy>,
     /// Never empty; the first is the one requests go to when weights do not decide.
@@ -128,29 +131,35 @@ impl Route {
 
 /// What one router key leads to: routes in precedence order (Exact before Prefix at one key,
 /// then by their conditions); the first whose conditions hold wins.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Slot {
-    pub(crate) routes: Vec<Arc<Route>>,
-    /// Whether any route here has conditions. Without, the first route wins outright and
-    /// the lookup need not read the routes (a cache miss each, at 100k routes).
-    pub(crate) conditional: bool,
+    /// Inline: an unconditional lookup reads nothing but the slot (no cache miss more).
+    first: Arc<Route>,
+    /// The routes after it (an empty slice allocates nothing).
+    rest: Box<[Arc<Route>]>,
+    /// Whether any route here has conditions. Without, `first` wins outright and the lookup
+    /// need not read the routes (a cache miss each, at 100k routes).
+    conditional: bool,
 }
 
 impl Slot {
-    /// A slot of `routes`, in precedence order.
-    pub(crate) fn of(routes: Vec<Arc<Route>>) -> Slot {
-        let conditional = routes.iter().any(|r| !r.matches.is_empty());
+    /// A slot of `first` and then `rest`, in precedence order.
+    pub(crate) fn of(first: Arc<Route>, rest: Vec<Arc<Route>>) -> Slot {
+        let conditional = !first.matches.is_empty() || rest.iter().any(|r| !r.matches.is_empty());
         Slot {
-            routes,
+            first,
+            rest: rest.into_boxed_slice(),
             conditional,
         }
     }
 
     fn first(&self, holds: &impl Fn(&Route) -> bool) -> Option<&Arc<Route>> {
         if !self.conditional {
-            return self.routes.first();
+            return Some(&self.first);
         }
-        self.routes.iter().find(|r| holds(r))
+        std::iter::once(&self.first)
+            .chain(self.rest.iter())
+            .find(|r| holds(r))
     }
 }
 

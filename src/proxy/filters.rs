@@ -4,6 +4,7 @@
 
 use super::body::{ProxyBody, full};
 use super::error::ProxyError;
+use crate::model::Route;
 use crate::model::policy::{Filter, Policy, Redirect, Rewritten};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -34,12 +35,13 @@ pub struct Arrival<'a> {
     pub https_port: u16,
 }
 
-/// Runs the request filters of `policy` over `req`.
+/// Runs the request filters of `route`'s policy over `req`.
 pub fn request_filters<B: Body>(
-    policy: &Policy,
+    route: &Route,
     req: &Request<B>,
     at: &Arrival<'_>,
 ) -> Result<Plan, Stop> {
+    let policy = &route.policy;
     let mut plan = Plan::default();
     let scheme = if at.tls { "https" } else { "http" };
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -61,13 +63,17 @@ pub fn request_filters<B: Body>(
                 return Err(Stop::Answer(Box::new(https_redirect(at, target))));
             }
             Filter::HttpsRedirect => {}
-            Filter::Rewrite(rewrite) => match rewrite.apply(req.uri().path(), req.uri().query()) {
-                Some(Rewritten::Path(p)) => plan.path_and_query = Some(p),
-                Some(Rewritten::Redirect(url)) => {
-                    return Err(Stop::Answer(Box::new(redirect(StatusCode::FOUND, &url))));
+            Filter::Rewrite(rewrite) => {
+                let uri = req.uri();
+                let pattern = route.pattern.as_deref();
+                match pattern.and_then(|p| rewrite.apply(p, uri.path(), uri.query())) {
+                    Some(Rewritten::Path(p)) => plan.path_and_query = Some(p),
+                    Some(Rewritten::Redirect(url)) => {
+                        return Err(Stop::Answer(Box::new(redirect(StatusCode::FOUND, &url))));
+                    }
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Filter::SetHeader(..) => {}
         }
     }

@@ -170,7 +170,7 @@ impl Proxy {
             host: decision.host.to_str().unwrap_or_default(),
             https_port: self.settings.https_redirect_port,
         };
-        let plan = match request_filters(&route.policy, &req, &arrival) {
+        let plan = match request_filters(&route, &req, &arrival) {
             Ok(plan) => plan,
             Err(Stop::Answer(response)) => return Ok(*response),
             Err(Stop::Refuse(e)) => return Err(e),

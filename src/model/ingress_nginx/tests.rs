@@ -219,11 +219,15 @@ fn outcome(built: &Built, host: &str, path: &str) -> String {
                 }
             }
             Filter::HttpsRedirect => return "308 https".to_owned(),
-            Filter::Rewrite(rw) => match rw.apply(path, None) {
-                Some(crate::model::policy::Rewritten::Path(p)) => sent = p,
-                Some(crate::model::policy::Rewritten::Redirect(u)) => return format!("302 {u}"),
-                None => {}
-            },
+            Filter::Rewrite(rw) => {
+                match route.pattern.as_ref().and_then(|p| rw.apply(p, path, None)) {
+                    Some(crate::model::policy::Rewritten::Path(p)) => sent = p,
+                    Some(crate::model::policy::Rewritten::Redirect(u)) => {
+                        return format!("302 {u}");
+                    }
+                    None => {}
+                }
+            }
             Filter::BodyLimit(_) | Filter::SetHeader(..) => {}
         }
     }
