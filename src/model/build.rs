@@ -143,37 +143,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let read: Vec<(&Ingress, Annotations)> =
         ours.iter().map(|i| (*i, ingress_nginx::read(i))).collect();
 
-    let mut builder = Builder {
-        options,
-        services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
-        secrets: snapshot
-            .secrets
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    (
-                        s.metadata.namespace.as_deref()?,
-                        s.metadata.name.as_deref()?,
-                    ),
-                    &**s,
-                ))
-            })
-            .collect(),
-        backends: FxHashMap::default(),
-        hosts: BTreeMap::new(),
-        regex_hosts: FxHashSet::default(),
-        regexes: FxHashMap::default(),
-        roots: BTreeMap::new(),
-        aliases: Vec::new(),
-        www: Vec::new(),
-        plain: [None, None],
-        routes: Vec::new(),
-        default_route: None,
-        tls: Vec::new(),
-        tls_hosts: FxHashSet::default(),
-        tls_index: FxHashMap::default(),
-        diagnostics: Vec::new(),
-    };
+    let mut builder = Builder::new(snapshot, options);
     // TLS first: whether a route redirects to https depends on every Ingress's TLS hosts.
     for ingress in &ours {
         builder.add_tls_of(ingress);
@@ -199,16 +169,8 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
         });
         let backend = builder.backend(service.clone(), &object, "value");
         let policy = builder.plain_policy();
-        builder.default_route = Some(Arc::new(Route {
-            id: RouteId::of("--default-backend"),
-            ingress: object,
-            host: HostRule::Any,
-            path: None,
-            pattern: None,
-            matches: Matches::default(),
-            policy,
-            backends: single(backend),
-        }));
+        let id = RouteId::of("--default-backend");
+        builder.default_route = Some(catch_all(id, object, HostRule::Any, policy, backend));
     }
     for slice in &snapshot.endpoint_slices {
         let me = ObjectRef::of("EndpointSlice", &slice.metadata);
@@ -233,6 +195,26 @@ fn rule_hosts(ingress: &Ingress) -> Vec<HostRule> {
 
 fn single(backend: Arc<Backend>) -> Vec<WeightedBackend> {
     vec![WeightedBackend { backend, weight: 1 }]
+}
+
+/// A route for any path of `host` (a default backend, a generated redirect).
+fn catch_all(
+    id: RouteId,
+    ingress: Arc<ObjectRef>,
+    host: HostRule,
+    policy: Arc<Policy>,
+    backend: Arc<Backend>,
+) -> Arc<Route> {
+    Arc::new(Route {
+        id,
+        ingress,
+        host,
+        path: None,
+        pattern: None,
+        matches: Matches::default(),
+        policy,
+        backends: single(backend),
+    })
 }
 
 /// The order in which Ingresses claim hosts and paths.
@@ -310,6 +292,42 @@ struct Fallbacks {
     errors: Option<Arc<Backend>>,
 }
 
+impl<'a> Builder<'a> {
+    fn new(snapshot: &'a Snapshot, options: &'a Options) -> Builder<'a> {
+        Builder {
+            options,
+            services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
+            secrets: snapshot
+                .secrets
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        (
+                            s.metadata.namespace.as_deref()?,
+                            s.metadata.name.as_deref()?,
+                        ),
+                        &**s,
+                    ))
+                })
+                .collect(),
+            backends: FxHashMap::default(),
+            hosts: BTreeMap::new(),
+            regex_hosts: FxHashSet::default(),
+            regexes: FxHashMap::default(),
+            roots: BTreeMap::new(),
+            aliases: Vec::new(),
+            www: Vec::new(),
+            plain: [None, None],
+            routes: Vec::new(),
+            default_route: None,
+            tls: Vec::new(),
+            tls_hosts: FxHashSet::default(),
+            tls_index: FxHashMap::default(),
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
 impl Builder<'_> {
     fn diagnose(
         &mut self,
@@ -346,15 +364,7 @@ impl Builder<'_> {
 
     fn add_ingress(&mut self, ingress: &Ingress, annotations: &Annotations) {
         let me = Arc::new(ingress_ref(ingress));
-        for f in &annotations.findings {
-            match f.level {
-                Level::Error => {
-                    let reason = format!("{}; the Ingress's routes answer 503", f.reason);
-                    self.diagnose(&me, f.field.clone(), reason)
-                }
-                Level::Warning => self.warn(&me, f.field.clone(), f.reason.clone()),
-            }
-        }
+        self.report(&me, annotations);
         let Some(spec) = ingress.spec.as_ref() else {
             self.diagnose(&me, "spec", "missing");
             return;
@@ -392,14 +402,26 @@ impl Builder<'_> {
                 };
                 let policy = match annotations.any {
                     false => self.plain_policy_for(tls),
-                    true => {
-                        let cx = self.context(tls, &fallbacks);
-                        shared[usize::from(tls)]
-                            .get_or_insert_with(|| Arc::new(annotations.policy(cx)))
-                            .clone()
-                    }
+                    true => shared[usize::from(tls)]
+                        .get_or_insert_with(|| {
+                            Arc::new(annotations.policy(self.context(tls, &fallbacks)))
+                        })
+                        .clone(),
                 };
                 self.claim(&me, &host, path, &p.backend, (i, j), policy);
+            }
+        }
+    }
+
+    /// The translator's findings as diagnostics of the Ingress.
+    fn report(&mut self, me: &ObjectRef, annotations: &Annotations) {
+        for f in &annotations.findings {
+            match f.level {
+                Level::Error => {
+                    let reason = format!("{}; the Ingress's routes answer 503", f.reason);
+                    self.diagnose(me, f.field.clone(), reason)
+                }
+                Level::Warning => self.warn(me, f.field.clone(), f.reason.clone()),
             }
         }
     }
@@ -418,16 +440,9 @@ impl Builder<'_> {
         match &self.default_route {
             None => {
                 let policy = self.plain_policy();
-                self.default_route = Some(Arc::new(Route {
-                    id: RouteId::of((&me.namespace, &me.name, "spec.defaultBackend")),
-                    ingress: me.clone(),
-                    host: HostRule::Any,
-                    path: None,
-                    pattern: None,
-                    matches: Matches::default(),
-                    policy,
-                    backends: single(backend),
-                }))
+                let id = RouteId::of((&me.namespace, &me.name, "spec.defaultBackend"));
+                let route = catch_all(id, me.clone(), HostRule::Any, policy, backend);
+                self.default_route = Some(route);
             }
             Some(winner) => {
                 let reason = format!(
@@ -513,19 +528,13 @@ impl Builder<'_> {
         what: &str,
         redirect: Redirect,
     ) -> Arc<Route> {
-        Arc::new(Route {
-            id: RouteId::of((&me.namespace, &me.name, host, what)),
-            ingress: me.clone(),
-            host: host.clone(),
-            path: None,
-            pattern: None,
-            matches: Matches::default(),
-            policy: Arc::new(Policy {
-                filters: vec![Filter::Redirect(redirect)],
-                ..Policy::default()
-            }),
-            backends: single(unavailable("this route only redirects")),
-        })
+        let policy = Arc::new(Policy {
+            filters: vec![Filter::Redirect(redirect)],
+            ..Policy::default()
+        });
+        let id = RouteId::of((&me.namespace, &me.name, host, what));
+        let backend = unavailable("this route only redirects");
+        catch_all(id, me.clone(), host.clone(), policy, backend)
     }
 
     /// The regex of a path text, shared by every path with the same text.
