@@ -94,12 +94,12 @@ impl Attempts<'_> {
             let result = self
                 .exchange(&target, req, policy, out.clock.as_ref())
                 .await;
-            tried.push(target.clone());
             match result {
                 Ok(sent) if !last && self.retry_status(retry, &out, &sent) => {
                     tracing::debug!(upstream = %target, status = sent.response.status().as_u16(), "answer is retried on the next endpoint");
                     last_error = None;
                 }
+                // The common case returns before `tried` ever allocates.
                 Ok(sent) => return Ok(sent),
                 Err(e) => {
                     self.count(&e);
@@ -113,6 +113,7 @@ impl Attempts<'_> {
                     last_error = Some(e);
                 }
             }
+            tried.push(target);
         }
         Err(last_error
             .unwrap_or_else(|| ProxyError::NoEndpoints("every endpoint was tried".to_owned())))
@@ -141,11 +142,20 @@ impl Attempts<'_> {
             .read_timeout
             .unwrap_or(self.defaults.response_headers);
         let sent_at = Instant::now();
-        let send = tokio::time::timeout(header_wait, self.upstreams.send(target, req, limits));
-        let stall = upload_stalled(clock, policy.send_timeout);
-        let result = tokio::select! {
-            r = send => r,
-            waited = stall => return Err(ProxyError::SendTimeout { target: target.clone(), waited }),
+        // Boxed: the exchange future is large, and every layer around it (the timeout, this
+        // function, the retry loop) would otherwise copy it.
+        let send = Box::pin(self.upstreams.send(target, req, limits));
+        let send = tokio::time::timeout(header_wait, send);
+        // Watched only when there is an upload and a limit for it: joining two futures moves
+        // them, which a plain request should not pay for.
+        let result = match (clock, policy.send_timeout) {
+            (Some(clock), Some(limit)) => tokio::select! {
+                r = send => r,
+                waited = upload_stalled(clock, limit) => {
+                    return Err(ProxyError::SendTimeout { target: target.clone(), waited });
+                }
+            },
+            _ => send.await,
         };
         let response = match result {
             Err(_) => {
@@ -213,12 +223,8 @@ fn may_retry(e: &ProxyError, retry: &Retry, method: &Method) -> bool {
     }
 }
 
-/// Completes when the pod has taken no piece of the request body for `limit`; never without
-/// a body or a limit.
-async fn upload_stalled(clock: Option<&Arc<SendClock>>, limit: Option<Duration>) -> Duration {
-    let (Some(clock), Some(limit)) = (clock, limit) else {
-        return std::future::pending().await;
-    };
+/// Completes when the pod has taken no piece of the request body for `limit`.
+async fn upload_stalled(clock: &SendClock, limit: Duration) -> Duration {
     let tick = (limit / 4).max(Duration::from_millis(10));
     loop {
         tokio::time::sleep(tick).await;

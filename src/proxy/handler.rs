@@ -175,17 +175,20 @@ impl Proxy {
             Err(Stop::Answer(response)) => return Ok(*response),
             Err(Stop::Refuse(e)) => return Err(e),
         };
-        let turn = self.turns.next(route.id);
+        // A turn is state (a lock); a route with one backend of one endpoint needs none.
+        let single = route.backends.len() == 1 && route.backend().endpoints.targets.len() <= 1;
+        let turn = if single { 0 } else { self.turns.next(route.id) };
         let (backend, fallback) = choose_backend(&route, turn)?;
-        let cx = ErrorContext::of(&req, route.clone());
-        let (mut out, upgrade) = self.outgoing(req, conn, &decision.host, plan, bytes_in);
+        let errors = route.policy.errors.as_ref();
+        // Only routes with an error backend tell it about the request.
+        let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
+        let (mut out, upgrade, id) = self.outgoing(req, conn, &decision.host, plan, bytes_in);
         crate::telemetry::propagate(&span, &mut out.headers);
         set_headers(&route.policy, &mut out.headers);
-        facts.request_id = out.headers.get(forward::X_REQUEST_ID).cloned();
-        if fallback {
+        facts.request_id = Some(id);
+        if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
         }
-        let errors = route.policy.errors.as_ref();
         let forwarded = errors.map(|_| (out.method.clone(), out.headers.clone()));
         let attempts = self.attempts();
         let mut on_attempt = |t: &crate::model::Target| {
@@ -197,11 +200,11 @@ impl Proxy {
             .send(backend, turn, policy, out, &mut on_attempt)
             .await?;
         let took = sent.took;
-        let sent = match forwarded {
-            Some(again) => {
-                intercept_errors(sent, errors, &attempts, &cx, again, on_attempt).await?
+        let sent = match (forwarded, &cx) {
+            (Some(again), Some(cx)) => {
+                intercept_errors(sent, errors, &attempts, cx, again, on_attempt).await?
             }
-            None => sent,
+            _ => sent,
         };
         facts.upstream_took = Some(took);
         Ok(finish(sent, upgrade, self.settings.tunnel_idle, conn))
@@ -217,7 +220,8 @@ impl Proxy {
     }
 
     /// The request as pods get it: origin form (rewritten if the filters said so), forwarded
-    /// headers, the body under the route's limit; and the client's upgrade, if it asked.
+    /// headers, the body under the route's limit; the client's upgrade, if it asked; and the
+    /// request id.
     fn outgoing(
         &self,
         mut req: Request<Incoming>,
@@ -225,7 +229,7 @@ impl Proxy {
         host: &HeaderValue,
         plan: Plan,
         bytes_in: Option<Arc<AtomicU64>>,
-    ) -> (Outgoing, Option<Upgrade>) {
+    ) -> (Outgoing, Option<Upgrade>, HeaderValue) {
         let upgrade =
             req.version() == Version::HTTP_11 && forward::upgrade_requested(req.headers());
         let upgrade = upgrade.then(|| Upgrade {
@@ -234,7 +238,7 @@ impl Proxy {
         });
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        forward::request_headers(&mut headers, &conn.side, host, upgrade.is_some());
+        let id = forward::request_headers(&mut headers, &conn.side, host, upgrade.is_some());
         let uri = match (plan.path_and_query, parts.uri.path_and_query()) {
             (Some(rewritten), _) => {
                 Uri::try_from(rewritten).unwrap_or_else(|_| Uri::from_static("/"))
@@ -251,7 +255,7 @@ impl Proxy {
             body,
             clock,
         };
-        (out, upgrade)
+        (out, upgrade, id)
     }
 }
 
