@@ -139,7 +139,14 @@ pub fn routes_json(published: &Published) -> Value {
     let diagnostics: Vec<Value> = built
         .diagnostics
         .iter()
-        .map(|d| json!({"object": d.object.to_string(), "field": d.field, "reason": d.reason}))
+        .map(|d| {
+            json!({
+                "object": d.object.to_string(),
+                "field": d.field,
+                "reason": d.reason,
+                "severity": d.severity,
+            })
+        })
         .collect();
     json!({
         "generation": published.generation,

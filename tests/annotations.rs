@@ -664,6 +664,24 @@ async fn a_bad_annotation_answers_503_and_spares_the_rest() {
     let text = routes.to_string();
     assert!(text.contains("proxy-read-timeout"), "{text}");
     assert!(text.contains("snippets are refused by design"), "{text}");
+    let severity = |needle: &str| {
+        let all = routes["diagnostics"].as_array().unwrap();
+        let d = all
+            .iter()
+            .find(|d| d["field"].as_str().unwrap().contains(needle));
+        d.map(|d| d["severity"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(severity("proxy-read-timeout").as_deref(), Some("error"));
+    assert_eq!(
+        severity("configuration-snippet").as_deref(),
+        Some("warning")
+    );
+    let bad = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ingress"] == "test/bad");
+    assert_eq!(bad.unwrap()["filters"], serde_json::json!(["deny"]));
 }
 
 /// `GET http://admin path` as JSON.

@@ -145,9 +145,7 @@ impl Annotations {
             filters.push(Filter::HttpsRedirect);
         }
         if let Some(target) = &self.rewrite_target {
-            filters.push(Filter::Rewrite(Rewrite {
-                target: target.clone(),
-            }));
+            filters.push(Filter::Rewrite(Rewrite::new(target)));
         }
         if let Some(host) = &self.upstream_vhost {
             filters.push(Filter::SetHeader(header::HOST, host.clone()));

@@ -115,14 +115,16 @@ pub fn request_path(path_and_query: &str) -> &str {
     }
 }
 
-/// A path as ingress-nginx runs it once its host has regex paths: nginx's `~* "^<path>"` to
-/// match and `rewrite "(?i)<path>"` to rewrite, one regex for both. Checked when the table is
-/// built; compiled at its first use, so a table of 100k regex paths costs what their text
+/// A path as ingress-nginx runs it once its host has regex paths: nginx's `~* "^<path>"`,
+/// which also gives a rewrite its groups. (nginx rewrites with the unanchored `(?i)<path>`;
+/// after the location matched at the start, its leftmost match starts there too, so the
+/// groups are the same, short of a top-level `|` in the path.) Checked when the table is
+/// built and compiled at its first use, so a table of 100k regex paths costs what their text
 /// does until requests come (a compiled regex takes ~10 KB and ~20 µs to build).
 ///
 /// PCRE in nginx works on bytes and folds ASCII case only: so does this (Unicode off).
 pub struct PathRegex {
-    /// `(?i)<path>`.
+    /// `(?i)^<path>`.
     source: Box<str>,
     compiled: std::sync::OnceLock<Option<regex::bytes::Regex>>,
 }
@@ -136,13 +138,13 @@ impl std::fmt::Debug for PathRegex {
 impl PathRegex {
     /// Checks that `path` is a regex (its syntax only: compiling waits for a request).
     pub fn new(path: &str) -> Result<PathRegex, String> {
-        let source = format!("(?i){path}");
+        let source = format!("(?i)^{path}");
         regex_syntax::ParserBuilder::new()
             .unicode(false)
             .utf8(false)
             .build()
             .parse(&source)
-            .map_err(|e| format!("{path:?} is not a regex: {}", first_line(&e.to_string())))?;
+            .map_err(|e| format!("{path:?} is not a regex: {}", last_line(&e.to_string())))?;
         Ok(PathRegex {
             source: source.into(),
             compiled: std::sync::OnceLock::new(),
@@ -160,20 +162,17 @@ impl PathRegex {
             .as_ref()
     }
 
-    /// Whether the regex matches at the start of `path` (nginx's `^`; a top-level `a|b` is
-    /// anchored as a whole, where nginx anchors only `a`).
+    /// Whether nginx's location `~* "^<path>"` matches `path`.
     pub fn matches_start(&self, path: &str) -> bool {
-        self.regex()
-            .and_then(|re| re.find(path.as_bytes()))
-            .is_some_and(|m| m.start() == 0)
+        self.regex().is_some_and(|re| re.is_match(path.as_bytes()))
     }
 
-    /// The groups of the first match anywhere in `path` (nginx's `rewrite` is unanchored).
+    /// The groups of the match in `path`, for a rewrite.
     pub fn captures<'p>(&self, path: &'p str) -> Option<regex::bytes::Captures<'p>> {
         self.regex()?.captures(path.as_bytes())
     }
 }
 
-fn first_line(text: &str) -> &str {
+fn last_line(text: &str) -> &str {
     text.lines().last().unwrap_or(text).trim()
 }

@@ -99,8 +99,20 @@ impl RedirectTo {
 /// the pattern is the route's path regex.
 #[derive(Debug)]
 pub struct Rewrite {
-    /// The new path, with `$1`…`$9` standing for the pattern's groups.
-    pub target: String,
+    /// The target, cut at its `$n` references once (not at every request).
+    parts: Box<[Part]>,
+    /// Whether the target carries its own query (the request's then follows after `&`).
+    has_query: bool,
+    /// Whether the target is a URL, answered as a 302.
+    is_url: bool,
+}
+
+/// A piece of a rewrite target.
+#[derive(Debug, PartialEq, Eq)]
+enum Part {
+    Text(Box<str>),
+    /// `$0`…`$9`.
+    Group(usize),
 }
 
 /// What a rewrite makes of a request.
@@ -113,35 +125,62 @@ pub enum Rewritten {
 }
 
 impl Rewrite {
-    /// Applies the rewrite to `path` (without query) and `query`. `None`: the pattern does
-    /// not match, the request goes on unchanged (nginx skips the rewrite then).
-    pub fn apply(&self, pattern: &PathRegex, path: &str, query: Option<&str>) -> Option<Rewritten> {
-        let caps = pattern.captures(path)?;
-        let mut out = String::with_capacity(self.target.len() + path.len());
-        let mut rest = self.target.as_str();
+    /// The rewrite to `target`, in which `$1`…`$9` stand for the pattern's groups (a `$` not
+    /// followed by a digit is itself).
+    pub fn new(target: &str) -> Rewrite {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = target;
         while let Some(i) = rest.find('$') {
-            out.push_str(&rest[..i]);
+            text.push_str(&rest[..i]);
             let after = &rest[i + 1..];
             match after.as_bytes().first() {
                 Some(d @ b'0'..=b'9') => {
-                    let group = usize::from(d - b'0');
-                    let text = caps.get(group).map_or(&b""[..], |m| m.as_bytes());
-                    out.push_str(&String::from_utf8_lossy(text));
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text).into()));
+                    }
+                    parts.push(Part::Group(usize::from(d - b'0')));
                     rest = &after[1..];
                 }
                 _ => {
-                    out.push('$');
+                    text.push('$');
                     rest = after;
                 }
             }
         }
-        out.push_str(rest);
-        if out.starts_with("http://") || out.starts_with("https://") {
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text.into()));
+        }
+        Rewrite {
+            parts: parts.into(),
+            has_query: target.contains('?'),
+            is_url: target.starts_with("http://") || target.starts_with("https://"),
+        }
+    }
+
+    /// Applies the rewrite to `path` (without query) and `query`. `None`: the pattern does
+    /// not match, the request goes on unchanged (nginx skips the rewrite then).
+    pub fn apply(&self, pattern: &PathRegex, path: &str, query: Option<&str>) -> Option<Rewritten> {
+        let caps = pattern.captures(path)?;
+        let mut out = String::with_capacity(path.len() + 16);
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Group(g) => {
+                    let text = caps.get(*g).map_or(&b""[..], |m| m.as_bytes());
+                    // Paths are ASCII on the wire; a group cut inside a UTF-8 sequence is
+                    // not worth a panic.
+                    out.push_str(&String::from_utf8_lossy(text));
+                }
+            }
+        }
+        if self.is_url {
             return Some(Rewritten::Redirect(out));
         }
         // nginx appends the request's arguments to the new ones (after `&`) or alone.
         if let Some(query) = query.filter(|q| !q.is_empty()) {
-            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push(if self.has_query { '&' } else { '?' });
             out.push_str(query);
         }
         Some(Rewritten::Path(out))
@@ -270,10 +309,7 @@ mod tests {
     use super::*;
 
     fn rewrite(path: &str, target: &str) -> (Rewrite, PathRegex) {
-        let rewrite = Rewrite {
-            target: target.to_owned(),
-        };
-        (rewrite, PathRegex::new(path).unwrap())
+        (Rewrite::new(target), PathRegex::new(path).unwrap())
     }
 
     #[test]
