@@ -8,6 +8,8 @@
 #   curl -H 'Host: nowhere.example' localhost:8080/          # → 404
 #   curl --resolve secure.example:8443:127.0.0.1 --cacert examples/tls/ca.pem https://secure.example:8443/
 #   curl -i -H 'Host: secure.example' localhost:8080/         # → 308 to https
+#   curl -H 'Host: rewrite.example' localhost:8080/api/cart  # → green sees /cart (rewrite-target)
+#   curl -i -H 'Host: old.example' localhost:8080/           # → 301 (permanent-redirect)
 #   curl localhost:9090/debug/routes                         # the live table
 # Edit examples/quickstart/*.yaml while it runs: changes apply within a second.
 set -euo pipefail
