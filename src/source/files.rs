@@ -346,8 +346,9 @@ pub struct ManifestDir {
     files: BTreeMap<PathBuf, Vec<Object>>,
     /// How long a file must have been seen empty before its objects go.
     settle: Duration,
-    /// Files that had objects and were last read empty, since when.
-    empty_since: BTreeMap<PathBuf, Instant>,
+    /// Files that had objects and were last read empty: since when, and their modification
+    /// time then (a write in between, even one that empties it again, starts the wait anew).
+    empty_since: BTreeMap<PathBuf, (Instant, Option<std::time::SystemTime>)>,
 }
 
 /// The outcome of one [`ManifestDir::reload`].
@@ -463,13 +464,19 @@ impl ManifestDir {
 
     /// How much longer `path`, read empty now, must stay empty before that counts, if at all.
     /// Judged by when this reader first saw it empty, not by its mtime: a writer descheduled
-    /// between its truncate and its write leaves an old mtime on an empty file.
+    /// between its truncate and its write leaves an old mtime on an empty file. But a file
+    /// rewritten in place again and again can be caught empty twice a while apart: a changed
+    /// mtime between the two says it did not stay empty, and the wait starts again.
     fn unsettled(&mut self, path: &Path) -> Option<Duration> {
-        let since = *self
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let entry = self
             .empty_since
             .entry(path.to_owned())
-            .or_insert_with(Instant::now);
-        let waited = since.elapsed();
+            .or_insert((Instant::now(), modified));
+        if entry.1 != modified {
+            *entry = (Instant::now(), modified);
+        }
+        let waited = entry.0.elapsed();
         // A little more than what is left, so the next look finds it settled.
         (waited < self.settle).then(|| self.settle - waited + Duration::from_millis(10))
     }
