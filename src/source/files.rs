@@ -651,6 +651,26 @@ spec:
     }
 
     #[test]
+    fn a_file_rewritten_in_place_between_two_empty_reads_keeps_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("svc.yaml");
+        let service = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n";
+        std::fs::write(&file, service).unwrap();
+        let mut manifests = ManifestDir::settling_for(Duration::from_millis(100));
+        manifests.reload(dir.path()).unwrap();
+        std::fs::write(&file, "").unwrap();
+        manifests.reload(dir.path()).unwrap();
+        // Written and truncated again while no reload looked: empty at both reads, yet not
+        // empty all along (its mtime moved), so the wait starts again.
+        std::thread::sleep(Duration::from_millis(120));
+        std::fs::write(&file, service).unwrap();
+        std::fs::write(&file, "").unwrap();
+        let outcome = manifests.reload(dir.path()).unwrap();
+        assert_eq!(manifests.merged().snapshot.services.len(), 1, "kept");
+        assert!(outcome.look_again.is_some());
+    }
+
+    #[test]
     fn broken_file_keeps_last_good_objects() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("svc.yaml");
