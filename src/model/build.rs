@@ -784,7 +784,7 @@ impl Builder<'_> {
         let hosts = std::mem::take(&mut self.hosts);
         for (host, claims) in hosts {
             let paths = if self.regex_hosts.contains(&host) {
-                self.regex_paths(&claims)
+                Self::regex_paths(&claims)
             } else {
                 self.router(&host, &claims)
             };
@@ -862,17 +862,14 @@ impl Builder<'_> {
 
     /// ingress-nginx's regex locations: `~* "^<path>"`, longest path first (ties in reverse
     /// text order, as its sort leaves them).
-    fn regex_paths(&mut self, claims: &HostClaims) -> Paths {
+    fn regex_paths(claims: &HostClaims) -> Paths {
         let mut ordered: Vec<&Claim> = claims.claims.values().collect();
-        let text = |c: &Claim| {
-            c.route
-                .path
-                .as_ref()
-                .map_or(String::new(), |p| p.path.clone())
-        };
+        fn text(c: &Claim) -> &str {
+            c.route.path.as_ref().map_or("", |p| p.path.as_str())
+        }
         ordered.sort_by(|a, b| {
             let (a, b) = (text(a), text(b));
-            b.len().cmp(&a.len()).then_with(|| b.cmp(&a))
+            b.len().cmp(&a.len()).then_with(|| b.cmp(a))
         });
         // Every route of a regex host has its pattern (claim checked it).
         let list = ordered

@@ -394,6 +394,26 @@ mod tests {
     }
 
     #[test]
+    fn requests_that_reached_a_pod_go_again_only_by_the_annotation() {
+        let default = Retry::default();
+        assert!(
+            !default.may_resend(&Method::GET),
+            "without proxy-next-upstream"
+        );
+        let set = Retry {
+            after_sent: true,
+            ..Retry::default()
+        };
+        assert!(set.may_resend(&Method::GET) && set.may_resend(&Method::PUT));
+        assert!(!set.may_resend(&Method::POST) && !set.may_resend(&Method::PATCH));
+        let any = Retry {
+            non_idempotent: true,
+            ..set
+        };
+        assert!(any.may_resend(&Method::POST));
+    }
+
+    #[test]
     fn status_sets_hold_what_proxy_next_upstream_names() {
         let mut s = StatusSet::default();
         assert!(s.insert(502));

@@ -267,3 +267,79 @@ impl RoutingTable {
         self.exact.len() + self.wildcard.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::endpoints::Endpoints;
+    use crate::model::policy::Policy;
+
+    fn backend(name: &str) -> Arc<Backend> {
+        let service = crate::model::ServiceRef::parse(&format!("ns/{name}:80")).unwrap();
+        Arc::new(Backend::new(Some(service), Endpoints::default(), None))
+    }
+
+    fn route(backends: &[(&Arc<Backend>, u32)], conditions: Vec<Condition>) -> Arc<Route> {
+        Arc::new(Route {
+            id: RouteId::of("r"),
+            ingress: Arc::new(ObjectRef {
+                kind: "Ingress",
+                namespace: "ns".to_owned(),
+                name: "i".to_owned(),
+            }),
+            host: HostRule::Any,
+            path: None,
+            pattern: None,
+            matches: Matches { conditions },
+            policy: Arc::new(Policy::default()),
+            backends: backends
+                .iter()
+                .map(|(b, weight)| WeightedBackend {
+                    backend: (*b).clone(),
+                    weight: *weight,
+                })
+                .collect(),
+        })
+    }
+
+    fn name(b: &Backend) -> &str {
+        &b.service.as_ref().unwrap().name
+    }
+
+    #[test]
+    fn weights_share_the_turns_and_zero_takes_none() {
+        let (a, b, c) = (backend("a"), backend("b"), backend("c"));
+        let r = route(&[(&a, 3), (&b, 1), (&c, 0)], Vec::new());
+        let picks: Vec<&str> = (0..8).map(|t| name(r.backend_for(t))).collect();
+        assert_eq!(picks, ["a", "a", "a", "b", "a", "a", "a", "b"]);
+        // All weights 0: the first backend, rather than nothing.
+        let r = route(&[(&a, 0), (&b, 0)], Vec::new());
+        assert_eq!(name(r.backend_for(5)), "a");
+    }
+
+    #[test]
+    fn a_slot_gives_the_first_route_whose_conditions_hold() {
+        let (a, b) = (backend("a"), backend("b"));
+        let post_only = route(&[(&a, 1)], vec![Condition::Method(http::Method::POST)]);
+        let any = route(&[(&b, 1)], Vec::new());
+        let slot = Slot::of(post_only, vec![any]);
+        let headers = http::HeaderMap::new();
+        let pick = |method: http::Method| {
+            let facts = RequestFacts {
+                method: &method,
+                headers: &headers,
+            };
+            name(
+                slot.first(&|r: &Route| r.matches.hold(&facts))
+                    .unwrap()
+                    .backend(),
+            )
+            .to_owned()
+        };
+        assert_eq!(pick(http::Method::POST), "a");
+        assert_eq!(pick(http::Method::GET), "b");
+        // Unconditional slots answer without asking.
+        let plain = Slot::of(route(&[(&a, 1)], Vec::new()), Vec::new());
+        assert!(plain.first(&|_: &Route| false).is_some());
+    }
+}

@@ -101,3 +101,33 @@ impl Ejections {
 
 /// Shared handle.
 pub type SharedEjections = Arc<Ejections>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_count_per_route() {
+        let turns = Turns::default();
+        let (a, b) = (RouteId(1), RouteId(17)); // the same shard
+        assert_eq!(
+            [turns.next(a), turns.next(a), turns.next(b), turns.next(a)],
+            [0, 1, 0, 2]
+        );
+    }
+
+    #[test]
+    fn pick_goes_round_from_the_turn_and_skips_tried() {
+        let targets: Vec<Target> = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+            .iter()
+            .map(|a| Target::Ip(a.parse().unwrap()))
+            .collect();
+        let e = Ejections::default();
+        assert_eq!(e.pick(&targets, 4, &[]), Some(targets[1].clone()));
+        assert_eq!(
+            e.pick(&targets, 4, &[targets[1].clone()]),
+            Some(targets[2].clone())
+        );
+        assert_eq!(e.pick(&targets, 0, &targets), None);
+    }
+}
