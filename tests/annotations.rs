@@ -60,6 +60,11 @@ async fn echo_service(name: &str) -> String {
 
 /// A pod that answers every request with `status`, counting them.
 async fn fixed_pod(status: u16) -> (SocketAddr, Arc<AtomicUsize>) {
+    slow_pod(status, Duration::ZERO).await
+}
+
+/// A pod that answers every request with `status` after `delay`, counting them.
+async fn slow_pod(status: u16, delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -75,6 +80,7 @@ async fn fixed_pod(status: u16) -> (SocketAddr, Arc<AtomicUsize>) {
                     }
                     if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
                         counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
                         let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 4\r\n\r\nfail");
                         if s.write_all(head.as_bytes()).await.is_err() {
                             return;
@@ -687,4 +693,59 @@ async fn a_bad_annotation_answers_503_and_spares_the_rest() {
 /// `GET http://admin path` as JSON.
 async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
     get(admin, "admin", path).await.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_next_upstream_timeout_stops_retrying_late_requests() {
+    // annotations.md "Custom timeouts": no next endpoint after proxy-next-upstream-timeout.
+    let (slow, _) = slow_pod(502, Duration::from_millis(1300)).await;
+    let good = backend("good").await;
+    let files = [
+        (
+            "s.yaml",
+            service_yaml("flaky", &[(slow, None), (good, None)]),
+        ),
+        (
+            "late.yaml",
+            ingress(
+                "late",
+                "late.test",
+                ("/", PREFIX),
+                "flaky",
+                &[
+                    ("proxy-next-upstream", "error timeout http_502"),
+                    ("proxy-next-upstream-timeout", "1"),
+                ],
+            ),
+        ),
+        (
+            "any.yaml",
+            ingress(
+                "any",
+                "any.test",
+                ("/", PREFIX),
+                "flaky",
+                &[("proxy-next-upstream", "error timeout http_502")],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    // Round robin starts one request of each pair on the slow pod.
+    let mut late = Vec::new();
+    let mut any = Vec::new();
+    for _ in 0..2 {
+        late.push(get(v.http, "late.test", "/").await.status);
+        any.push(get(v.http, "any.test", "/").await.status);
+    }
+    late.sort();
+    assert_eq!(
+        late,
+        [StatusCode::OK, StatusCode::BAD_GATEWAY],
+        "the late 502 is not retried"
+    );
+    assert_eq!(
+        any,
+        [StatusCode::OK, StatusCode::OK],
+        "without a timeout it is"
+    );
 }

@@ -71,7 +71,9 @@ impl Attempts<'_> {
         };
         let started = Instant::now();
         let mut tried: Vec<Target> = Vec::new();
-        let mut last_error = None;
+        // What the client gets if no attempt is left: the last answer or failure (nginx
+        // passes on the last pod's answer, a 502 from the pod included).
+        let mut outcome = None;
         while tried.len() < tries.max(1) {
             let late = retry.timeout.is_some_and(|t| started.elapsed() >= t);
             if !tried.is_empty() && late {
@@ -97,7 +99,7 @@ impl Attempts<'_> {
             match result {
                 Ok(sent) if !last && self.retry_status(retry, &out, &sent) => {
                     tracing::debug!(upstream = %target, status = sent.response.status().as_u16(), "answer is retried on the next endpoint");
-                    last_error = None;
+                    outcome = Some(Ok(sent));
                 }
                 // The common case returns before `tried` ever allocates.
                 Ok(sent) => return Ok(sent),
@@ -110,13 +112,16 @@ impl Attempts<'_> {
                         return Err(e);
                     }
                     tracing::debug!(upstream = %target, error = %e, "trying the next endpoint");
-                    last_error = Some(e);
+                    outcome = Some(Err(e));
                 }
             }
             tried.push(target);
         }
-        Err(last_error
-            .unwrap_or_else(|| ProxyError::NoEndpoints("every endpoint was tried".to_owned())))
+        outcome.unwrap_or_else(|| {
+            Err(ProxyError::NoEndpoints(
+                "every endpoint was tried".to_owned(),
+            ))
+        })
     }
 
     /// Whether a response's status asks for the next endpoint, and the request can go again.
