@@ -120,6 +120,11 @@ impl Route {
         self.backend()
     }
 
+    /// Whether requests can go more than one way (several backends, or several endpoints).
+    pub fn has_choice(&self) -> bool {
+        self.backends.len() > 1 || self.backend().endpoints.targets.len() > 1
+    }
+
     /// Whether plain-HTTP requests are redirected to https.
     pub fn redirects_to_https(&self) -> bool {
         self.policy

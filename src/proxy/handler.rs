@@ -175,9 +175,11 @@ impl Proxy {
             Err(Stop::Answer(response)) => return Ok(*response),
             Err(Stop::Refuse(e)) => return Err(e),
         };
-        // A turn is state (a lock); a route with one backend of one endpoint needs none.
-        let single = route.backends.len() == 1 && route.backend().endpoints.targets.len() <= 1;
-        let turn = if single { 0 } else { self.turns.next(route.id) };
+        // A turn is state (a lock): taken only when there is a choice to make.
+        let turn = match route.has_choice() {
+            true => self.turns.next(route.id),
+            false => 0,
+        };
         let (backend, fallback) = choose_backend(&route, turn)?;
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
