@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::model::{Diagnostic, ObjectRef, Snapshot, build, tls_material};
+use crate::model::{Diagnostic, ObjectRef, Snapshot, build_after, tls_material};
 use crate::proxy::handler::Settings;
 use crate::proxy::observe::{AccessLog, Observers};
 use crate::proxy::server::{Limits, Listener};
@@ -12,7 +12,6 @@ use crate::source::files::{self, ManifestDir, ParseError};
 use crate::state::Shared;
 use crate::tls::certs::{self, CertCache, CertEntry};
 use anyhow::Context;
-use http::HeaderValue;
 use rustls::crypto::CryptoProvider;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -95,8 +94,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let client = kube::Client::try_default().await.context(
                 "connecting to the Kubernetes API (in-cluster service account, else KUBECONFIG)",
             )?;
-            let (stores, mut changes, reflectors) =
-                crate::source::kube::watch(client.clone(), config.watch_namespace.as_deref());
+            let (stores, mut changes, reflectors) = crate::source::kube::watch(
+                client.clone(),
+                config.watch_namespace.as_deref(),
+                config.options.config_map.as_ref(),
+            );
             tracing::info!(
                 namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
                 "listing objects from the Kubernetes API"
@@ -168,11 +170,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         timeouts: config.upstream,
         tunnel_idle: config.upstream.read,
         https_redirect_port: config.tls.redirect_port,
-        hsts: config
-            .tls
-            .hsts
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok()),
     };
     let (access_log, _flush_on_exit) = match config.access_log {
         Some(json) => {
@@ -403,7 +400,10 @@ impl Reloader {
         origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
         extra: Vec<Diagnostic>,
     ) -> Vec<Diagnostic> {
-        let mut built = build(snapshot, &self.config.options);
+        let in_force = shared.current();
+        let previous = (in_force.generation > 0).then(|| &*in_force.built.global);
+        let mut built = build_after(snapshot, &self.config.options, previous);
+        drop(in_force);
         built.diagnostics.extend(extra);
         let default = self.default_certificate(snapshot, &mut built.diagnostics);
         let (certs, tls_diagnostics) =

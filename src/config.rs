@@ -1,6 +1,8 @@
 //! The command line (clap; every flag also from a `VESTIBULE_*` environment variable),
 //! validated into the typed settings the rest of the program uses.
 
+use crate::model::client::{ClientAddressRule, IpSet};
+use crate::model::settings::{Global, Hsts};
 use crate::model::{Options, ServiceRef};
 use crate::tls::MinVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -68,6 +70,46 @@ pub struct ModelArgs {
     /// says otherwise: a number with k, m or g; 0 for no limit (ingress-nginx's default, 1m).
     #[arg(long, env = "VESTIBULE_PROXY_BODY_SIZE", default_value = "1m", value_parser = parse_body_size)]
     pub proxy_body_size: BodySize,
+    /// ingress-nginx's ConfigMap (`namespace/name`): its keys (`proxy-body-size`,
+    /// `use-forwarded-headers`, `hsts`, …) override these flags. Cluster mode watches it; file
+    /// mode reads it from the manifests.
+    #[arg(long, env = "VESTIBULE_CONFIGMAP", value_parser = parse_namespaced)]
+    pub configmap: Option<(String, String)>,
+    /// Let annotations (`auth-secret`, `auth-tls-secret`) name Secrets of other namespaces as
+    /// `namespace/name`, as ingress-nginx does; `false` confines each Ingress to its own.
+    #[arg(long, env = "VESTIBULE_ALLOW_CROSS_NAMESPACE_SECRETS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_cross_namespace_secrets: bool,
+    /// Add Strict-Transport-Security to responses over TLS.
+    #[arg(long, env = "VESTIBULE_HSTS")]
+    pub hsts: bool,
+    /// HSTS max-age in seconds.
+    #[arg(long, env = "VESTIBULE_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    pub hsts_max_age: u64,
+    /// Add includeSubDomains to HSTS.
+    #[arg(long, env = "VESTIBULE_HSTS_INCLUDE_SUBDOMAINS")]
+    pub hsts_include_subdomains: bool,
+    /// Trust X-Forwarded-For (or --forwarded-for-header), -Proto, -Port and -Host from peers
+    /// in --proxy-real-ip-cidr (ingress-nginx's `use-forwarded-headers`).
+    #[arg(long, env = "VESTIBULE_USE_FORWARDED_HEADERS")]
+    pub use_forwarded_headers: bool,
+    /// The header that names the client when forwarded headers are trusted.
+    #[arg(
+        long,
+        env = "VESTIBULE_FORWARDED_FOR_HEADER",
+        default_value = "X-Forwarded-For"
+    )]
+    pub forwarded_for_header: http::HeaderName,
+    /// Send pods the received X-Forwarded-For with the peer appended, rather than the client
+    /// address alone (needs --use-forwarded-headers).
+    #[arg(long, env = "VESTIBULE_COMPUTE_FULL_FORWARDED_FOR")]
+    pub compute_full_forwarded_for: bool,
+    /// Peers (and forwarded hops) trusted to name the client: comma-separated CIDR ranges.
+    #[arg(long, env = "VESTIBULE_PROXY_REAL_IP_CIDR", default_value = "0.0.0.0/0", value_parser = IpSet::parse)]
+    pub proxy_real_ip_cidr: IpSet,
+    /// Every connection on both listeners starts with a PROXY protocol header (v1 or v2), as
+    /// behind an AWS NLB or HAProxy with `send-proxy`; the client address comes from it.
+    #[arg(long, env = "VESTIBULE_USE_PROXY_PROTOCOL")]
+    pub use_proxy_protocol: bool,
 }
 
 /// A body size limit; `None` is no limit.
@@ -86,7 +128,25 @@ impl ModelArgs {
             ingress_class: self.ingress_class.clone(),
             watch_ingress_without_class: self.watch_ingress_without_class,
             default_backend: self.default_backend.clone(),
-            proxy_body_size: self.proxy_body_size.0,
+            global: Global {
+                proxy_body_size: self.proxy_body_size.0,
+                hsts: Hsts {
+                    enabled: self.hsts,
+                    max_age: self.hsts_max_age,
+                    include_subdomains: self.hsts_include_subdomains,
+                    preload: false,
+                },
+                client: ClientAddressRule {
+                    use_forwarded_headers: self.use_forwarded_headers,
+                    forwarded_for_header: self.forwarded_for_header.clone(),
+                    compute_full_forwarded_for: self.compute_full_forwarded_for,
+                    trusted: self.proxy_real_ip_cidr.clone(),
+                    proxy_protocol: self.use_proxy_protocol,
+                },
+                ..Global::default()
+            },
+            config_map: self.configmap.clone(),
+            cross_namespace_secrets: self.allow_cross_namespace_secrets,
         }
     }
 }
@@ -125,15 +185,6 @@ pub struct RunArgs {
     /// Behind the chart's LoadBalancer that is 443 whatever --https-addr says.
     #[arg(long, env = "VESTIBULE_HTTPS_REDIRECT_PORT", default_value_t = 443)]
     pub https_redirect_port: u16,
-    /// Add Strict-Transport-Security to responses over TLS.
-    #[arg(long, env = "VESTIBULE_HSTS")]
-    pub hsts: bool,
-    /// HSTS max-age in seconds.
-    #[arg(long, env = "VESTIBULE_HSTS_MAX_AGE", default_value_t = 31_536_000)]
-    pub hsts_max_age: u64,
-    /// Add includeSubDomains to HSTS.
-    #[arg(long, env = "VESTIBULE_HSTS_INCLUDE_SUBDOMAINS")]
-    pub hsts_include_subdomains: bool,
     /// Admin listener: /healthz, /readyz, /debug/routes.
     #[arg(long, env = "VESTIBULE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
@@ -258,8 +309,6 @@ pub struct TlsSettings {
     pub default_certificate: Option<(String, String)>,
     pub min_version: MinVersion,
     pub redirect_port: u16,
-    /// The Strict-Transport-Security value, when HSTS is on.
-    pub hsts: Option<String>,
 }
 
 fn parse_namespaced(text: &str) -> Result<(String, String), String> {
@@ -363,13 +412,6 @@ impl RunArgs {
                 default_certificate: self.default_ssl_certificate.clone(),
                 min_version: self.tls_min_version,
                 redirect_port: self.https_redirect_port,
-                hsts: self.hsts.then(|| {
-                    let mut value = format!("max-age={}", self.hsts_max_age);
-                    if self.hsts_include_subdomains {
-                        value.push_str("; includeSubDomains");
-                    }
-                    value
-                }),
             },
             access_log: self
                 .access_log

@@ -1,12 +1,14 @@
 //! Snapshot → routing table, TLS bindings and diagnostics. Total: a bad object becomes a
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
+use super::access::BasicAuth;
 use super::class::OurClasses;
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::path::{PathRegex, PathRule};
 use super::policy::{Filter, Policy, Redirect, RedirectTo};
+use super::settings::Global;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
     HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
@@ -32,9 +34,14 @@ pub struct Options {
     pub watch_ingress_without_class: bool,
     /// Used when no Ingress of ours has `spec.defaultBackend`.
     pub default_backend: Option<ServiceRef>,
-    /// Request bodies larger than this get 413 unless an Ingress says otherwise
-    /// (`--proxy-body-size`; `None`: no limit).
-    pub proxy_body_size: Option<u64>,
+    /// The controller-wide settings the flags give (`--proxy-body-size`, `--hsts`, …); the
+    /// ConfigMap overrides them key by key.
+    pub global: Global,
+    /// `--configmap`: the ingress-nginx ConfigMap (namespace, name) among the objects.
+    pub config_map: Option<(String, String)>,
+    /// Annotations may name Secrets of other namespaces (`namespace/name`), as ingress-nginx
+    /// allows.
+    pub cross_namespace_secrets: bool,
 }
 
 impl Default for Options {
@@ -44,7 +51,9 @@ impl Default for Options {
             ingress_class: "vestibule".to_owned(),
             watch_ingress_without_class: false,
             default_backend: None,
-            proxy_body_size: Some(1 << 20),
+            global: Global::default(),
+            config_map: None,
+            cross_namespace_secrets: true,
         }
     }
 }
@@ -122,9 +131,29 @@ pub struct Built {
     /// Host → certificate, in precedence order (oldest Ingress first); one entry per host.
     pub tls: Vec<TlsBinding>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The controller-wide settings in force (flags with the ConfigMap applied).
+    pub global: Arc<Global>,
 }
+
 /// Builds the routing table for the Ingresses that are ours.
 pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
+    build_after(snapshot, options, None)
+}
+
+/// [`build`], where a ConfigMap key with a bad value keeps its value from `previous` (the
+/// settings of the table in force) rather than the flag's.
+pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Global>) -> Built {
+    let config_map = options.config_map.as_ref().and_then(|(namespace, name)| {
+        snapshot.config_maps.iter().find(|c| {
+            c.metadata.namespace.as_deref() == Some(namespace)
+                && c.metadata.name.as_deref() == Some(name)
+        })
+    });
+    let (global, settings_diagnostics) = super::settings::resolve(
+        config_map.map(|c| &**c),
+        &options.global,
+        previous.unwrap_or(&options.global),
+    );
     let classes = OurClasses::new(
         &snapshot.ingress_classes,
         &options.controller_name,
@@ -143,7 +172,8 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let read: Vec<(&Ingress, Annotations)> =
         ours.iter().map(|i| (*i, ingress_nginx::read(i))).collect();
 
-    let mut builder = Builder::new(snapshot, options);
+    let mut builder = Builder::new(snapshot, options, Arc::new(global));
+    builder.diagnostics.extend(settings_diagnostics);
     // TLS first: whether a route redirects to https depends on every Ingress's TLS hosts.
     for ingress in &ours {
         builder.add_tls_of(ingress);
@@ -162,11 +192,7 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     if builder.default_route.is_none()
         && let Some(service) = &options.default_backend
     {
-        let object = Arc::new(ObjectRef {
-            kind: "Flag",
-            namespace: String::new(),
-            name: "--default-backend".to_owned(),
-        });
+        let object = flag_object();
         let backend = builder.backend(service.clone(), &object, "value");
         let policy = builder.plain_policy();
         let id = RouteId::of("--default-backend");
@@ -181,6 +207,15 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
     let mut built = builder.finish();
     built.ours = our_refs;
     built
+}
+
+/// `--default-backend`, as the object its diagnostics name.
+fn flag_object() -> Arc<ObjectRef> {
+    Arc::new(ObjectRef {
+        kind: "Flag",
+        namespace: String::new(),
+        name: "--default-backend".to_owned(),
+    })
 }
 
 /// The hosts of an Ingress's rules that parse.
@@ -258,6 +293,7 @@ pub type Pem = Arc<[u8]>;
 
 struct Builder<'a> {
     options: &'a Options,
+    global: Arc<Global>,
     services: ServiceIndex<'a>,
     secrets: FxHashMap<(&'a str, &'a str), &'a Secret>,
     backends: FxHashMap<ServiceRef, Resolved>,
@@ -293,9 +329,10 @@ struct Fallbacks {
 }
 
 impl<'a> Builder<'a> {
-    fn new(snapshot: &'a Snapshot, options: &'a Options) -> Builder<'a> {
+    fn new(snapshot: &'a Snapshot, options: &'a Options, global: Arc<Global>) -> Builder<'a> {
         Builder {
             options,
+            global,
             services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
             secrets: snapshot
                 .secrets
@@ -355,9 +392,9 @@ impl Builder<'_> {
         }
         let none = Fallbacks {
             fallback: None,
-            errors: None,
+            errors: self.global_error_backend(),
         };
-        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none)));
+        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none, None)));
         self.plain[usize::from(tls)] = Some(policy.clone());
         policy
     }
@@ -373,6 +410,7 @@ impl Builder<'_> {
             self.add_default_backend(&me, default);
         }
         let fallbacks = self.fallbacks(&me, annotations);
+        let basic = self.basic_auth(&me, annotations);
         // One policy serves every path of the Ingress (two: with and without TLS on the
         // host); a rewrite takes its pattern from the route's own path regex.
         let mut shared: [Option<Arc<Policy>>; 2] = [None, None];
@@ -404,7 +442,8 @@ impl Builder<'_> {
                     false => self.plain_policy_for(tls),
                     true => shared[usize::from(tls)]
                         .get_or_insert_with(|| {
-                            Arc::new(annotations.policy(self.context(tls, &fallbacks)))
+                            let cx = self.context(tls, &fallbacks, basic.clone());
+                            Arc::new(annotations.policy(cx))
                         })
                         .clone(),
                 };
@@ -426,10 +465,16 @@ impl Builder<'_> {
         }
     }
 
-    fn context(&self, tls: bool, fallbacks: &Fallbacks) -> Context {
+    fn context(
+        &self,
+        tls: bool,
+        fallbacks: &Fallbacks,
+        basic: Option<Result<BasicAuth, String>>,
+    ) -> Context<'_> {
         Context {
             tls,
-            default_body_limit: self.options.proxy_body_size,
+            global: &self.global,
+            basic,
             fallback: fallbacks.fallback.clone(),
             error_backend: fallbacks.errors.clone(),
         }
@@ -481,15 +526,89 @@ impl Builder<'_> {
             .default_backend
             .clone()
             .filter(|_| annotations.custom_http_errors.is_some());
-        let errors = fallback.clone().or_else(|| {
-            let service = global?;
-            Some(self.backend(service, me, "--default-backend"))
-        });
+        let errors = match fallback.clone() {
+            Some(f) => Some(f),
+            None => match global {
+                Some(service) => Some(self.backend(service, me, "--default-backend")),
+                None => self.global_error_backend(),
+            },
+        };
         if annotations.custom_http_errors.is_some() && errors.is_none() {
             let field = "metadata.annotations[nginx.ingress.kubernetes.io/custom-http-errors]";
             self.warn(me, field, "ignored: there is no default-backend annotation nor --default-backend to answer the errors");
         }
         Fallbacks { fallback, errors }
+    }
+
+    /// The users of the Ingress's `auth-secret`; a missing or unreadable Secret is a
+    /// diagnostic naming it, and the routes answer 503 (never open).
+    fn basic_auth(
+        &mut self,
+        me: &Arc<ObjectRef>,
+        annotations: &Annotations,
+    ) -> Option<Result<BasicAuth, String>> {
+        let r = annotations.basic_auth.as_ref()?;
+        let field = "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]";
+        let secret = ObjectRef {
+            kind: "Secret",
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        };
+        let result = self.secret_for(me, &r.namespace, &r.name).and_then(|s| {
+            let data = |key: &str| s.data.as_ref().and_then(|d| d.get(key)).map(|b| &b.0);
+            let text =
+                |b: &Vec<u8>| String::from_utf8(b.clone()).map_err(|_| "not UTF-8".to_owned());
+            let realm = r.realm.clone();
+            let users = match r.map {
+                false => {
+                    let file = data("auth").ok_or("has no key \"auth\"".to_owned())?;
+                    BasicAuth::from_htpasswd(realm, secret.clone(), &text(file)?)
+                }
+                true => {
+                    let pairs: Result<Vec<(String, String)>, String> = s
+                        .data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| Ok((k.clone(), text(&v.0)?)))
+                        .collect();
+                    let pairs = pairs?;
+                    let entries = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                    BasicAuth::from_map(realm, secret.clone(), entries)
+                }
+            };
+            users.map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
+        });
+        if let Err(reason) = &result {
+            self.diagnose(
+                me,
+                field,
+                format!("{reason}; the Ingress's routes answer 503"),
+            );
+        }
+        Some(result)
+    }
+
+    /// The Secret an annotation of `me` names, if it exists and may be read.
+    fn secret_for(&self, me: &ObjectRef, namespace: &str, name: &str) -> Result<&Secret, String> {
+        if namespace != me.namespace && !self.options.cross_namespace_secrets {
+            return Err(format!(
+                "Secret {namespace}/{name} is in another namespace, which --allow-cross-namespace-secrets=false forbids"
+            ));
+        }
+        self.secrets
+            .get(&(namespace, name))
+            .copied()
+            .ok_or_else(|| format!("Secret {namespace}/{name} not found"))
+    }
+
+    /// `--default-backend`, when the ConfigMap's `custom-http-errors` asks it to answer errors.
+    fn global_error_backend(&mut self) -> Option<Arc<Backend>> {
+        if self.global.custom_http_errors.is_empty() {
+            return None;
+        }
+        let service = self.options.default_backend.clone()?;
+        let object = flag_object();
+        Some(self.backend(service, &object, "value"))
     }
 
     /// `app-root`, `server-alias` and `from-to-www-redirect` act on the whole host.
@@ -808,6 +927,7 @@ impl Builder<'_> {
             ours: Vec::new(),
             tls: self.tls,
             diagnostics: self.diagnostics,
+            global: self.global,
         }
     }
 

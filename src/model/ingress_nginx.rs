@@ -3,15 +3,64 @@
 //! under `nginx.ingress.kubernetes.io/` and under `vestibule.dev/` (which wins when both are
 //! set). The meanings follow ingress-nginx's `annotations.md` and its e2e tests.
 
+use super::access::{Access, AuthCache, BasicAuth, Cors, CorsOrigins, ExternalAuth, Limits};
+use super::client::IpSet;
 use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
     CustomErrors, Filter, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy, parse_size,
 };
+use super::settings::Global;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `auth-type: basic`: which Secret holds the users and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuthRef {
+    pub namespace: String,
+    pub name: String,
+    /// `auth-secret-type: auth-map` (user → hash keys) rather than `auth-file` (key `auth`).
+    pub map: bool,
+    pub realm: String,
+}
+
+/// The limit annotations, before the ConfigMap's statuses join them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitAnnotations {
+    pub rps: Option<u32>,
+    pub rpm: Option<u32>,
+    pub connections: Option<u32>,
+    pub burst_multiplier: u32,
+    pub exempt: Option<IpSet>,
+}
+
+/// `auth-tls-verify-client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    On,
+    Off,
+    Optional,
+    /// Ask for a certificate, accept any (not checked against the CA).
+    OptionalNoCa,
+}
+
+/// `auth-tls-secret` and its companions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertRef {
+    pub namespace: String,
+    pub name: String,
+    pub verify: VerifyClient,
+    pub depth: u8,
+    pub pass_to_upstream: bool,
+    pub error_page: Option<String>,
+}
+
+/// ingress-nginx's CORS defaults (annotations.md).
+pub const CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+pub const CORS_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
+pub const CORS_MAX_AGE: &str = "1728000";
 
 /// ingress-nginx's prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -20,11 +69,43 @@ pub const VESTIBULE: &str = "vestibule.dev/";
 
 /// The annotation names (after the prefix) that Vestibule implements.
 pub const IMPLEMENTED: &[&str] = &[
+    "allowlist-source-range",
     "app-root",
+    "auth-always-set-cookie",
+    "auth-cache-duration",
+    "auth-cache-key",
+    "auth-method",
+    "auth-realm",
+    "auth-request-redirect",
+    "auth-response-headers",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-tls-error-page",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-type",
+    "auth-url",
+    "cors-allow-credentials",
+    "cors-allow-headers",
+    "cors-allow-methods",
+    "cors-allow-origin",
+    "cors-expose-headers",
+    "cors-max-age",
     "custom-http-errors",
     "default-backend",
+    "denylist-source-range",
+    "enable-cors",
     "force-ssl-redirect",
     "from-to-www-redirect",
+    "limit-burst-multiplier",
+    "limit-connections",
+    "limit-rpm",
+    "limit-rps",
+    "limit-whitelist",
     "permanent-redirect",
     "permanent-redirect-code",
     "proxy-body-size",
@@ -35,12 +116,14 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-read-timeout",
     "proxy-send-timeout",
     "rewrite-target",
+    "satisfy",
     "server-alias",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
     "upstream-vhost",
     "use-regex",
+    "whitelist-source-range",
     "x-forwarded-prefix",
 ];
 
@@ -65,7 +148,7 @@ pub struct Annotations {
     /// `ssl-redirect` (default true): redirect plain HTTP to https on hosts with TLS.
     pub ssl_redirect: Option<bool>,
     /// `force-ssl-redirect`: redirect plain HTTP to https even without TLS on the host.
-    pub force_ssl_redirect: bool,
+    pub force_ssl_redirect: Option<bool>,
     pub rewrite_target: Option<String>,
     pub use_regex: bool,
     /// `permanent-redirect` / `temporal-redirect` with their codes (temporal wins, as in
@@ -81,10 +164,27 @@ pub struct Annotations {
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
     pub send_timeout: Option<Duration>,
-    pub retry: Retry,
+    /// `proxy-next-upstream`, `-tries` and `-timeout`, each `None` when absent.
+    pub retry_rule: Option<Retry>,
+    pub retry_tries: Option<u32>,
+    pub retry_timeout: Option<Option<Duration>>,
     /// `default-backend`: a Service of the Ingress's namespace.
     pub default_backend: Option<String>,
     pub custom_http_errors: Option<Vec<u16>>,
+    /// `whitelist-source-range` (or `allowlist-source-range`), `denylist-source-range`.
+    pub allow: Option<IpSet>,
+    pub deny: Option<IpSet>,
+    /// `auth-type: basic` with `auth-secret` (namespace, name), `auth-secret-type`
+    /// (`auth-map` when true) and `auth-realm`.
+    pub basic_auth: Option<BasicAuthRef>,
+    pub external_auth: Option<ExternalAuth>,
+    pub satisfy_any: bool,
+    pub cors: Option<Cors>,
+    /// `limit-rps`, `limit-rpm`, `limit-connections`, `limit-burst-multiplier`,
+    /// `limit-whitelist`; the statuses come from the ConfigMap.
+    pub limits: Option<LimitAnnotations>,
+    /// `auth-tls-*`: a client certificate for the Ingress's hosts.
+    pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
     /// Whether the Ingress has any annotation under one of the two prefixes; without, every
     /// field keeps its default and the Ingress's routes share the plain policy.
@@ -97,6 +197,23 @@ impl Annotations {
         self.use_regex || self.rewrite_target.is_some()
     }
 
+    /// When a request goes to the next endpoint: the annotations, each falling back to
+    /// `global` (the ConfigMap's rule), else Vestibule's default.
+    pub fn retry(&self, global: Option<Retry>) -> Retry {
+        let base = self.retry_rule.or(global).unwrap_or_default();
+        Retry {
+            tries: self
+                .retry_tries
+                .or(global.map(|g| g.tries))
+                .unwrap_or(base.tries),
+            timeout: self
+                .retry_timeout
+                .or(global.map(|g| g.timeout))
+                .unwrap_or(base.timeout),
+            ..base
+        }
+    }
+
     /// The first error, which disables the routes of the Ingress.
     pub fn denial(&self) -> Option<&Finding> {
         self.findings.iter().find(|f| f.level == Level::Error)
@@ -104,15 +221,17 @@ impl Annotations {
 }
 
 /// What a route's policy depends on besides its Ingress's annotations.
-pub struct Context {
+pub struct Context<'a> {
     /// The route's host has TLS.
     pub tls: bool,
-    /// `--proxy-body-size` (`None`: no limit).
-    pub default_body_limit: Option<u64>,
+    /// The controller-wide defaults (flags and ConfigMap).
+    pub global: &'a Global,
     /// The `default-backend` Service, resolved.
     pub fallback: Option<Arc<Backend>>,
     /// Who answers `custom-http-errors`: the `default-backend` Service, else the global one.
     pub error_backend: Option<Arc<Backend>>,
+    /// The users of `auth-secret`, read (an error names what is wrong with the Secret).
+    pub basic: Option<Result<BasicAuth, String>>,
 }
 
 /// `X-Forwarded-Prefix`.
@@ -121,19 +240,29 @@ pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-
 impl Annotations {
     /// The policy of one route of the Ingress. An Ingress whose annotations have an error
     /// gets a policy that answers 503: never half a policy.
-    pub fn policy(&self, cx: Context) -> Policy {
+    pub fn policy(&self, cx: Context<'_>) -> Policy {
+        let global = cx.global;
+        let denied = |reason: String| Policy {
+            filters: vec![Filter::Deny(reason)],
+            ..Policy::default()
+        };
         if let Some(denial) = self.denial() {
-            let reason = format!("{}: {}", denial.field, denial.reason);
-            return Policy {
-                filters: vec![Filter::Deny(reason)],
-                ..Policy::default()
-            };
+            return denied(format!("{}: {}", denial.field, denial.reason));
         }
+        let basic = match cx.basic {
+            Some(Err(reason)) => return denied(reason),
+            Some(Ok(users)) => Some(users),
+            None => None,
+        };
         let mut filters = Vec::new();
         // nginx checks the body size before anything else, then `return`s a redirect in the
         // rewrite phase, before the https redirect (Lua, at the end of that phase).
-        if let Some(limit) = self.body_size.unwrap_or(cx.default_body_limit) {
+        if let Some(limit) = self.body_size.unwrap_or(global.proxy_body_size) {
             filters.push(Filter::BodyLimit(limit));
+        }
+        // A preflight is answered in the rewrite phase, before redirects and authentication.
+        if let Some(cors) = &self.cors {
+            filters.push(Filter::Cors(Arc::new(cors.clone())));
         }
         if let Some((url, code)) = &self.redirect {
             filters.push(Filter::Redirect(Redirect {
@@ -141,7 +270,8 @@ impl Annotations {
                 code: *code,
             }));
         }
-        if self.force_ssl_redirect || (cx.tls && self.ssl_redirect.unwrap_or(true)) {
+        let force = self.force_ssl_redirect.unwrap_or(global.force_ssl_redirect);
+        if force || (cx.tls && self.ssl_redirect.unwrap_or(global.ssl_redirect)) {
             filters.push(Filter::HttpsRedirect);
         }
         if let Some(target) = &self.rewrite_target {
@@ -153,7 +283,8 @@ impl Annotations {
         if let Some(prefix) = &self.x_forwarded_prefix {
             filters.push(Filter::SetHeader(X_FORWARDED_PREFIX, prefix.clone()));
         }
-        let errors = match (&self.custom_http_errors, cx.error_backend) {
+        let codes = self.custom_http_errors.as_ref();
+        let errors = match (codes.or(Some(&global.custom_http_errors)), cx.error_backend) {
             (Some(codes), Some(backend)) if !codes.is_empty() => Some(CustomErrors {
                 codes: codes.clone(),
                 backend,
@@ -163,14 +294,38 @@ impl Annotations {
         Policy {
             filters,
             upstream: UpstreamPolicy {
-                connect_timeout: self.connect_timeout,
-                read_timeout: self.read_timeout,
-                send_timeout: self.send_timeout,
-                retry: self.retry,
+                connect_timeout: self.connect_timeout.or(global.connect_timeout),
+                read_timeout: self.read_timeout.or(global.read_timeout),
+                send_timeout: self.send_timeout.or(global.send_timeout),
+                retry: self.retry(global.retry),
                 fallback: cx.fallback,
             },
             errors,
+            access: self.access(basic, global),
+            limits: self.limits.as_ref().map(|l| {
+                Arc::new(Limits {
+                    rps: l.rps,
+                    rpm: l.rpm,
+                    connections: l.connections,
+                    burst_multiplier: l.burst_multiplier,
+                    exempt: l.exempt.clone(),
+                    rate_status: global.limit_req_status,
+                    conn_status: global.limit_conn_status,
+                })
+            }),
         }
+    }
+
+    /// The access rules: the annotations' address lists (else the ConfigMap's) and auth.
+    fn access(&self, basic: Option<BasicAuth>, global: &Global) -> Option<Arc<Access>> {
+        let access = Access {
+            allow: self.allow.clone().or_else(|| global.allow.clone()),
+            deny: self.deny.clone().or_else(|| global.deny.clone()),
+            basic,
+            external: self.external_auth.clone(),
+            satisfy_any: self.satisfy_any,
+        };
+        (access.has_address_list() || access.authenticates()).then(|| Arc::new(access))
     }
 }
 
@@ -202,6 +357,8 @@ pub fn read(ingress: &Ingress) -> Annotations {
     r.read_rewrites();
     r.read_upstream();
     r.read_hosts();
+    r.read_access();
+    r.read_client_certs();
     r.out
 }
 
@@ -271,7 +428,7 @@ impl<'a> Reader<'a> {
 
     fn read_redirects(&mut self) {
         self.out.ssl_redirect = self.parsed("ssl-redirect", boolean);
-        self.out.force_ssl_redirect = self.parsed("force-ssl-redirect", boolean).unwrap_or(false);
+        self.out.force_ssl_redirect = self.parsed("force-ssl-redirect", boolean);
         let temporal = self.redirect("temporal-redirect", StatusCode::FOUND);
         let permanent = self.redirect("permanent-redirect", StatusCode::MOVED_PERMANENTLY);
         self.out.redirect = temporal.or(permanent);
@@ -332,16 +489,10 @@ impl<'a> Reader<'a> {
         self.out.connect_timeout = self.parsed("proxy-connect-timeout", seconds);
         self.out.read_timeout = self.parsed("proxy-read-timeout", seconds);
         self.out.send_timeout = self.parsed("proxy-send-timeout", seconds);
-        if let Some(r) = self.parsed("proxy-next-upstream", next_upstream) {
-            self.out.retry = Retry {
-                tries: self.out.retry.tries,
-                timeout: self.out.retry.timeout,
-                ..r
-            };
-        }
+        self.out.retry_rule = self.parsed("proxy-next-upstream", next_upstream);
         if let Some(n) = self.parsed("proxy-next-upstream-tries", integer) {
             match u32::try_from(n) {
-                Ok(n) => self.out.retry.tries = n,
+                Ok(n) => self.out.retry_tries = Some(n),
                 Err(_) => {
                     let key = self
                         .get("proxy-next-upstream-tries")
@@ -352,7 +503,7 @@ impl<'a> Reader<'a> {
             }
         }
         if let Some(t) = self.parsed("proxy-next-upstream-timeout", seconds) {
-            self.out.retry.timeout = (!t.is_zero()).then_some(t);
+            self.out.retry_timeout = Some((!t.is_zero()).then_some(t));
         }
         self.out.default_backend = self.parsed("default-backend", |v| {
             let v = v.trim();
@@ -368,17 +519,245 @@ impl<'a> Reader<'a> {
                 Err(format!("{v:?} is not a Service name of this namespace"))
             }
         });
-        self.out.custom_http_errors = self.parsed("custom-http-errors", |v| {
-            let mut codes = Vec::new();
-            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                match part.parse::<u16>() {
-                    Ok(c) if (400..=599).contains(&c) => codes.push(c),
-                    _ => return Err(format!("{part:?} is not an HTTP error status (400-599)")),
+        self.out.custom_http_errors = self.parsed("custom-http-errors", status_list);
+    }
+
+    fn read_access(&mut self) {
+        let allow = self.parsed("whitelist-source-range", IpSet::parse);
+        let allow = allow.or_else(|| self.parsed("allowlist-source-range", IpSet::parse));
+        self.out.allow = allow;
+        self.out.deny = self.parsed("denylist-source-range", IpSet::parse);
+        self.out.satisfy_any = self.parsed("satisfy", |v| match v.trim() {
+            "any" => Ok(true),
+            "all" | "" => Ok(false),
+            other => Err(format!("{other:?} is not \"any\" or \"all\"")),
+        }) == Some(true);
+        self.read_basic_auth();
+        self.read_external_auth();
+        self.read_cors();
+        self.read_limits();
+    }
+
+    fn read_basic_auth(&mut self) {
+        let kind = self.parsed("auth-type", |v| match v.trim() {
+            "basic" => Ok(true),
+            "digest" => Err("digest authentication is not supported; use basic".to_owned()),
+            other => Err(format!("{other:?} is not \"basic\"")),
+        });
+        if kind != Some(true) {
+            return;
+        }
+        let namespace = self.ingress.metadata.namespace.clone().unwrap_or_default();
+        let secret = self.parsed("auth-secret", |v| secret_ref(v, &namespace));
+        let map = self.parsed("auth-secret-type", |v| match v.trim() {
+            "auth-file" | "" => Ok(false),
+            "auth-map" => Ok(true),
+            other => Err(format!("{other:?} is not \"auth-file\" or \"auth-map\"")),
+        });
+        let realm = self.get("auth-realm").map(|(_, v)| v.to_owned());
+        let Some((namespace, name)) = secret else {
+            if self.get("auth-secret").is_none() {
+                let key = self.get("auth-type").map(|(k, _)| k).unwrap_or_default();
+                self.finding(
+                    key,
+                    Level::Error,
+                    "auth-type basic needs auth-secret".to_owned(),
+                );
+            }
+            return;
+        };
+        self.out.basic_auth = Some(BasicAuthRef {
+            namespace,
+            name,
+            map: map.unwrap_or(false),
+            realm: realm.unwrap_or_default(),
+        });
+    }
+
+    fn read_external_auth(&mut self) {
+        let Some(url) = self.parsed("auth-url", auth_url) else {
+            return;
+        };
+        let method = self
+            .parsed("auth-method", |v| {
+                http::Method::from_bytes(v.trim().as_bytes())
+                    .map_err(|_| format!("{v:?} is not an HTTP method"))
+            })
+            .unwrap_or(http::Method::GET);
+        let signin = self.parsed("auth-signin", |v| {
+            super::access::known_variables(v)?;
+            let probe = v.replace('$', "");
+            match probe.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) => Ok(v.to_owned()),
+                _ => Err(format!("{v:?} is not an http or https URL")),
+            }
+        });
+        let redirect_param = self
+            .parsed("auth-signin-redirect-param", |v| {
+                let v = v.trim();
+                let ok = !v.is_empty()
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                ok.then(|| v.to_owned())
+                    .ok_or_else(|| format!("{v:?} is not a query parameter name"))
+            })
+            .unwrap_or_else(|| "rd".to_owned());
+        let response_headers = self
+            .parsed("auth-response-headers", |v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| {
+                        HeaderName::from_bytes(h.as_bytes())
+                            .map_err(|_| format!("{h:?} is not a header name"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request_redirect = self.parsed("auth-request-redirect", |v| {
+            HeaderValue::from_str(v.trim()).map_err(|_| format!("{v:?} cannot be a header value"))
+        });
+        let key = self.parsed("auth-cache-key", |v| {
+            super::access::known_variables(v).map(|_| v.to_owned())
+        });
+        let duration = self.parsed("auth-cache-duration", cache_duration);
+        let cache = key.filter(|k| !k.is_empty()).map(|key| {
+            let (statuses, duration) =
+                duration.unwrap_or((vec![200, 202, 401], Duration::from_secs(300)));
+            AuthCache {
+                key,
+                statuses,
+                duration,
+            }
+        });
+        let always_set_cookie = self
+            .parsed("auth-always-set-cookie", boolean)
+            .unwrap_or(false);
+        self.out.external_auth = Some(ExternalAuth {
+            url,
+            method,
+            signin,
+            redirect_param,
+            request_redirect,
+            response_headers,
+            cache,
+            always_set_cookie,
+        });
+    }
+
+    fn read_cors(&mut self) {
+        if self.parsed("enable-cors", boolean) != Some(true) {
+            return;
+        }
+        let list = |allowed: fn(u8) -> bool| {
+            move |v: &str| -> Result<HeaderValue, String> {
+                let ok =
+                    !v.trim().is_empty() && v.bytes().all(|b| allowed(b) || b == b',' || b == b' ');
+                match ok {
+                    true => HeaderValue::from_str(v.trim()).map_err(|e| e.to_string()),
+                    false => Err(format!("{v:?} is not a comma-separated list")),
                 }
             }
-            codes.sort_unstable();
-            codes.dedup();
-            Ok(codes)
+        };
+        let methods = self.parsed("cors-allow-methods", list(|b| b.is_ascii_alphabetic()));
+        let headers = self.parsed(
+            "cors-allow-headers",
+            list(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        );
+        let expose = self.parsed(
+            "cors-expose-headers",
+            list(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*'),
+        );
+        let origins = self
+            .get("cors-allow-origin")
+            .map(|(_, v)| super::access::Cors::parse_origins(v))
+            .unwrap_or(CorsOrigins::Any);
+        let credentials = self
+            .parsed("cors-allow-credentials", boolean)
+            .unwrap_or(true);
+        let max_age = self
+            .parsed("cors-max-age", |v| {
+                integer(v).and_then(|n| {
+                    u64::try_from(n)
+                        .map(HeaderValue::from)
+                        .map_err(|_| format!("{n} is not a number of seconds"))
+                })
+            })
+            .unwrap_or(HeaderValue::from_static(CORS_MAX_AGE));
+        self.out.cors = Some(Cors {
+            origins,
+            methods: methods.unwrap_or(HeaderValue::from_static(CORS_METHODS)),
+            headers: headers.unwrap_or(HeaderValue::from_static(CORS_HEADERS)),
+            expose,
+            credentials,
+            max_age,
+        });
+    }
+
+    fn read_limits(&mut self) {
+        let count = |v: &str| -> Result<Option<u32>, String> {
+            let n = integer(v)?;
+            u32::try_from(n)
+                .map(|n| (n > 0).then_some(n))
+                .map_err(|_| format!("{n} is not a count"))
+        };
+        let rps = self.parsed("limit-rps", count).flatten();
+        let rpm = self.parsed("limit-rpm", count).flatten();
+        let connections = self.parsed("limit-connections", count).flatten();
+        let burst_multiplier = self
+            .parsed("limit-burst-multiplier", count)
+            .flatten()
+            .unwrap_or(5);
+        let exempt = self.parsed("limit-whitelist", IpSet::parse);
+        if rps.is_some() || rpm.is_some() || connections.is_some() {
+            self.out.limits = Some(LimitAnnotations {
+                rps,
+                rpm,
+                connections,
+                burst_multiplier,
+                exempt,
+            });
+        }
+    }
+
+    fn read_client_certs(&mut self) {
+        let namespace = self.ingress.metadata.namespace.clone().unwrap_or_default();
+        let Some((namespace, name)) = self.parsed("auth-tls-secret", |v| secret_ref(v, &namespace))
+        else {
+            return;
+        };
+        let verify = self
+            .parsed("auth-tls-verify-client", |v| match v.trim() {
+                "on" => Ok(VerifyClient::On),
+                "off" => Ok(VerifyClient::Off),
+                "optional" => Ok(VerifyClient::Optional),
+                "optional_no_ca" => Ok(VerifyClient::OptionalNoCa),
+                other => Err(format!(
+                    "{other:?} is not on, off, optional or optional_no_ca"
+                )),
+            })
+            .unwrap_or(VerifyClient::On);
+        let depth = self
+            .parsed("auth-tls-verify-depth", |v| {
+                integer(v).and_then(|n| match u8::try_from(n) {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("{n} is not a depth (1-255)")),
+                })
+            })
+            .unwrap_or(1);
+        let pass_to_upstream = self
+            .parsed("auth-tls-pass-certificate-to-upstream", boolean)
+            .unwrap_or(false);
+        let error_page = self.parsed("auth-tls-error-page", |v| {
+            redirect_url(v).map(|_| v.trim().to_owned())
+        });
+        self.out.client_certs = Some(ClientCertRef {
+            namespace,
+            name,
+            verify,
+            depth,
+            pass_to_upstream,
+            error_page,
         });
     }
 
@@ -401,8 +780,91 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `name` (in `namespace`) or `namespace/name`, as ingress-nginx takes Secret references.
+fn secret_ref(v: &str, namespace: &str) -> Result<(String, String), String> {
+    let v = v.trim();
+    let (ns, name) = match v.split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => (namespace, v),
+    };
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    match label(ns) && label(name) {
+        true => Ok((ns.to_owned(), name.to_owned())),
+        false => Err(format!("{v:?} is not a Secret name or namespace/name")),
+    }
+}
+
+/// `auth-url`: an http URL with a host and no variables (https needs HTTPS upstreams).
+fn auth_url(v: &str) -> Result<http::Uri, String> {
+    let v = v.trim();
+    if v.contains('$') {
+        return Err(format!(
+            "{v:?} names a variable; auth-url must be a fixed URL"
+        ));
+    }
+    let uri: http::Uri = v.parse().map_err(|_| format!("{v:?} is not a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    let host_ok = !host.is_empty()
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || b == b'-'
+                || b == b'.'
+                || b == b'['
+                || b == b']'
+                || b == b':'
+        });
+    match uri.scheme_str() {
+        Some("http") if host_ok => Ok(uri),
+        Some("https") => Err(format!(
+            "{v:?}: https auth services are not supported yet; use the service's http address"
+        )),
+        _ => Err(format!("{v:?}: invalid url host")),
+    }
+}
+
+/// `auth-cache-duration`: statuses, then a time (`200 202 401 30m`); a time alone means
+/// 200 202 401 (nginx's `proxy_cache_valid`).
+fn cache_duration(v: &str) -> Result<(Vec<u16>, Duration), String> {
+    let mut statuses = Vec::new();
+    let mut duration = None;
+    for token in v.split_whitespace() {
+        if let Ok(code) = token.parse::<u16>()
+            && (100..=599).contains(&code)
+            && duration.is_none()
+        {
+            statuses.push(code);
+            continue;
+        }
+        let (digits, unit) = token
+            .split_at(token.len() - token.trim_start_matches(|c: char| c.is_ascii_digit()).len());
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{token:?} is not a status or a time"))?;
+        let seconds = match unit {
+            "" | "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("{token:?} is not a status or a time")),
+        };
+        duration = Some(Duration::from_secs(seconds));
+    }
+    let duration = duration.ok_or_else(|| format!("{v:?} has no time"))?;
+    if statuses.is_empty() {
+        statuses = vec![200, 202, 401];
+    }
+    Ok((statuses, duration))
+}
+
 /// Go's `strconv.ParseBool`, which ingress-nginx uses.
-fn boolean(v: &str) -> Result<bool, String> {
+pub(super) fn boolean(v: &str) -> Result<bool, String> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -410,14 +872,14 @@ fn boolean(v: &str) -> Result<bool, String> {
     }
 }
 
-fn integer(v: &str) -> Result<i64, String> {
+pub(super) fn integer(v: &str) -> Result<i64, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("{v:?} is not a whole number"))
 }
 
 /// A timeout in whole seconds, as ingress-nginx's timeout annotations take it.
-fn seconds(v: &str) -> Result<Duration, String> {
+pub(super) fn seconds(v: &str) -> Result<Duration, String> {
     match integer(v)? {
         n if n >= 0 => Ok(Duration::from_secs(n as u64)),
         n => Err(format!("{n} is not a number of seconds")),
@@ -432,6 +894,20 @@ fn redirect_url(v: &str) -> Result<HeaderValue, String> {
         _ => return Err(format!("{v:?} is not an http or https URL")),
     }
     HeaderValue::from_str(v).map_err(|_| format!("{v:?} is not a URL"))
+}
+
+/// `custom-http-errors`: comma-separated error statuses, sorted and without repeats.
+pub(super) fn status_list(v: &str) -> Result<Vec<u16>, String> {
+    let mut codes = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<u16>() {
+            Ok(c) if (400..=599).contains(&c) => codes.push(c),
+            _ => return Err(format!("{part:?} is not an HTTP error status (400-599)")),
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
 }
 
 /// A value that must be one token (a host name, maybe with a port).
@@ -451,7 +927,7 @@ fn names_a_variable(v: &str) -> bool {
 }
 
 /// `proxy-next-upstream`: space-separated nginx conditions, or `off`.
-fn next_upstream(v: &str) -> Result<Retry, String> {
+pub(super) fn next_upstream(v: &str) -> Result<Retry, String> {
     let mut r = Retry {
         on_error: false,
         on_timeout: false,

@@ -1,21 +1,26 @@
 //! Routing semantics: a pure function from a [`Snapshot`] of Kubernetes objects to a
 //! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
 
+pub mod access;
 mod build;
 pub mod class;
+pub mod client;
 pub mod endpoints;
 pub mod fixtures;
 pub mod host;
 pub mod ingress_nginx;
 pub mod path;
 pub mod policy;
+pub mod settings;
 pub mod snapshot;
 pub mod table;
 
 #[cfg(test)]
 mod tests;
 
-pub use build::{Built, Diagnostic, Options, Pem, Severity, TlsBinding, build, tls_material};
+pub use build::{
+    Built, Diagnostic, Options, Pem, Severity, TlsBinding, build, build_after, tls_material,
+};
 pub use endpoints::{Backend, Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;
 pub use path::{PathRule, PathType};

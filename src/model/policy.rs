@@ -2,6 +2,7 @@
 //! fields, and the pure rules that apply them (rewrites, redirect targets). The proxy runs
 //! them as stages; nothing here touches a socket or a clock.
 
+use super::access::{Access, Cors, Limits};
 use super::endpoints::Backend;
 use super::path::PathRegex;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -18,9 +19,21 @@ pub struct Policy {
     pub upstream: UpstreamPolicy,
     /// Upstream answers replaced by another backend's (`custom-http-errors`).
     pub errors: Option<CustomErrors>,
+    /// Who may use the route: address lists and authentication (the guard stage).
+    pub access: Option<Arc<Access>>,
+    /// Rate and connection limits per client address (the guard stage).
+    pub limits: Option<Arc<Limits>>,
 }
 
 impl Policy {
+    /// The route's CORS rules, if it has them.
+    pub fn cors(&self) -> Option<&Cors> {
+        self.filters.iter().find_map(|f| match f {
+            Filter::Cors(c) => Some(&**c),
+            _ => None,
+        })
+    }
+
     /// The largest request body this route takes, if it says.
     pub fn body_limit(&self) -> Option<u64> {
         self.filters.iter().find_map(|f| match f {
@@ -46,6 +59,8 @@ pub enum Filter {
     Rewrite(Rewrite),
     /// Sets (replaces) a request header towards the pod.
     SetHeader(HeaderName, HeaderValue),
+    /// CORS: a preflight is answered here (204); other responses get the headers.
+    Cors(Arc<Cors>),
 }
 
 impl Filter {
@@ -58,6 +73,7 @@ impl Filter {
             Filter::BodyLimit(_) => "body-limit",
             Filter::Rewrite(_) => "rewrite",
             Filter::SetHeader(..) => "set-header",
+            Filter::Cors(_) => "cors",
         }
     }
 }

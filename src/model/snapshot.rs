@@ -1,13 +1,13 @@
 //! The objects one routing table is built from, gathered by any source and kept in a stable order.
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::fmt;
 use std::sync::Arc;
 
-/// Every object of the five kinds Vestibule reads, as the API server (or a manifest file) gave them.
+/// Every object of the kinds Vestibule reads, as the API server (or a manifest file) gave them.
 ///
 /// The order of the vectors carries no meaning: [`Snapshot::sorted`] puts them in
 /// `namespace/name` order so that `build` is deterministic whatever order a source used.
@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+    /// The `--configmap` ConfigMap (sources keep only that one; the model looks it up by name).
+    pub config_maps: Vec<Arc<ConfigMap>>,
 }
 
 /// One object of a kind Vestibule reads.
@@ -32,6 +34,7 @@ pub enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     Secret(Secret),
+    ConfigMap(ConfigMap),
 }
 
 /// The identity of an object: kind, namespace and name. Cluster-scoped kinds have an empty namespace.
@@ -76,6 +79,7 @@ impl Object {
             Object::Service(o) => ObjectRef::of("Service", &o.metadata),
             Object::EndpointSlice(o) => ObjectRef::of("EndpointSlice", &o.metadata),
             Object::Secret(o) => ObjectRef::of("Secret", &o.metadata),
+            Object::ConfigMap(o) => ObjectRef::of("ConfigMap", &o.metadata),
         }
     }
 
@@ -87,6 +91,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
         }
     }
 
@@ -105,7 +110,14 @@ macro_rules! object_from {
         }
     )*};
 }
-object_from!(Ingress, IngressClass, Service, EndpointSlice, Secret);
+object_from!(
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Secret,
+    ConfigMap
+);
 
 impl Snapshot {
     /// Adds one object to the vector of its kind.
@@ -116,6 +128,7 @@ impl Snapshot {
             Object::Service(o) => self.services.push(Arc::new(o)),
             Object::EndpointSlice(o) => self.endpoint_slices.push(Arc::new(o)),
             Object::Secret(o) => self.secrets.push(Arc::new(o)),
+            Object::ConfigMap(o) => self.config_maps.push(Arc::new(o)),
         }
     }
 
@@ -140,6 +153,7 @@ impl Snapshot {
         self.endpoint_slices
             .sort_by_cached_key(|o| key(&o.metadata));
         self.secrets.sort_by_cached_key(|o| key(&o.metadata));
+        self.config_maps.sort_by_cached_key(|o| key(&o.metadata));
         self
     }
 
@@ -150,6 +164,7 @@ impl Snapshot {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()
+            + self.config_maps.len()
     }
 
     /// Whether the snapshot holds no object at all.

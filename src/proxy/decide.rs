@@ -4,15 +4,17 @@
 use super::conn::Connection;
 use super::error::ProxyError;
 use crate::model::host::RequestHost;
+use crate::model::settings::Global;
 use crate::model::table::RequestFacts;
-use crate::model::{Route, RoutingTable};
+use crate::model::{Built, Route};
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
 use std::sync::Arc;
 
-/// The route a request takes, and the host it named.
+/// The route a request takes, the host it named, and the settings it is served under.
 pub struct Decision {
     pub route: Arc<Route>,
+    pub global: Arc<Global>,
     /// The host as the client sent it (port included), for the pod and redirects.
     pub host: HeaderValue,
 }
@@ -22,8 +24,9 @@ pub struct Decision {
 pub fn decide<B>(
     req: &mut Request<B>,
     conn: &Connection,
-    table: &RoutingTable,
+    built: &Built,
 ) -> Result<Decision, ProxyError> {
+    let table = &built.table;
     let host = request_host(req)?;
     if req.uri().authority().is_some() {
         req.headers_mut().insert(header::HOST, host.clone());
@@ -45,6 +48,7 @@ pub fn decide<B>(
         .ok_or(ProxyError::NoRoute)?;
     Ok(Decision {
         route: route.clone(),
+        global: built.global.clone(),
         host,
     })
 }

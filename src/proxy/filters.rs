@@ -5,9 +5,10 @@
 use super::body::{ProxyBody, full};
 use super::error::ProxyError;
 use crate::model::Route;
+use crate::model::access::Cors;
 use crate::model::policy::{Filter, Policy, Redirect, Rewritten};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
 /// What the request filters decided for a request that goes on to the pod.
@@ -74,6 +75,11 @@ pub fn request_filters<B: Body>(
                     None => {}
                 }
             }
+            Filter::Cors(cors) => {
+                if let Some(response) = preflight(cors, req) {
+                    return Err(Stop::Answer(Box::new(response)));
+                }
+            }
             Filter::SetHeader(..) => {}
         }
     }
@@ -87,6 +93,46 @@ pub fn set_headers(policy: &Policy, headers: &mut HeaderMap) {
         if let Filter::SetHeader(name, value) = filter {
             headers.insert(name.clone(), value.clone());
         }
+    }
+}
+
+/// The answer to a CORS preflight (`OPTIONS` from an allowed origin): 204 with the CORS
+/// headers, never sent to the pod (ingress-nginx's `if ($cors = "trueoptions")`).
+fn preflight<B>(cors: &Cors, req: &Request<B>) -> Option<Response<ProxyBody>> {
+    if req.method() != Method::OPTIONS {
+        return None;
+    }
+    let origin = cors.allow_origin(req.headers().get(header::ORIGIN))?;
+    let mut response = Response::new(full("".into()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    cors_headers(cors, origin, h);
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, cors.max_age.clone());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain charset=UTF-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Some(response)
+}
+
+/// The CORS headers every answer from an allowed origin carries.
+pub fn cors_headers(cors: &Cors, origin: HeaderValue, h: &mut HeaderMap) {
+    let echoed = origin != "*";
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if echoed {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if cors.credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, cors.methods.clone());
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, cors.headers.clone());
+    if let Some(expose) = &cors.expose {
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
     }
 }
 

@@ -8,8 +8,9 @@ use super::body::ProxyBody;
 use super::conn::Connection;
 use super::decide::{authority_value, decide};
 use super::error::ProxyError;
-use super::filters::{Arrival, Plan, Stop, request_filters, set_headers};
+use super::filters::{Arrival, Plan, Stop, cors_headers, request_filters, set_headers};
 use super::forward;
+use super::guard::{Asking, Guarded, Guards, Passed};
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
 use super::respond::{ErrorContext, Upgrade, finish, intercept_errors};
 use super::upstream::{RequestBody, SendClock, Upstreams};
@@ -34,8 +35,6 @@ pub struct Settings {
     pub tunnel_idle: std::time::Duration,
     /// The port clients use for https, for redirects from plain HTTP.
     pub https_redirect_port: u16,
-    /// `Strict-Transport-Security` for responses over TLS.
-    pub hsts: Option<HeaderValue>,
 }
 
 /// Forwards requests along the published table.
@@ -44,6 +43,7 @@ pub struct Proxy {
     upstreams: Arc<Upstreams>,
     ejections: Ejections,
     turns: Turns,
+    guards: Guards,
     settings: Settings,
     observers: Arc<Observers>,
 }
@@ -55,6 +55,7 @@ impl Proxy {
             upstreams: Upstreams::new(observers.metrics.upstream_connect_duration.clone()),
             ejections: Ejections::default(),
             turns: Turns::default(),
+            guards: Guards::default(),
             settings,
             observers,
         }
@@ -95,7 +96,8 @@ impl Proxy {
         crate::telemetry::continue_trace(&span, req.headers());
         // Boxed: hyper moves the request future around (and into a task per HTTP/2 stream);
         // a small one is cheaper to move.
-        let forwarding = Box::pin(self.forward(req, conn, &mut facts, bytes_in.clone()));
+        let mut hsts = None;
+        let forwarding = Box::pin(self.forward(req, conn, &mut facts, &mut hsts, bytes_in.clone()));
         // Entering a span on every poll costs even when nothing listens; skip it then.
         let forwarded = if span.is_disabled() {
             forwarding.await
@@ -111,11 +113,11 @@ impl Proxy {
         };
         span.record("status", response.status().as_u16());
         if tls.is_some()
-            && let Some(hsts) = &self.settings.hsts
+            && let Some(hsts) = hsts
         {
             response
                 .headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
         }
         let exchange = Exchange {
             started,
@@ -155,10 +157,17 @@ impl Proxy {
         mut req: Request<Incoming>,
         conn: &Arc<Connection>,
         facts: &mut Facts,
+        hsts: &mut Option<HeaderValue>,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let decision = decide(&mut req, conn, &self.shared.peek().built.table)?;
+        let decision = decide(&mut req, conn, &self.shared.peek().built)?;
         let route = decision.route.clone();
+        let global = &decision.global;
+        hsts.clone_from(&global.hsts_value);
+        let client = conn.side.client(req.headers(), &global.client);
+        if client.ip != conn.side.addr.ip() {
+            facts.client = Some(client.ip);
+        }
         let span = tracing::Span::current();
         span.record("ingress", route.ingress.key().as_str());
         if let Some(path) = &route.path {
@@ -166,15 +175,24 @@ impl Proxy {
         }
         facts.route = Some(route.clone());
         let arrival = Arrival {
-            tls: conn.tls.is_some(),
+            tls: client.used_https(),
             host: decision.host.to_str().unwrap_or_default(),
             https_port: self.settings.https_redirect_port,
         };
+        let origin = route
+            .policy
+            .cors()
+            .and_then(|_| req.headers().get(header::ORIGIN).cloned());
         let plan = match request_filters(&route, &req, &arrival) {
             Ok(plan) => plan,
             Err(Stop::Answer(response)) => return Ok(*response),
             Err(Stop::Refuse(e)) => return Err(e),
         };
+        let passed = match self.guard(&route, &client, &arrival, &req).await {
+            Guarded::Pass(passed) => passed,
+            Guarded::Answer(response) => return Ok(decorate(response, &route, origin, None)),
+        };
+        facts.slot = passed.slot;
         // A turn is state (a lock): taken only when there is a choice to make.
         let turn = match route.has_choice() {
             true => self.turns.next(route.id),
@@ -184,9 +202,21 @@ impl Proxy {
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
-        let (mut out, upgrade, id) = self.outgoing(req, conn, &decision.host, plan, bytes_in);
+        let (mut out, upgrade, id) = self.outgoing(req, &client, &decision.host, plan, bytes_in);
         crate::telemetry::propagate(&span, &mut out.headers);
         set_headers(&route.policy, &mut out.headers);
+        if route
+            .policy
+            .access
+            .as_ref()
+            .is_some_and(|a| a.basic.is_some())
+        {
+            // The pod does not get the proxy's credentials (nginx's `Authorization ""`).
+            out.headers.remove(header::AUTHORIZATION);
+        }
+        for (name, value) in passed.headers {
+            out.headers.insert(name, value);
+        }
         facts.request_id = Some(id);
         if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
@@ -209,7 +239,43 @@ impl Proxy {
             _ => sent,
         };
         facts.upstream_took = Some(took);
-        Ok(finish(sent, upgrade, self.settings.tunnel_idle, conn))
+        let response = finish(sent, upgrade, self.settings.tunnel_idle, conn);
+        let cookies = (passed.cookies, passed.always_cookies);
+        Ok(decorate(response, &route, origin, Some(cookies)))
+    }
+
+    /// Stage three, when the route has limits or access rules.
+    async fn guard(
+        &self,
+        route: &Route,
+        client: &forward::Client,
+        arrival: &Arrival<'_>,
+        req: &Request<Incoming>,
+    ) -> Guarded {
+        let policy = &route.policy;
+        if policy.access.is_none() && policy.limits.is_none() {
+            return Guarded::Pass(Passed::default());
+        }
+        let ask = Asking {
+            route: route.id,
+            client: client.ip,
+            scheme: if arrival.tls { "https" } else { "http" },
+            host: arrival.host,
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        };
+        let limits = policy.limits.as_deref();
+        let timeouts = &self.settings.timeouts;
+        self.guards
+            .check(
+                limits,
+                policy.access.as_ref(),
+                &ask,
+                &self.upstreams,
+                timeouts,
+            )
+            .await
     }
 
     fn attempts(&self) -> Attempts<'_> {
@@ -227,7 +293,7 @@ impl Proxy {
     fn outgoing(
         &self,
         mut req: Request<Incoming>,
-        conn: &Connection,
+        client: &forward::Client,
         host: &HeaderValue,
         plan: Plan,
         bytes_in: Option<Arc<AtomicU64>>,
@@ -240,7 +306,7 @@ impl Proxy {
         });
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        let id = forward::request_headers(&mut headers, &conn.side, host, upgrade.is_some());
+        let id = forward::request_headers(&mut headers, client, host, upgrade.is_some());
         let uri = match (plan.path_and_query, parts.uri.path_and_query()) {
             (Some(rewritten), _) => {
                 Uri::try_from(rewritten).unwrap_or_else(|_| Uri::from_static("/"))
@@ -259,6 +325,31 @@ impl Proxy {
         };
         (out, upgrade, id)
     }
+}
+
+/// The response filters: CORS headers for an allowed origin, and the auth service's cookies
+/// on answers nginx's `add_header` would touch (2xx and 3xx; all with
+/// `auth-always-set-cookie`).
+fn decorate(
+    mut response: Response<ProxyBody>,
+    route: &Route,
+    origin: Option<HeaderValue>,
+    cookies: Option<(Vec<HeaderValue>, bool)>,
+) -> Response<ProxyBody> {
+    if let Some(cors) = route.policy.cors()
+        && let Some(allowed) = cors.allow_origin(origin.as_ref())
+    {
+        cors_headers(cors, allowed, response.headers_mut());
+    }
+    if let Some((cookies, always)) = cookies {
+        let status = response.status();
+        if always || status.is_success() || status.is_redirection() {
+            for c in cookies {
+                response.headers_mut().append(header::SET_COOKIE, c);
+            }
+        }
+    }
+    response
 }
 
 /// The span of one request, with the fields later stages fill in.

@@ -50,6 +50,10 @@ pub struct Facts {
     pub upstream: Option<Target>,
     pub upstream_took: Option<Duration>,
     pub request_id: Option<HeaderValue>,
+    /// The client address when forwarded headers named one.
+    pub client: Option<std::net::IpAddr>,
+    /// The client's place under `limit-connections`, held until the response ends.
+    pub slot: Option<super::guard::ConnectionSlot>,
 }
 
 /// One request/response exchange, recorded when its response body is finished.
@@ -149,7 +153,7 @@ fn record(exchange: &Exchange, bytes_out: u64) {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
-            client: exchange.client.ip(),
+            client: exchange.facts.client.unwrap_or(exchange.client.ip()),
             method: exchange.method.as_str(),
             host: exchange
                 .host

@@ -7,6 +7,7 @@ use super::body::MAX_BUF;
 use super::conn::{ClientBody, Connection, Phase, Verdict, first_look};
 use super::forward::ClientSide;
 use super::handler::Proxy;
+use super::proxy_protocol;
 use crate::config::ClientTimeouts;
 use crate::metrics::{ListenerLabels, ReasonLabels};
 use crate::tls::{Terminator, TlsConnection};
@@ -156,7 +157,8 @@ impl AcceptBackoff {
     }
 }
 
-/// Takes one accepted connection: a slot under the cap, the TLS handshake, then HTTP.
+/// Takes one accepted connection: a slot under the cap, the PROXY protocol header when the
+/// settings ask for one, the TLS handshake, then HTTP.
 fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Terminator>) {
     let accepted = Instant::now();
     let Ok(slot) = on.limits.slots.clone().try_acquire_owned() else {
@@ -165,15 +167,45 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Te
     };
     let _ = stream.set_nodelay(true);
     let side = ClientSide::new(client, on.info.proto, on.info.port);
-    let Some(terminator) = tls.cloned() else {
-        // Spawned apart from the TLS path: a task's future is as large as its largest state,
-        // and plain connections should not carry (and copy) a TLS stream's.
+    let proxied = {
+        let published = on.proxy.shared().peek();
+        let global = &published.built.global;
+        global.client.proxy_protocol.then(|| global.clone())
+    };
+    if proxied.is_none() && tls.is_none() {
+        // Spawned apart from the other paths: a task's future is as large as its largest
+        // state, and plain connections should not carry (and copy) a TLS stream's.
         let conn = on.connection(side, None, accepted, slot);
         tokio::spawn(serve_connection(on.clone(), TokioIo::new(stream), conn));
         return;
-    };
+    }
     let on = on.clone();
+    let terminator = tls.cloned();
     tokio::spawn(async move {
+        let mut stream = stream;
+        let mut side = side;
+        if let Some(global) = proxied {
+            let header = proxy_protocol::read_header(&mut stream);
+            match tokio::time::timeout(on.limits.timeouts.header, header).await {
+                // Only a trusted peer may name the client (nginx's set_real_ip_from).
+                Ok(Ok(Some(source))) if global.client.trusted.contains(client.ip()) => {
+                    side = ClientSide::new(source, on.info.proto, on.info.port)
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    closed(&on, "proxy_protocol");
+                    return tracing::debug!(%client, error = %e, "no valid PROXY protocol header");
+                }
+                Err(_) => {
+                    closed(&on, "header_timeout");
+                    return tracing::debug!(%client, "PROXY protocol header timed out");
+                }
+            }
+        }
+        let Some(terminator) = terminator else {
+            let conn = on.connection(side, None, accepted, slot);
+            return serve_connection(on, TokioIo::new(stream), conn).await;
+        };
         // The handshake counts against the header timeout: a client that opens a connection
         // and says nothing is closed alike whatever listener it chose.
         let handshake = handshake(&on, &terminator, stream);

@@ -2,7 +2,7 @@
 //! files, watched for changes. A file that stops parsing keeps serving its last good objects.
 
 use crate::model::{Diagnostic, Object, ObjectRef, Snapshot};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
@@ -78,6 +78,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Service", "v1"),
     ("EndpointSlice", "discovery.k8s.io/v1"),
     ("Secret", "v1"),
+    ("ConfigMap", "v1"),
 ];
 
 /// Parses the text of one manifest file: multi-document YAML (JSON is YAML too), including
@@ -200,6 +201,7 @@ fn typed(meta: &TypeMeta, doc: &str) -> Result<Option<Object>, (Option<usize>, S
         "Service" => read::<Service>(doc),
         "EndpointSlice" => read::<EndpointSlice>(doc),
         "Secret" => read::<Secret>(doc),
+        "ConfigMap" => read::<ConfigMap>(doc),
         _ => Ok(None),
     }
 }
@@ -533,9 +535,14 @@ spec:
 ---
 # a comment-only document is skipped
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: skipped}
+---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: skipped}
+metadata: {name: settings}
+data: {proxy-body-size: 8m}
 ---
 apiVersion: v1
 kind: Secret
@@ -560,10 +567,17 @@ spec:
             .iter()
             .map(|o| o.object_ref().to_string())
             .collect();
-        assert_eq!(refs, ["Service default/web", "Secret prod/cert"]);
+        assert_eq!(
+            refs,
+            [
+                "Service default/web",
+                "ConfigMap default/settings",
+                "Secret prod/cert"
+            ]
+        );
         assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
-        assert_eq!(parsed.errors[0].line, Some(28), "{}", parsed.errors[0]);
-        assert!(parsed.errors[0].to_string().starts_with("m.yaml:28: "));
+        assert_eq!(parsed.errors[0].line, Some(33), "{}", parsed.errors[0]);
+        assert!(parsed.errors[0].to_string().starts_with("m.yaml:33: "));
     }
 
     #[test]

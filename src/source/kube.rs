@@ -1,11 +1,12 @@
-//! Cluster mode: kube-rs reflectors for Ingress, IngressClass, Service, EndpointSlice and TLS
-//! Secret (by field selector). The stores feed the same `model::build` as file mode; each
+//! Cluster mode: kube-rs reflectors for Ingress, IngressClass, Service, EndpointSlice, TLS and
+//! Opaque Secrets (by field selector; Opaque ones hold htpasswd files and CA bundles, read only
+//! when an Ingress names them) and the `--configmap` ConfigMap. The stores feed the same `model::build` as file mode; each
 //! change wakes the rebuild loop, which debounces. New diagnostics become Kubernetes Events on
 //! the objects concerned.
 
 use crate::model::Snapshot;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -17,7 +18,7 @@ use std::hash::Hash;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The reflector stores of the five kinds.
+/// The reflector stores of the kinds Vestibule reads.
 #[derive(Clone)]
 pub struct Stores {
     ingresses: Store<Ingress>,
@@ -25,6 +26,9 @@ pub struct Stores {
     services: Store<Service>,
     endpoint_slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    opaque_secrets: Store<Secret>,
+    /// Only with `--configmap`.
+    config_map: Option<Store<ConfigMap>>,
 }
 
 impl Stores {
@@ -41,7 +45,11 @@ impl Stores {
             ingress_classes: all(&self.ingress_classes),
             services: all(&self.services),
             endpoint_slices: all(&self.endpoint_slices),
-            secrets: all(&self.secrets),
+            secrets: all(&self.secrets)
+                .into_iter()
+                .chain(all(&self.opaque_secrets))
+                .collect(),
+            config_maps: self.config_map.as_ref().map(all).unwrap_or_default(),
         }
         .sorted()
     }
@@ -53,6 +61,10 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
+        self.opaque_secrets.wait_until_ready().await?;
+        if let Some(store) = &self.config_map {
+            store.wait_until_ready().await?;
+        }
         Ok(())
     }
 }
@@ -63,6 +75,7 @@ impl Stores {
 pub fn watch(
     client: Client,
     namespace: Option<&str>,
+    config_map: Option<&(String, String)>,
 ) -> (Stores, mpsc::Receiver<()>, Vec<JoinHandle<()>>) {
     let (tx, rx) = mpsc::channel(1);
     let namespaced =
@@ -85,13 +98,25 @@ pub fn watch(
     let (ingresses, services, slices, secrets) = namespaced(&client);
     let all = watcher::Config::default();
     let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
+    let opaque_only = watcher::Config::default().fields("type=Opaque");
     let mut tasks = Vec::new();
+    let config_map = config_map.map(|(ns, name)| {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let one = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        reflect(api, one, trim, &tx, &mut tasks)
+    });
+    let opaque: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let stores = Stores {
         ingresses: reflect(ingresses, all.clone(), trim, &tx, &mut tasks),
         ingress_classes: reflect(Api::all(client), all.clone(), trim, &tx, &mut tasks),
         services: reflect(services, all.clone(), trim, &tx, &mut tasks),
         endpoint_slices: reflect(slices, all, trim_slice, &tx, &mut tasks),
         secrets: reflect(secrets, tls_only, trim, &tx, &mut tasks),
+        opaque_secrets: reflect(opaque, opaque_only, trim, &tx, &mut tasks),
+        config_map,
     };
     (stores, rx, tasks)
 }
@@ -217,6 +242,7 @@ fn object_reference(
         "Ingress" => ("networking.k8s.io/v1", find(&snapshot.ingresses, object)),
         "Secret" => ("v1", find(&snapshot.secrets, object)),
         "Service" => ("v1", find(&snapshot.services, object)),
+        "ConfigMap" => ("v1", find(&snapshot.config_maps, object)),
         "IngressClass" => (
             "networking.k8s.io/v1",
             find(&snapshot.ingress_classes, object),

@@ -146,6 +146,16 @@ impl<'a> Hello<'a> {
 
 /// Connects and completes a handshake.
 pub async fn connect(addr: SocketAddr, hello: Hello<'_>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    connect_over(tcp, hello).await
+}
+
+/// Completes a handshake over a connected socket (after a PROXY protocol header, say).
+pub async fn connect_over(
+    tcp: TcpStream,
+    hello: Hello<'_>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let addr = tcp.peer_addr()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(hello.versions)
@@ -161,7 +171,6 @@ pub async fn connect(addr: SocketAddr, hello: Hello<'_>) -> std::io::Result<TlsS
             ServerName::IpAddress(addr.ip().into())
         }
     };
-    let tcp = TcpStream::connect(addr).await?;
     TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await

@@ -110,16 +110,20 @@ fn valid_values() {
     assert_eq!(a.connect_timeout, Some(Duration::from_secs(50)));
     assert_eq!(a.send_timeout, Some(Duration::from_secs(20)));
     assert_eq!(a.read_timeout, Some(Duration::from_secs(20)));
-    assert!(a.retry.on_error && a.retry.on_timeout);
-    assert!(a.retry.on_status.contains(StatusCode::BAD_GATEWAY));
-    assert!(!a.retry.on_status.contains(StatusCode::SERVICE_UNAVAILABLE));
-    assert_eq!(a.retry.tries, 888888);
-    assert_eq!(a.retry.timeout, Some(Duration::from_secs(999999)));
+    assert!(a.retry(None).on_error && a.retry(None).on_timeout);
+    assert!(a.retry(None).on_status.contains(StatusCode::BAD_GATEWAY));
+    assert!(
+        !a.retry(None)
+            .on_status
+            .contains(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(a.retry(None).tries, 888888);
+    assert_eq!(a.retry(None).timeout, Some(Duration::from_secs(999999)));
     assert_eq!(a.body_size, Some(Some(8 << 20)));
     assert_eq!(a.custom_http_errors, Some(vec![404, 503]));
     assert_eq!(a.aliases.len(), 2);
     let off = read_one(&[("nginx.ingress.kubernetes.io/proxy-next-upstream", "off")]);
-    assert!(!off.retry.on_error && !off.retry.on_timeout);
+    assert!(!off.retry(None).on_error && !off.retry(None).on_timeout);
 }
 
 #[test]
@@ -158,7 +162,7 @@ fn redirect_codes_follow_ingress_nginx() {
 #[test]
 fn unknown_annotations_and_snippets_are_warnings() {
     let a = read_one(&[
-        ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+        ("nginx.ingress.kubernetes.io/enable-modsecurity", "true"),
         (
             "nginx.ingress.kubernetes.io/configuration-snippet",
             "more_set_headers x;",
@@ -174,7 +178,7 @@ fn unknown_annotations_and_snippets_are_warnings() {
     assert_eq!(got.len(), 3, "{got:?}");
     assert!(a.findings.iter().all(|f| f.level == Level::Warning));
     assert!(got.contains(&(
-        "metadata.annotations[nginx.ingress.kubernetes.io/enable-cors]",
+        "metadata.annotations[nginx.ingress.kubernetes.io/enable-modsecurity]",
         "ignored: not supported"
     )));
     assert!(got.iter().any(
@@ -228,7 +232,7 @@ fn outcome(built: &Built, host: &str, path: &str) -> String {
                     None => {}
                 }
             }
-            Filter::BodyLimit(_) | Filter::SetHeader(..) => {}
+            Filter::BodyLimit(_) | Filter::SetHeader(..) | Filter::Cors(_) => {}
         }
     }
     format!("{} {sent}", route.ingress.name)
@@ -646,4 +650,204 @@ fn a_path_that_is_no_regex_on_a_regex_host_is_diagnosed_alone() {
             "Ingress ns/rw spec.rules[0].http.paths[0].path"
         ]
     );
+}
+
+/// An Opaque Secret `ns/name` with `data`.
+fn opaque(ns_name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
+    let (ns, name) = ns_name.split_once('/').unwrap();
+    k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+const USERS: &str = "foo:$apr1$63JlJ2NH$smE0mnB5h3tDri0zkpWXt1\n";
+
+fn access_of(built: &Built, host: &str) -> Option<std::sync::Arc<crate::model::access::Access>> {
+    built.table.lookup(host, "/").unwrap().policy.access.clone()
+}
+
+// annotations/auth.go: "should return status code 503 when authentication is configured with
+// an invalid secret"; a Secret of the Ingress's namespace by name, another by namespace/name.
+#[test]
+fn basic_auth_reads_the_named_secret_and_a_missing_one_denies() {
+    let basic = |secret: &str| {
+        one(
+            "a",
+            "auth.test",
+            "/",
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", secret),
+                ("auth-realm", "test auth"),
+            ],
+        )
+    };
+    let snapshot = Snapshot::default()
+        .with(basic("users"))
+        .with(service("ns/svc").port("http", 80))
+        .with(opaque("ns/users", &[("auth", USERS)]));
+    let built = build(&snapshot, &Options::default());
+    let access = access_of(&built, "auth.test").expect("protected");
+    let users = access.basic.as_ref().unwrap();
+    assert_eq!(users.realm, "test auth");
+    assert_eq!(users.secret.to_string(), "Secret ns/users");
+
+    let missing = Snapshot::default()
+        .with(basic("something"))
+        .with(service("ns/svc").port("http", 80));
+    let built = build(&missing, &Options::default());
+    assert_eq!(outcome(&built, "auth.test", "/"), "503 (denied)");
+    let d = &built.diagnostics[0];
+    assert_eq!(
+        d.field,
+        "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]"
+    );
+    assert!(
+        d.reason.contains("Secret ns/something not found"),
+        "{}",
+        d.reason
+    );
+
+    // annotations/auth.go "...invalid content...": `foo:` has no hash.
+    let bad = Snapshot::default()
+        .with(basic("users"))
+        .with(service("ns/svc").port("http", 80))
+        .with(opaque("ns/users", &[("auth", "foo:")]));
+    let built = build(&bad, &Options::default());
+    assert_eq!(outcome(&built, "auth.test", "/"), "503 (denied)");
+
+    // Another namespace, allowed by default and forbidden by the flag.
+    let other = Snapshot::default()
+        .with(basic("shared/users"))
+        .with(service("ns/svc").port("http", 80))
+        .with(opaque("shared/users", &[("auth", USERS)]));
+    assert!(access_of(&build(&other, &Options::default()), "auth.test").is_some());
+    let strict = Options {
+        cross_namespace_secrets: false,
+        ..Options::default()
+    };
+    assert_eq!(
+        outcome(&build(&other, &strict), "auth.test", "/"),
+        "503 (denied)"
+    );
+}
+
+// annotations/auth.go "with invalid auth-url should deny whole location"; ipwhitelist.go and
+// the ConfigMap's global lists; satisfy.go; cors.go defaults; limit annotations.
+#[test]
+fn access_annotations_parse_as_ingress_nginx() {
+    let invalid = read_one(&[(
+        "nginx.ingress.kubernetes.io/auth-url",
+        "https://invalid..auth.url",
+    )]);
+    assert_eq!(
+        errors(&invalid),
+        ["metadata.annotations[nginx.ingress.kubernetes.io/auth-url]"]
+    );
+    let templated = read_one(&[("nginx.ingress.kubernetes.io/auth-url", "http://$host/auth")]);
+    assert_eq!(errors(&templated).len(), 1);
+    let ok = read_one(&[
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://auth.test:8080/check?x=1",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-signin",
+            "http://$host/auth/start",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-response-headers",
+            "X-User, X-Email",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-cache-key",
+            "$http_authorization",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-cache-duration",
+            "200 202 401 30m",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "10.0.0.0/8, 2001:db8::/32",
+        ),
+        ("nginx.ingress.kubernetes.io/satisfy", "any"),
+        ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+        ("nginx.ingress.kubernetes.io/limit-rps", "5"),
+        ("nginx.ingress.kubernetes.io/limit-whitelist", "127.0.0.1"),
+    ]);
+    assert!(ok.findings.is_empty(), "{:?}", ok.findings);
+    let external = ok.external_auth.as_ref().unwrap();
+    assert_eq!(external.response_headers.len(), 2);
+    assert_eq!(external.redirect_param, "rd");
+    let cache = external.cache.as_ref().unwrap();
+    assert_eq!(cache.statuses, [200, 202, 401]);
+    assert_eq!(cache.duration, Duration::from_secs(1800));
+    assert!(ok.satisfy_any);
+    let cors = ok.cors.as_ref().unwrap();
+    assert_eq!(cors.methods, CORS_METHODS);
+    assert_eq!(cors.headers, CORS_HEADERS);
+    assert_eq!(cors.max_age, CORS_MAX_AGE);
+    assert!(cors.credentials);
+    let limits = ok.limits.as_ref().unwrap();
+    assert_eq!((limits.rps, limits.burst_multiplier), (Some(5), 5));
+    for (name, value) in [
+        ("whitelist-source-range", "10.0.0.0/33"),
+        ("denylist-source-range", "nonsense"),
+        ("limit-rps", "-1"),
+        ("limit-connections", "many"),
+        ("satisfy", "some"),
+        ("auth-tls-secret", "Not A Name"),
+        ("auth-type", "digest"),
+    ] {
+        let a = read_one(&[(&format!("{N}{name}"), value)]);
+        assert_eq!(errors(&a).len(), 1, "{name}: {value}: {:?}", a.findings);
+    }
+}
+
+// configmap.md whitelist-source-range: the global list guards routes without their own.
+#[test]
+fn the_configmaps_address_lists_guard_every_route_without_its_own() {
+    let snapshot = Snapshot::default()
+        .with(one("plain", "plain.test", "/", &[]))
+        .with(one(
+            "own",
+            "own.test",
+            "/",
+            &[("whitelist-source-range", "192.168.0.0/16")],
+        ))
+        .with(service("ns/svc").port("http", 80));
+    let options = Options {
+        global: crate::model::settings::Global {
+            allow: Some(crate::model::client::IpSet::parse("10.0.0.0/8").unwrap()),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let built = build(&snapshot, &options);
+    let ip = |s: &str| s.parse().unwrap();
+    use crate::model::access::AddressVerdict::*;
+    let plain = access_of(&built, "plain.test").unwrap();
+    assert_eq!(plain.address(ip("10.1.1.1")), Allowed);
+    assert_eq!(plain.address(ip("192.168.1.1")), Denied);
+    let own = access_of(&built, "own.test").unwrap();
+    assert_eq!(own.address(ip("10.1.1.1")), Denied);
+    assert_eq!(own.address(ip("192.168.1.1")), Allowed);
+    assert!(access_of(&build(&snapshot, &Options::default()), "plain.test").is_none());
 }
