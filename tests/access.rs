@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::Full;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,7 +111,6 @@ fn seen(a: &Answer, name: &str) -> String {
     a.json()["headers"][name].as_str().unwrap_or("").to_owned()
 }
 
-#[allow(dead_code)]
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
@@ -276,7 +277,7 @@ async fn proxy_protocol_names_the_client_on_both_listeners() {
     let header = ppp::v2::Builder::with_addresses(
         ppp::v2::Version::Two | ppp::v2::Command::Proxy,
         ppp::v2::Protocol::Stream,
-        (source, v.http),
+        (source, "[2001:db8::1]:80".parse::<SocketAddr>().unwrap()),
     )
     .build()
     .unwrap();
@@ -309,4 +310,529 @@ async fn proxy_protocol_names_the_client_on_both_listeners() {
     let a = support::tls::get_over(tls, "web.test", "/").await;
     assert_eq!(seen(&a, "x-real-ip"), "198.51.100.3");
     assert_eq!(seen(&a, "x-forwarded-proto"), "https");
+}
+
+/// An Opaque Secret `test/name` with `data` (stringData).
+fn opaque_secret(name: &str, data: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: test}}\ntype: Opaque\nstringData:\n"
+    );
+    for (k, v) in data {
+        text.push_str(&format!("  {k}: {v:?}\n"));
+    }
+    text
+}
+
+/// `htpasswd -nbm foo password`.
+const USERS: &str = "foo:$apr1$63JlJ2NH$smE0mnB5h3tDri0zkpWXt1\n";
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+// annotations/auth.go: 401 without or with wrong credentials, 200 with right ones, 503 for a
+// missing Secret; the pod never sees the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth() {
+    let protected = [
+        ("auth-type", "basic"),
+        ("auth-secret", "users"),
+        ("auth-realm", "test auth"),
+    ];
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("u.yaml", opaque_secret("users", &[("auth", USERS)])),
+        ("i.yaml", ingress("auth", "auth.test", "echo", &protected)),
+        (
+            "broken.yaml",
+            ingress(
+                "broken",
+                "broken.test",
+                "echo",
+                &[("auth-type", "basic"), ("auth-secret", "something")],
+            ),
+        ),
+        ("plain.yaml", ingress("plain", "plain.test", "echo", &[])),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "plain.test").await;
+    let none = get(v.http, "auth.test", "/").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        none.text.contains("401 Authorization Required"),
+        "{}",
+        none.text
+    );
+    assert_eq!(
+        header(&none.headers, "www-authenticate"),
+        "Basic realm=\"test auth\""
+    );
+    let auth = |u, p| basic(u, p);
+    let wrong = request_from(
+        "127.0.0.1",
+        v.http,
+        "GET",
+        "auth.test",
+        "/",
+        &[("authorization", &auth("foo", "nope"))],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let right = request_from(
+        "127.0.0.1",
+        v.http,
+        "GET",
+        "auth.test",
+        "/",
+        &[("authorization", &auth("foo", "password"))],
+    )
+    .await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.text);
+    assert_eq!(
+        seen(&right, "authorization"),
+        "",
+        "the pod does not get the credentials"
+    );
+    let again = request_from(
+        "127.0.0.1",
+        v.http,
+        "GET",
+        "auth.test",
+        "/",
+        &[("authorization", &auth("foo", "password"))],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "a remembered check");
+    let broken = get(v.http, "broken.test", "/").await;
+    assert_eq!(broken.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(v.http, "plain.test", "/").await.status,
+        StatusCode::OK,
+        "others unaffected"
+    );
+    let routes = get(v.admin, "admin", "/debug/routes").await.text;
+    assert!(
+        routes.contains("Secret test/something not found"),
+        "{routes}"
+    );
+    assert!(!routes.contains("$apr1$"), "no hash is ever shown");
+}
+
+// annotations/ipwhitelist.go, ipdenylist.go, satisfy.go: the lists by client address, and
+// `satisfy: any` lets a listed client in without credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_lists_and_satisfy() {
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("u.yaml", opaque_secret("users", &[("auth", USERS)])),
+        (
+            "a.yaml",
+            ingress(
+                "allow",
+                "allow.test",
+                "echo",
+                &[("whitelist-source-range", "127.0.0.2/32, ::1")],
+            ),
+        ),
+        (
+            "d.yaml",
+            ingress(
+                "deny",
+                "deny.test",
+                "echo",
+                &[("denylist-source-range", "127.0.0.3")],
+            ),
+        ),
+        (
+            "any.yaml",
+            ingress(
+                "any",
+                "any.test",
+                "echo",
+                &[
+                    ("whitelist-source-range", "127.0.0.2"),
+                    ("auth-type", "basic"),
+                    ("auth-secret", "users"),
+                    ("satisfy", "any"),
+                ],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "deny.test").await;
+    let status = |from: &'static str, host: &'static str| {
+        let v = v.http;
+        async move { request_from(from, v, "GET", host, "/", &[]).await.status }
+    };
+    assert_eq!(status("127.0.0.2", "allow.test").await, StatusCode::OK);
+    assert_eq!(
+        status("127.0.0.3", "allow.test").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status("127.0.0.2", "deny.test").await, StatusCode::OK);
+    assert_eq!(
+        status("127.0.0.3", "deny.test").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status("127.0.0.2", "any.test").await, StatusCode::OK);
+    assert_eq!(
+        status("127.0.0.3", "any.test").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let with = request_from(
+        "127.0.0.3",
+        v.http,
+        "GET",
+        "any.test",
+        "/",
+        &[("authorization", &basic("foo", "password"))],
+    )
+    .await;
+    assert_eq!(with.status, StatusCode::OK);
+}
+
+/// An auth service on loopback: `Authorization: Bearer good` → 200 with `X-User: alice` and a
+/// cookie; anything else → 401. Counts the requests it got and keeps the last one's headers.
+async fn auth_service() -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<(String, String)>>>,
+    Arc<AtomicBool>,
+) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Mutex::new(Vec::new()));
+    let down = Arc::new(AtomicBool::new(false));
+    let (h, l, d) = (hits.clone(), last.clone(), down.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (h, l, d) = (h.clone(), l.clone(), d.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    *l.lock().unwrap() = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    let good = req
+                        .headers()
+                        .get("authorization")
+                        .is_some_and(|v| v == "Bearer good");
+                    let (status, body) = match (d.load(Ordering::SeqCst), good) {
+                        (true, _) => (503, "down"),
+                        (false, true) => (200, "ok"),
+                        (false, false) => (401, "no"),
+                    };
+                    let mut response = http::Response::builder().status(status);
+                    if status == 200 {
+                        response = response
+                            .header("x-user", "alice")
+                            .header("set-cookie", "session=s1");
+                    }
+                    let response = response.body(Full::<Bytes>::from(body));
+                    async move { Ok::<_, std::convert::Infallible>(response.unwrap()) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    (addr, hits, last, down)
+}
+
+// annotations/auth.go "when external authentication is configured": signed in → 200 with
+// the auth-response-headers; not signed in → 302 to auth-signin with rd=; an auth service
+// that cannot be reached → 500; with auth-cache-key, a remembered answer outlives the
+// service's failure ("...signed in after auth backend is deleted"); without it, 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_auth() {
+    let (auth, hits, last, down) = auth_service().await;
+    let url = format!("http://{auth}/check");
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        (
+            "i.yaml",
+            ingress(
+                "ext",
+                "ext.test",
+                "echo",
+                &[
+                    ("auth-url", &url),
+                    ("auth-signin", "http://$host/auth/start"),
+                    ("auth-response-headers", "X-User"),
+                ],
+            ),
+        ),
+        (
+            "c.yaml",
+            ingress(
+                "cached",
+                "cached.test",
+                "echo",
+                &[
+                    ("auth-url", &url),
+                    ("auth-cache-key", "$http_authorization"),
+                    ("auth-cache-duration", "200 30m"),
+                ],
+            ),
+        ),
+        (
+            "d.yaml",
+            ingress(
+                "dead",
+                "dead.test",
+                "echo",
+                &[("auth-url", &format!("http://{}/", dead_port()))],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "dead.test").await;
+    let good = [("authorization", "Bearer good"), ("x-user", "mallory")];
+    let a = request_from("127.0.0.1", v.http, "GET", "ext.test", "/app?a=b", &good).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        seen(&a, "x-user"),
+        "alice",
+        "the auth service's header replaces the client's"
+    );
+    assert_eq!(header(&a.headers, "set-cookie"), "session=s1");
+    {
+        let sent = last.lock().unwrap().clone();
+        let got = |name: &str| {
+            sent.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(got("x-original-url"), "http://ext.test/app?a=b");
+        assert_eq!(got("x-original-method"), "GET");
+        assert_eq!(got("x-auth-request-redirect"), "/app?a=b");
+        assert_eq!(got("authorization"), "Bearer good");
+    }
+    let out = request_from("127.0.0.1", v.http, "GET", "ext.test", "/?a=b&c=d", &[]).await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(
+        header(&out.headers, "location"),
+        "http://ext.test/auth/start?rd=http://ext.test%2F%3Fa%3Db%26c%3Dd"
+    );
+    assert_eq!(
+        get(v.http, "dead.test", "/").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    let before = hits.load(Ordering::SeqCst);
+    let c = request_from("127.0.0.1", v.http, "GET", "cached.test", "/", &good).await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(hits.load(Ordering::SeqCst), before + 1);
+    down.store(true, Ordering::SeqCst);
+    let c = request_from("127.0.0.1", v.http, "GET", "cached.test", "/", &good).await;
+    assert_eq!(c.status, StatusCode::OK, "the remembered answer");
+    let e = request_from("127.0.0.1", v.http, "GET", "ext.test", "/", &good).await;
+    assert_eq!(
+        e.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "no cache there"
+    );
+}
+
+// annotations/cors.go: a preflight from an allowed origin is answered (204) and never reaches
+// the pod; answers carry the headers for allowed origins only; auth.go: a 401 carries them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors() {
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("u.yaml", opaque_secret("users", &[("auth", USERS)])),
+        (
+            "any.yaml",
+            ingress(
+                "any",
+                "any.test",
+                "echo",
+                &[
+                    ("enable-cors", "true"),
+                    ("auth-type", "basic"),
+                    ("auth-secret", "users"),
+                ],
+            ),
+        ),
+        (
+            "list.yaml",
+            ingress(
+                "list",
+                "list.test",
+                "echo",
+                &[
+                    ("enable-cors", "true"),
+                    (
+                        "cors-allow-origin",
+                        "https://app.example, https://*.corp.example",
+                    ),
+                    ("cors-allow-methods", "GET, POST"),
+                    ("cors-max-age", "200"),
+                    ("cors-allow-credentials", "false"),
+                    ("cors-expose-headers", "X-Total"),
+                ],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "list.test").await;
+    let origin = [("origin", "https://a.corp.example")];
+    let pre = request_from("127.0.0.1", v.http, "OPTIONS", "list.test", "/", &origin).await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(pre.text, "", "answered by the proxy");
+    assert_eq!(
+        header(&pre.headers, "access-control-allow-origin"),
+        "https://a.corp.example"
+    );
+    assert_eq!(
+        header(&pre.headers, "access-control-allow-methods"),
+        "GET, POST"
+    );
+    assert_eq!(header(&pre.headers, "access-control-max-age"), "200");
+    assert_eq!(header(&pre.headers, "access-control-allow-credentials"), "");
+    let got = request_from("127.0.0.1", v.http, "GET", "list.test", "/", &origin).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.backend(), "echo");
+    assert_eq!(
+        header(&got.headers, "access-control-allow-origin"),
+        "https://a.corp.example"
+    );
+    assert_eq!(
+        header(&got.headers, "access-control-expose-headers"),
+        "X-Total"
+    );
+    let other = [("origin", "https://evil.example")];
+    let not = request_from("127.0.0.1", v.http, "GET", "list.test", "/", &other).await;
+    assert_eq!(header(&not.headers, "access-control-allow-origin"), "");
+    let pre = request_from("127.0.0.1", v.http, "OPTIONS", "list.test", "/", &other).await;
+    assert_eq!(
+        pre.backend(),
+        "echo",
+        "a preflight from another origin goes to the pod"
+    );
+
+    let unauthorized = get(v.http, "any.test", "/").await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&unauthorized.headers, "access-control-allow-origin"),
+        "*"
+    );
+    assert_eq!(
+        header(&unauthorized.headers, "access-control-allow-credentials"),
+        "true"
+    );
+}
+
+// annotations/limitrate.go, limitconnections.go: per client address; limit-whitelist exempts;
+// the ConfigMap's limit-req-status-code sets the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_and_connection_limits() {
+    let (slow, _) = slow_pod(Duration::from_millis(600)).await;
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("slow.yaml", service_yaml("slow", &[(slow, None)])),
+        (
+            "r.yaml",
+            ingress(
+                "rate",
+                "rate.test",
+                "echo",
+                &[
+                    ("limit-rps", "1"),
+                    ("limit-burst-multiplier", "1"),
+                    ("limit-whitelist", "127.0.0.4"),
+                ],
+            ),
+        ),
+        (
+            "c.yaml",
+            ingress("conn", "conn.test", "slow", &[("limit-connections", "1")]),
+        ),
+        ("cm.yaml", config_map(&[("limit-req-status-code", "429")])),
+    ];
+    let (_dir, v) = start(&files, &CONFIGMAP);
+    until_serving(&v, "rate.test").await;
+    let status = |from: &'static str, host: &'static str| {
+        let v = v.http;
+        async move { request_from(from, v, "GET", host, "/", &[]).await.status }
+    };
+    assert_eq!(status("127.0.0.2", "rate.test").await, StatusCode::OK);
+    assert_eq!(
+        status("127.0.0.2", "rate.test").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        status("127.0.0.3", "rate.test").await,
+        StatusCode::OK,
+        "another client"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            status("127.0.0.4", "rate.test").await,
+            StatusCode::OK,
+            "exempt"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status("127.0.0.2", "rate.test").await,
+        StatusCode::OK,
+        "a second later"
+    );
+
+    let first = tokio::spawn(status("127.0.0.5", "conn.test"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        status("127.0.0.5", "conn.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status("127.0.0.6", "conn.test").await,
+        StatusCode::OK,
+        "another client"
+    );
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        status("127.0.0.5", "conn.test").await,
+        StatusCode::OK,
+        "the slot came back"
+    );
+}
+
+/// A pod that answers `200 slow` after `delay`.
+async fn slow_pod(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        let head = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow";
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }

@@ -555,25 +555,21 @@ impl Builder<'_> {
             name: r.name.clone(),
         };
         let result = self.secret_for(me, &r.namespace, &r.name).and_then(|s| {
-            let data = |key: &str| s.data.as_ref().and_then(|d| d.get(key)).map(|b| &b.0);
-            let text =
-                |b: &Vec<u8>| String::from_utf8(b.clone()).map_err(|_| "not UTF-8".to_owned());
+            let data = secret_data(s);
+            let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8".to_owned());
             let realm = r.realm.clone();
             let users = match r.map {
                 false => {
-                    let file = data("auth").ok_or("has no key \"auth\"".to_owned())?;
-                    BasicAuth::from_htpasswd(realm, secret.clone(), &text(file)?)
+                    let file = data.get("auth").ok_or("has no key \"auth\"".to_owned())?;
+                    text(file).and_then(|t| BasicAuth::from_htpasswd(realm, secret.clone(), &t))
                 }
                 true => {
-                    let pairs: Result<Vec<(String, String)>, String> = s
-                        .data
-                        .iter()
-                        .flatten()
-                        .map(|(k, v)| Ok((k.clone(), text(&v.0)?)))
-                        .collect();
-                    let pairs = pairs?;
-                    let entries = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                    BasicAuth::from_map(realm, secret.clone(), entries)
+                    let pairs: Result<Vec<(&str, String)>, String> =
+                        data.iter().map(|(k, v)| Ok((*k, text(v)?))).collect();
+                    pairs.and_then(|pairs| {
+                        let entries = pairs.iter().map(|(k, v)| (*k, v.as_str()));
+                        BasicAuth::from_map(realm, secret.clone(), entries)
+                    })
                 }
             };
             users.map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
@@ -1091,6 +1087,18 @@ fn unavailable(reason: &str) -> Arc<Backend> {
         Endpoints::default(),
         Some(reason.to_owned()),
     ))
+}
+
+/// A Secret's data, `stringData` merged over `data` as the API server would.
+pub fn secret_data(secret: &Secret) -> BTreeMap<&str, &[u8]> {
+    let mut out: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        out.insert(k, &v.0);
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.insert(k, v.as_bytes());
+    }
+    out
 }
 
 /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret (`stringData` counts, as the API
