@@ -26,6 +26,8 @@ VALUE_SETS = {
     "loadbalancer-options": {"service": {"externalTrafficPolicy": "Local", "loadBalancerClass": "example.com/lb",
                                          "loadBalancerSourceRanges": ["10.0.0.0/8"], "annotations": {"a": "b"}}},
     "clusterip-watch-namespace": {"service": {"type": "ClusterIP"}, "controller": {"watchNamespace": "shop"}},
+    "configmap-proxy-protocol": {"controller": {"proxyProtocol": True,
+                                                "config": {"use-forwarded-headers": "true", "proxy-body-size": "8m"}}},
 }
 
 # What the ClusterRole may grant: (apiGroup, resource) -> verbs.
@@ -35,6 +37,7 @@ ALLOWED = {
     ("networking.k8s.io", "ingresses/status"): {"update"},
     ("", "services"): {"list", "watch"},
     ("", "secrets"): {"list", "watch"},
+    ("", "configmaps"): {"list", "watch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

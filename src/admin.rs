@@ -107,9 +107,46 @@ fn route_json(route: &Route) -> Value {
         "redirectToHttps": route.redirects_to_https(),
         "id": route.id.to_string(),
         "filters": route.policy.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "protectedBy": protection(&route.policy),
         "endpoints": endpoints,
         "unavailable": why_unavailable,
     })
+}
+
+/// What guards a route, by name and source: never a hash, a key or a password.
+fn protection(policy: &crate::model::Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(a) = &policy.access {
+        if let Some(allow) = &a.allow {
+            out.push(format!("allow {}", allow.ranges().join(",")));
+        }
+        if let Some(deny) = &a.deny {
+            out.push(format!("deny {}", deny.ranges().join(",")));
+        }
+        if let Some(basic) = &a.basic {
+            out.push(format!("basic-auth {}", basic.secret));
+        }
+        if let Some(external) = &a.external {
+            out.push(format!("external-auth {}", external.url));
+        }
+        if a.satisfy_any {
+            out.push("satisfy any".to_owned());
+        }
+    }
+    if let Some(l) = &policy.limits {
+        let mut parts = Vec::new();
+        if let Some(n) = l.rps {
+            parts.push(format!("{n} rps"));
+        }
+        if let Some(n) = l.rpm {
+            parts.push(format!("{n} rpm"));
+        }
+        if let Some(n) = l.connections {
+            parts.push(format!("{n} connections"));
+        }
+        out.push(format!("limit {}", parts.join(", ")));
+    }
+    out
 }
 
 /// The published table as `/debug/routes` shows it.

@@ -418,6 +418,7 @@ async fn basic_auth() {
         "{routes}"
     );
     assert!(!routes.contains("$apr1$"), "no hash is ever shown");
+    assert!(routes.contains("basic-auth Secret test/users"), "{routes}");
 }
 
 // annotations/ipwhitelist.go, ipdenylist.go, satisfy.go: the lists by client address, and

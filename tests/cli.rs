@@ -207,7 +207,7 @@ fn validate_reports_ignored_annotations_as_warnings_and_strict_fails_on_them() {
         "{out}"
     );
     assert!(
-        out.contains("enable-cors]: ignored: not supported"),
+        out.contains("proxy-buffering]: ignored: not supported"),
         "{out}"
     );
     assert!(err.contains("0 errors, 2 warnings"), "{err}");
@@ -224,7 +224,7 @@ metadata:
   namespace: shop
   annotations:
     nginx.ingress.kubernetes.io/proxy-body-size: 15r
-    nginx.ingress.kubernetes.io/enable-cors: \"true\"
+    nginx.ingress.kubernetes.io/proxy-buffering: \"on\"
 spec:
   ingressClassName: vestibule
   defaultBackend: {service: {name: web, port: {number: 80}}}
@@ -244,7 +244,7 @@ spec: {ports: [{name: http, port: 80}]}
         "{out}"
     );
     assert!(
-        lines[1].contains(": warning: ") && lines[1].contains("enable-cors"),
+        lines[1].contains(": warning: ") && lines[1].contains("proxy-buffering"),
         "{out}"
     );
 }

@@ -751,6 +751,16 @@ impl<'a> Reader<'a> {
         let error_page = self.parsed("auth-tls-error-page", |v| {
             redirect_url(v).map(|_| v.trim().to_owned())
         });
+        // Fail closed: serving these routes without the client certificate check they ask
+        // for would open what the Ingress means to protect.
+        if verify != VerifyClient::Off {
+            let key = self
+                .get("auth-tls-secret")
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            let reason = "client certificate verification is not implemented yet; the routes answer 503 rather than serve without it".to_owned();
+            self.finding(key, Level::Error, reason);
+        }
         self.out.client_certs = Some(ClientCertRef {
             namespace,
             name,
