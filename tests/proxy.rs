@@ -99,7 +99,10 @@ async fn forwarded_headers_and_hop_by_hop() {
     let a = send(v.http, req).await;
     let h = &a.json()["headers"];
     assert_eq!(h["host"], "blue.test", "the client's Host is kept");
-    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    // As ingress-nginx without use-forwarded-headers: the client address alone, and the
+    // chain the client sent kept apart.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-original-forwarded-for"], "203.0.113.9");
     assert_eq!(h["x-real-ip"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "blue.test");
