@@ -410,6 +410,9 @@ impl Reloader {
             certs::build_store(&self.provider, &built.tls, default, &mut self.certs);
         self.certs.sweep();
         built.diagnostics.extend(tls_diagnostics);
+        let (client_auth, client_diagnostics) =
+            crate::tls::client::build_store(&self.provider, &built.client_auth);
+        built.diagnostics.extend(client_diagnostics);
 
         let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
         let new: Vec<Diagnostic> = now.difference(&self.known).cloned().collect();
@@ -425,7 +428,7 @@ impl Reloader {
         }
         self.known = now;
         let routes = built.table.routes().len();
-        let generation = shared.publish(built, certs);
+        let generation = shared.publish(built, certs, client_auth);
         let took = started.elapsed();
         self.metrics
             .reloads

@@ -3,6 +3,7 @@
 
 use crate::model::Built;
 use crate::tls::certs::CertStore;
+use crate::tls::client::ClientAuthStore;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,8 @@ pub struct Published {
     pub built: Built,
     /// The certificates TLS handshakes choose from, built from `built.tls`.
     pub certs: CertStore,
+    /// The hosts that ask for client certificates, built from `built.client_auth`.
+    pub client_auth: ClientAuthStore,
     /// 0 before the first publish, then 1, 2, …
     pub generation: u64,
 }
@@ -39,11 +42,12 @@ impl Shared {
     }
 
     /// Swaps in a new build atomically and marks the controller ready.
-    pub fn publish(&self, built: Built, certs: CertStore) -> u64 {
+    pub fn publish(&self, built: Built, certs: CertStore, client_auth: ClientAuthStore) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.current.store(Arc::new(Published {
             built,
             certs,
+            client_auth,
             generation,
         }));
         self.ready.store(true, Ordering::Release);

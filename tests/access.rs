@@ -837,3 +837,125 @@ async fn slow_pod(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
     });
     (addr, seen)
 }
+
+/// A TLS Ingress `name` for `host` (Secret `cert`) with annotations.
+fn tls_ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let plain = ingress(name, host, "echo", annotations);
+    plain.replace(
+        "spec:\n  ingressClassName: vestibule\n",
+        &format!(
+            "spec:\n  ingressClassName: vestibule\n  tls: [{{secretName: cert, hosts: [{host}]}}]\n"
+        ),
+    )
+}
+
+// annotations/authtls.go: with `on` a request without a certificate (or with one the CA did
+// not sign) gets 400, a signed one reaches the pod with ssl-client-verify SUCCESS and, with
+// auth-tls-pass-certificate-to-upstream, the URL-encoded PEM; `optional` admits a client
+// without one; auth-tls-error-page redirects instead of 400; a host without the annotation asks
+// for nothing; a missing CA Secret answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates() {
+    use support::tls::{Ca, client_pair, get_with_client_cert, secret_yaml};
+    let server_ca = Ca::new();
+    let pair = server_ca.leaf(&[
+        "on.test",
+        "optional.test",
+        "page.test",
+        "open.test",
+        "lost.test",
+    ]);
+    let client_ca = Ca::new();
+    let good = client_pair(&client_ca, "alice");
+    let stranger = client_pair(&Ca::new(), "mallory");
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("cert.yaml", secret_yaml("cert", &pair.cert, &pair.key)),
+        (
+            "ca.yaml",
+            opaque_secret("client-ca", &[("ca.crt", &client_ca.cert)]),
+        ),
+        (
+            "on.yaml",
+            tls_ingress(
+                "on",
+                "on.test",
+                &[
+                    ("auth-tls-secret", "test/client-ca"),
+                    ("auth-tls-verify-client", "on"),
+                    ("auth-tls-pass-certificate-to-upstream", "true"),
+                ],
+            ),
+        ),
+        (
+            "optional.yaml",
+            tls_ingress(
+                "optional",
+                "optional.test",
+                &[
+                    ("auth-tls-secret", "client-ca"),
+                    ("auth-tls-verify-client", "optional"),
+                ],
+            ),
+        ),
+        (
+            "page.yaml",
+            tls_ingress(
+                "page",
+                "page.test",
+                &[
+                    ("auth-tls-secret", "client-ca"),
+                    ("auth-tls-error-page", "https://help.test/certs"),
+                ],
+            ),
+        ),
+        ("open.yaml", tls_ingress("open", "open.test", &[])),
+        (
+            "lost.yaml",
+            tls_ingress("lost", "lost.test", &[("auth-tls-secret", "nowhere")]),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "open.test").await;
+    let https = v.https;
+    let none = get_with_client_cert(https, "on.test", None, "/").await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(
+        none.text.contains("No required SSL certificate was sent"),
+        "{}",
+        none.text
+    );
+    let signed = get_with_client_cert(https, "on.test", Some(&good), "/").await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text);
+    assert_eq!(seen(&signed, "ssl-client-verify"), "SUCCESS");
+    assert!(
+        seen(&signed, "ssl-client-subject-dn").starts_with("CN="),
+        "{}",
+        signed.text
+    );
+    assert!(seen(&signed, "ssl-client-cert").starts_with("-----BEGIN%20CERTIFICATE-----"));
+    let foreign = get_with_client_cert(https, "on.test", Some(&stranger), "/").await;
+    assert_eq!(foreign.status, StatusCode::BAD_REQUEST);
+    assert!(
+        foreign.text.contains("The SSL certificate error"),
+        "{}",
+        foreign.text
+    );
+
+    let optional = get_with_client_cert(https, "optional.test", None, "/").await;
+    assert_eq!(optional.status, StatusCode::OK);
+    assert_eq!(seen(&optional, "ssl-client-verify"), "NONE");
+    assert_eq!(
+        seen(&optional, "ssl-client-cert"),
+        "",
+        "not asked to pass it"
+    );
+    let page = get_with_client_cert(https, "page.test", None, "/").await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert_eq!(header(&page.headers, "location"), "https://help.test/certs");
+    let open = get_with_client_cert(https, "open.test", None, "/").await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert_eq!(seen(&open, "ssl-client-verify"), "");
+    let lost = get_with_client_cert(https, "lost.test", Some(&good), "/").await;
+    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE);
+}

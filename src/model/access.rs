@@ -394,6 +394,69 @@ impl Limits {
     }
 }
 
+/// `auth-tls-verify-client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    On,
+    Off,
+    Optional,
+    /// Ask for a certificate, accept any (not checked against the CA).
+    OptionalNoCa,
+}
+
+/// What a route asks of client certificates (`auth-tls-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertPolicy {
+    pub verify: VerifyClient,
+    /// `auth-tls-verify-depth` (1): certificates the client may present, its own included.
+    pub depth: u8,
+    /// `auth-tls-pass-certificate-to-upstream`: the pod gets `ssl-client-cert`.
+    pub pass_to_upstream: bool,
+    /// `auth-tls-error-page`: a refused request is redirected here instead of a 400.
+    pub error_page: Option<HeaderValue>,
+}
+
+/// What the client showed during the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresentedCert {
+    /// No certificate (or a plain-HTTP request).
+    Missing,
+    /// A chain the CA verifies, of this many certificates (the client's own first).
+    Verified { chain: usize },
+    /// A certificate the CA does not verify, and why (not checked with `optional_no_ca`).
+    Failed(String),
+    /// A certificate, not checked (`optional_no_ca`).
+    Unchecked,
+}
+
+impl ClientCertPolicy {
+    /// Whether the request may go on; the `Err` is nginx's 400 text.
+    pub fn admits(&self, presented: &PresentedCert) -> Result<(), &'static str> {
+        match (self.verify, presented) {
+            (VerifyClient::Off | VerifyClient::OptionalNoCa, _) => Ok(()),
+            (VerifyClient::Optional, PresentedCert::Missing) => Ok(()),
+            (VerifyClient::On, PresentedCert::Missing) => {
+                Err("400 No required SSL certificate was sent\n")
+            }
+            (_, PresentedCert::Verified { chain }) if *chain <= usize::from(self.depth) => Ok(()),
+            (_, PresentedCert::Verified { .. }) | (_, PresentedCert::Failed(_)) => {
+                Err("400 The SSL certificate error\n")
+            }
+            (_, PresentedCert::Unchecked) => Err("400 The SSL certificate error\n"),
+        }
+    }
+
+    /// nginx's `$ssl_client_verify` for the `ssl-client-verify` header.
+    pub fn verify_header(presented: &PresentedCert) -> String {
+        match presented {
+            PresentedCert::Missing => "NONE".to_owned(),
+            PresentedCert::Verified { .. } => "SUCCESS".to_owned(),
+            PresentedCert::Unchecked => "FAILED:unverified".to_owned(),
+            PresentedCert::Failed(reason) => format!("FAILED:{reason}"),
+        }
+    }
+}
+
 /// `enable-cors` and the `cors-*` annotations.
 #[derive(Debug, Clone)]
 pub struct Cors {

@@ -1,7 +1,7 @@
 //! Snapshot → routing table, TLS bindings and diagnostics. Total: a bad object becomes a
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
-use super::access::BasicAuth;
+use super::access::{BasicAuth, VerifyClient};
 use super::class::OurClasses;
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
@@ -133,6 +133,20 @@ pub struct Built {
     pub diagnostics: Vec<Diagnostic>,
     /// The controller-wide settings in force (flags with the ConfigMap applied).
     pub global: Arc<Global>,
+    /// Hosts whose TLS handshakes ask for a client certificate, and the CA that checks it.
+    pub client_auth: Vec<ClientAuthBinding>,
+}
+
+/// One host that asks TLS clients for a certificate (`auth-tls-secret`).
+#[derive(Debug, Clone)]
+pub struct ClientAuthBinding {
+    pub host: HostRule,
+    pub secret: ObjectRef,
+    pub ingress: ObjectRef,
+    /// `ca.crt`: PEM, one or more CA certificates.
+    pub ca_pem: Pem,
+    /// Whether the chain is checked against the CA (`optional_no_ca`: no).
+    pub verify_chain: bool,
 }
 
 /// Builds the routing table for the Ingresses that are ours.
@@ -319,6 +333,7 @@ struct Builder<'a> {
     tls_hosts: FxHashSet<HostRule>,
     /// Host → position in `tls`, to find the binding that won a host.
     tls_index: FxHashMap<HostRule, usize>,
+    client_auth: Vec<ClientAuthBinding>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -360,6 +375,7 @@ impl<'a> Builder<'a> {
             tls: Vec::new(),
             tls_hosts: FxHashSet::default(),
             tls_index: FxHashMap::default(),
+            client_auth: Vec::new(),
             diagnostics: Vec::new(),
         }
     }
@@ -394,7 +410,7 @@ impl Builder<'_> {
             fallback: None,
             errors: self.global_error_backend(),
         };
-        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none, None)));
+        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none, None, None)));
         self.plain[usize::from(tls)] = Some(policy.clone());
         policy
     }
@@ -411,6 +427,7 @@ impl Builder<'_> {
         }
         let fallbacks = self.fallbacks(&me, annotations);
         let basic = self.basic_auth(&me, annotations);
+        let client_ca = self.client_ca(&me, ingress, annotations);
         // One policy serves every path of the Ingress (two: with and without TLS on the
         // host); a rewrite takes its pattern from the route's own path regex.
         let mut shared: [Option<Arc<Policy>>; 2] = [None, None];
@@ -442,7 +459,8 @@ impl Builder<'_> {
                     false => self.plain_policy_for(tls),
                     true => shared[usize::from(tls)]
                         .get_or_insert_with(|| {
-                            let cx = self.context(tls, &fallbacks, basic.clone());
+                            let cx =
+                                self.context(tls, &fallbacks, basic.clone(), client_ca.clone());
                             Arc::new(annotations.policy(cx))
                         })
                         .clone(),
@@ -470,11 +488,13 @@ impl Builder<'_> {
         tls: bool,
         fallbacks: &Fallbacks,
         basic: Option<Result<BasicAuth, String>>,
+        client_ca: Option<Result<(), String>>,
     ) -> Context<'_> {
         Context {
             tls,
             global: &self.global,
             basic,
+            client_ca,
             fallback: fallbacks.fallback.clone(),
             error_backend: fallbacks.errors.clone(),
         }
@@ -582,6 +602,56 @@ impl Builder<'_> {
             );
         }
         Some(result)
+    }
+
+    /// The CA of the Ingress's `auth-tls-secret` (key `ca.crt`), bound to each of its hosts
+    /// for the TLS listener (the oldest Ingress's per host). A missing Secret or a CA that
+    /// does not parse is a diagnostic, and the routes answer 503 (never unchecked).
+    fn client_ca(
+        &mut self,
+        me: &Arc<ObjectRef>,
+        ingress: &Ingress,
+        annotations: &Annotations,
+    ) -> Option<Result<(), String>> {
+        let r = annotations
+            .client_certs
+            .as_ref()
+            .filter(|c| c.verify != VerifyClient::Off)?;
+        let field = "metadata.annotations[nginx.ingress.kubernetes.io/auth-tls-secret]";
+        let secret = ObjectRef {
+            kind: "Secret",
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        };
+        let ca = self.secret_for(me, &r.namespace, &r.name).and_then(|s| {
+            let data = secret_data(s);
+            let pem = data
+                .get("ca.crt")
+                .ok_or_else(|| format!("Secret {}/{} has no ca.crt", r.namespace, r.name))?;
+            check_ca(pem).map_err(|e| format!("Secret {}/{}: ca.crt {e}", r.namespace, r.name))?;
+            Ok(Pem::from(*pem))
+        });
+        let ca = match ca {
+            Ok(ca) => ca,
+            Err(reason) => {
+                let reason = format!("{reason}; the Ingress's routes answer 503");
+                self.diagnose(me, field, reason.clone());
+                return Some(Err(reason));
+            }
+        };
+        for host in rule_hosts(ingress) {
+            if self.client_auth.iter().any(|b| b.host == host) {
+                continue;
+            }
+            self.client_auth.push(ClientAuthBinding {
+                host,
+                secret: secret.clone(),
+                ingress: (**me).clone(),
+                ca_pem: ca.clone(),
+                verify_chain: r.verify != VerifyClient::OptionalNoCa,
+            });
+        }
+        Some(Ok(()))
     }
 
     /// The Secret an annotation of `me` names, if it exists and may be read.
@@ -924,6 +994,7 @@ impl Builder<'_> {
             tls: self.tls,
             diagnostics: self.diagnostics,
             global: self.global,
+            client_auth: self.client_auth,
         }
     }
 
@@ -1087,6 +1158,25 @@ fn unavailable(reason: &str) -> Arc<Backend> {
         Endpoints::default(),
         Some(reason.to_owned()),
     ))
+}
+
+/// Whether `pem` holds at least one certificate, each of which parses.
+fn check_ca(pem: &[u8]) -> Result<(), String> {
+    let mut count = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
+        let block = block.map_err(|e| format!("is not PEM: {e}"))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        block
+            .parse_x509()
+            .map_err(|e| format!("holds a certificate that does not parse: {e}"))?;
+        count += 1;
+    }
+    match count {
+        0 => Err("holds no CERTIFICATE".to_owned()),
+        _ => Ok(()),
+    }
 }
 
 /// A Secret's data, `stringData` merged over `data` as the API server would.

@@ -3,7 +3,10 @@
 //! under `nginx.ingress.kubernetes.io/` and under `vestibule.dev/` (which wins when both are
 //! set). The meanings follow ingress-nginx's `annotations.md` and its e2e tests.
 
-use super::access::{Access, AuthCache, BasicAuth, Cors, CorsOrigins, ExternalAuth, Limits};
+use super::access::{
+    Access, AuthCache, BasicAuth, ClientCertPolicy, Cors, CorsOrigins, ExternalAuth, Limits,
+    VerifyClient,
+};
 use super::client::IpSet;
 use super::endpoints::Backend;
 use super::host::HostRule;
@@ -36,16 +39,6 @@ pub struct LimitAnnotations {
     pub exempt: Option<IpSet>,
 }
 
-/// `auth-tls-verify-client`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyClient {
-    On,
-    Off,
-    Optional,
-    /// Ask for a certificate, accept any (not checked against the CA).
-    OptionalNoCa,
-}
-
 /// `auth-tls-secret` and its companions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertRef {
@@ -54,7 +47,19 @@ pub struct ClientCertRef {
     pub verify: VerifyClient,
     pub depth: u8,
     pub pass_to_upstream: bool,
-    pub error_page: Option<String>,
+    pub error_page: Option<HeaderValue>,
+}
+
+impl ClientCertRef {
+    /// The route's side of the rule (the CA goes to the TLS listener).
+    pub fn policy(&self) -> ClientCertPolicy {
+        ClientCertPolicy {
+            verify: self.verify,
+            depth: self.depth,
+            pass_to_upstream: self.pass_to_upstream,
+            error_page: self.error_page.clone(),
+        }
+    }
 }
 
 /// ingress-nginx's CORS defaults (annotations.md).
@@ -232,6 +237,8 @@ pub struct Context<'a> {
     pub error_backend: Option<Arc<Backend>>,
     /// The users of `auth-secret`, read (an error names what is wrong with the Secret).
     pub basic: Option<Result<BasicAuth, String>>,
+    /// Whether `auth-tls-secret` holds a usable CA (an error says why not).
+    pub client_ca: Option<Result<(), String>>,
 }
 
 /// `X-Forwarded-Prefix`.
@@ -248,6 +255,9 @@ impl Annotations {
         };
         if let Some(denial) = self.denial() {
             return denied(format!("{}: {}", denial.field, denial.reason));
+        }
+        if let Some(Err(reason)) = cx.client_ca {
+            return denied(reason);
         }
         let basic = match cx.basic {
             Some(Err(reason)) => return denied(reason),
@@ -302,6 +312,11 @@ impl Annotations {
             },
             errors,
             access: self.access(basic, global),
+            client_cert: self
+                .client_certs
+                .as_ref()
+                .filter(|c| c.verify != VerifyClient::Off)
+                .map(ClientCertRef::policy),
             limits: self.limits.as_ref().map(|l| {
                 Arc::new(Limits {
                     rps: l.rps,
@@ -748,19 +763,7 @@ impl<'a> Reader<'a> {
         let pass_to_upstream = self
             .parsed("auth-tls-pass-certificate-to-upstream", boolean)
             .unwrap_or(false);
-        let error_page = self.parsed("auth-tls-error-page", |v| {
-            redirect_url(v).map(|_| v.trim().to_owned())
-        });
-        // Fail closed: serving these routes without the client certificate check they ask
-        // for would open what the Ingress means to protect.
-        if verify != VerifyClient::Off {
-            let key = self
-                .get("auth-tls-secret")
-                .map(|(k, _)| k)
-                .unwrap_or_default();
-            let reason = "client certificate verification is not implemented yet; the routes answer 503 rather than serve without it".to_owned();
-            self.finding(key, Level::Error, reason);
-        }
+        let error_page = self.parsed("auth-tls-error-page", redirect_url);
         self.out.client_certs = Some(ClientCertRef {
             namespace,
             name,

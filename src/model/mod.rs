@@ -19,7 +19,8 @@ pub mod table;
 mod tests;
 
 pub use build::{
-    Built, Diagnostic, Options, Pem, Severity, TlsBinding, build, build_after, tls_material,
+    Built, ClientAuthBinding, Diagnostic, Options, Pem, Severity, TlsBinding, build, build_after,
+    tls_material,
 };
 pub use endpoints::{Backend, Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;

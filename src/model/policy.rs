@@ -2,7 +2,7 @@
 //! fields, and the pure rules that apply them (rewrites, redirect targets). The proxy runs
 //! them as stages; nothing here touches a socket or a clock.
 
-use super::access::{Access, Cors, Limits};
+use super::access::{Access, ClientCertPolicy, Cors, Limits};
 use super::endpoints::Backend;
 use super::path::PathRegex;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -23,6 +23,9 @@ pub struct Policy {
     pub access: Option<Arc<Access>>,
     /// Rate and connection limits per client address (the guard stage).
     pub limits: Option<Arc<Limits>>,
+    /// What the route asks of client certificates (the guard stage; the TLS listener asks
+    /// for them).
+    pub client_cert: Option<ClientCertPolicy>,
 }
 
 impl Policy {

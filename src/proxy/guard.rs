@@ -8,9 +8,11 @@ use super::body::{ProxyBody, full};
 use super::upstream::{ExchangeLimits, RequestBody, Upstreams};
 use crate::config::Timeouts;
 use crate::model::access::{
-    Access, AddressVerdict, AuthVerdict, ExternalAuth, Limits, TemplateFacts, auth_verdict, expand,
+    Access, AddressVerdict, AuthVerdict, ClientCertPolicy, ExternalAuth, Limits, PresentedCert,
+    TemplateFacts, auth_verdict, expand,
 };
 use crate::model::{RouteId, Target};
+use crate::tls::client::ClientCertInfo;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -398,6 +400,50 @@ impl Guards {
             },
         );
     }
+}
+
+/// `auth-tls-*`: whether the client's certificate lets the request on (nginx checks it before
+/// any phase), and the `ssl-client-*` headers the pod gets. A refusal is nginx's 400, or a 302
+/// to `auth-tls-error-page`.
+pub fn client_certificate(
+    policy: &ClientCertPolicy,
+    shown: Option<&ClientCertInfo>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Response<ProxyBody>> {
+    let missing = PresentedCert::Missing;
+    let presented = shown.map_or(&missing, |s| &s.presented);
+    if let Err(text) = policy.admits(presented) {
+        return Err(match &policy.error_page {
+            Some(page) => {
+                let mut r = answer(StatusCode::FOUND, "redirecting\n");
+                r.headers_mut().insert(header::LOCATION, page.clone());
+                r
+            }
+            None => answer(StatusCode::BAD_REQUEST, text),
+        });
+    }
+    let value = |text: &str| HeaderValue::from_str(text).ok();
+    let mut headers = Vec::new();
+    let verify = ClientCertPolicy::verify_header(presented);
+    if let Some(v) = value(&verify) {
+        headers.push((HeaderName::from_static("ssl-client-verify"), v));
+    }
+    if let Some(shown) = shown.filter(|s| s.presented != PresentedCert::Missing) {
+        let named = [
+            ("ssl-client-subject-dn", &shown.subject),
+            ("ssl-client-issuer-dn", &shown.issuer),
+        ];
+        for (name, text) in named {
+            if let Some(v) = value(text) {
+                headers.push((HeaderName::from_static(name), v));
+            }
+        }
+        if policy.pass_to_upstream
+            && let Some(v) = value(&shown.escaped_pem)
+        {
+            headers.push((HeaderName::from_static("ssl-client-cert"), v));
+        }
+    }
+    Ok(headers)
 }
 
 fn template_facts<'a>(ask: &'a Asking<'a>, remote: &'a str) -> TemplateFacts<'a> {

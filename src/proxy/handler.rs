@@ -10,7 +10,7 @@ use super::decide::{authority_value, decide};
 use super::error::ProxyError;
 use super::filters::{Arrival, Plan, Stop, cors_headers, request_filters, set_headers};
 use super::forward;
-use super::guard::{Asking, Guarded, Guards, Passed};
+use super::guard::{Asking, Guarded, Guards, Passed, client_certificate};
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
 use super::respond::{ErrorContext, Upgrade, finish, intercept_errors};
 use super::upstream::{RequestBody, SendClock, Upstreams};
@@ -26,6 +26,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tracing::Instrument;
+
+/// The headers that tell the pod about the client certificate.
+const SSL_CLIENT_HEADERS: [&str; 4] = [
+    "ssl-client-verify",
+    "ssl-client-subject-dn",
+    "ssl-client-issuer-dn",
+    "ssl-client-cert",
+];
 
 /// What the proxy needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -183,6 +191,16 @@ impl Proxy {
             .policy
             .cors()
             .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+        let certified = match &route.policy.client_cert {
+            None => Vec::new(),
+            Some(policy) => {
+                let shown = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref());
+                match client_certificate(policy, shown) {
+                    Ok(headers) => headers,
+                    Err(response) => return Ok(response),
+                }
+            }
+        };
         let plan = match request_filters(&route, &req, &arrival) {
             Ok(plan) => plan,
             Err(Stop::Answer(response)) => return Ok(*response),
@@ -214,7 +232,14 @@ impl Proxy {
             // The pod does not get the proxy's credentials (nginx's `Authorization ""`).
             out.headers.remove(header::AUTHORIZATION);
         }
-        for (name, value) in passed.headers {
+        // On a route that checks client certificates, the client's own `ssl-client-*`
+        // headers never reach the pod.
+        if route.policy.client_cert.is_some() {
+            for name in SSL_CLIENT_HEADERS {
+                out.headers.remove(name);
+            }
+        }
+        for (name, value) in passed.headers.into_iter().chain(certified) {
             out.headers.insert(name, value);
         }
         facts.request_id = Some(id);

@@ -235,22 +235,28 @@ async fn handshake(
         .client_hello()
         .server_name()
         .map(|s| s.to_ascii_lowercase());
-    let cert = on
-        .proxy
-        .shared()
-        .peek()
-        .certs
-        .resolve(sni.as_deref())
-        .cloned();
+    let (cert, ca) = {
+        let published = on.proxy.shared().peek();
+        let cert = published.certs.resolve(sni.as_deref()).cloned();
+        (cert, published.client_auth.resolve(sni.as_deref()).cloned())
+    };
     let Some(cert) = cert else {
         return Err(std::io::Error::other("no certificate to serve"));
     };
-    let stream = start.into_stream(terminator.config_for(&cert)).await?;
+    let config = match &ca {
+        Some(ca) => terminator
+            .config_with_client_auth(&cert, ca)
+            .ok_or_else(|| std::io::Error::other("no TLS configuration for client certificates"))?,
+        None => terminator.config_for(&cert),
+    };
+    let stream = start.into_stream(config).await?;
+    let client_cert = ca.map(|ca| ca.classify(stream.get_ref().1.peer_certificates()));
     Ok((
         stream,
         TlsConnection {
             sni,
             cert: Some(cert),
+            client_cert,
         },
     ))
 }

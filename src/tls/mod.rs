@@ -2,6 +2,7 @@
 //! certificate of the published store, and per-connection facts the proxy needs.
 
 pub mod certs;
+pub mod client;
 
 use certs::CertEntry;
 use rustls::crypto::CryptoProvider;
@@ -31,6 +32,7 @@ pub enum MinVersion {
 #[derive(Clone)]
 pub struct Terminator {
     base: Arc<ServerConfig>,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
 }
 
 impl std::fmt::Debug for Terminator {
@@ -65,6 +67,26 @@ impl Terminator {
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
         Ok(Terminator {
             base: Arc::new(config),
+            versions: versions.to_vec(),
+        })
+    }
+
+    /// The configuration serving `entry` to a host that asks for client certificates.
+    pub fn config_with_client_auth(
+        &self,
+        entry: &Arc<CertEntry>,
+        ca: &client::ClientCa,
+    ) -> Option<Arc<ServerConfig>> {
+        ca.config_for(entry, |verifier| {
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(&self.versions)
+                .ok()?
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(Arc::new(Fixed(entry.key.clone())));
+            config.alpn_protocols = self.base.alpn_protocols.clone();
+            config.ticketer = self.base.ticketer.clone();
+            config.session_storage = self.base.session_storage.clone();
+            Some(Arc::new(config))
         })
     }
 
@@ -89,6 +111,8 @@ pub struct TlsConnection {
     pub sni: Option<String>,
     /// The certificate it was given.
     pub cert: Option<Arc<CertEntry>>,
+    /// What the client showed, when its SNI host asks for a client certificate.
+    pub client_cert: Option<client::ClientCertInfo>,
 }
 
 impl TlsConnection {

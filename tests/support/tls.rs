@@ -14,6 +14,8 @@ use tokio_rustls::client::TlsStream;
 /// A certificate authority for one test.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
+    /// Its self-signed certificate, PEM (a `ca.crt`).
+    pub cert: String,
 }
 
 /// A certificate and its key, PEM.
@@ -27,8 +29,10 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap().pem();
         Ca {
             issuer: Issuer::new(params, key),
+            cert,
         }
     }
 
@@ -148,6 +152,49 @@ impl<'a> Hello<'a> {
 pub async fn connect(addr: SocketAddr, hello: Hello<'_>) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     connect_over(tcp, hello).await
+}
+
+/// A client certificate (TLS client authentication usage) for `name`.
+pub fn client_pair(ca: &Ca, name: &str) -> Pair {
+    ca.leaf_with(&[name], &rcgen::PKCS_ECDSA_P256_SHA256, |p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    })
+}
+
+/// Connects with SNI `sni`, offering `client` (a certificate and key) when asked, and sends
+/// `GET path` over HTTP/1.1.
+pub async fn get_with_client_cert(
+    addr: SocketAddr,
+    sni: &str,
+    client: Option<&Pair>,
+    path: &str,
+) -> super::Answer {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)));
+    let mut config = match client {
+        Some(pair) => {
+            let chain = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    get_over(stream, sni, path).await
 }
 
 /// Completes a handshake over a connected socket (after a PROXY protocol header, say).

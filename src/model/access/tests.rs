@@ -231,3 +231,44 @@ fn cors_origins() {
         "the scheme counts"
     );
 }
+
+// annotations/authtls.go: `on` refuses a request without a certificate (400), `optional`
+// admits it, `optional_no_ca` admits anything; the depth bounds the chain.
+#[test]
+fn client_certificates() {
+    let policy = |verify| ClientCertPolicy {
+        verify,
+        depth: 1,
+        pass_to_upstream: false,
+        error_page: None,
+    };
+    let on = policy(VerifyClient::On);
+    assert_eq!(
+        on.admits(&PresentedCert::Missing),
+        Err("400 No required SSL certificate was sent\n")
+    );
+    assert_eq!(on.admits(&PresentedCert::Verified { chain: 1 }), Ok(()));
+    assert!(
+        on.admits(&PresentedCert::Verified { chain: 2 }).is_err(),
+        "deeper than 1"
+    );
+    assert!(on.admits(&PresentedCert::Failed("bad".into())).is_err());
+    let optional = policy(VerifyClient::Optional);
+    assert_eq!(optional.admits(&PresentedCert::Missing), Ok(()));
+    assert!(
+        optional
+            .admits(&PresentedCert::Failed("bad".into()))
+            .is_err()
+    );
+    let no_ca = policy(VerifyClient::OptionalNoCa);
+    assert_eq!(no_ca.admits(&PresentedCert::Unchecked), Ok(()));
+    assert_eq!(no_ca.admits(&PresentedCert::Missing), Ok(()));
+    assert_eq!(
+        ClientCertPolicy::verify_header(&PresentedCert::Verified { chain: 1 }),
+        "SUCCESS"
+    );
+    assert_eq!(
+        ClientCertPolicy::verify_header(&PresentedCert::Missing),
+        "NONE"
+    );
+}

@@ -821,21 +821,6 @@ fn access_annotations_parse_as_ingress_nginx() {
     }
 }
 
-// Until client certificates are verified, asking for them disables the routes (fail closed).
-#[test]
-fn client_certificates_fail_closed() {
-    let a = read_one(&[(&format!("{N}auth-tls-secret"), "ca")]);
-    assert_eq!(
-        errors(&a),
-        ["metadata.annotations[nginx.ingress.kubernetes.io/auth-tls-secret]"]
-    );
-    let off = read_one(&[
-        (&format!("{N}auth-tls-secret"), "ca"),
-        (&format!("{N}auth-tls-verify-client"), "off"),
-    ]);
-    assert!(errors(&off).is_empty());
-}
-
 // configmap.md whitelist-source-range: the global list guards routes without their own.
 #[test]
 fn the_configmaps_address_lists_guard_every_route_without_its_own() {
