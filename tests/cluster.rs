@@ -78,6 +78,66 @@ async fn routing_follows_objects_created_changed_and_deleted() {
     assert!(!v.logs().join("\n").contains("hunter2"));
 }
 
+// configmap.md, watched in cluster mode; an Opaque Secret an Ingress names (auth-secret) is
+// read, and follows its changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configmap_and_auth_secrets_are_watched() {
+    let (api, _dir, v) = cluster(&["--configmap", "test/vestibule"]).await;
+    api.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vestibule, namespace: test}\ndata: {whitelist-source-range: 10.0.0.0/8}\n");
+    v.eventually("site.test", "/", WITHIN, |a| {
+        a.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    // Another ConfigMap of the namespace is not ours.
+    api.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: test}\ndata: {whitelist-source-range: 127.0.0.1/32}\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(v.http, "site.test", "/").await.status,
+        StatusCode::FORBIDDEN
+    );
+    api.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vestibule, namespace: test}\ndata: {whitelist-source-range: 127.0.0.0/8}\n");
+    v.eventually("site.test", "/", WITHIN, |a| a.backend() == "web")
+        .await;
+
+    // htpasswd -nbm foo password
+    let users = |user: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: users, namespace: test}}\ntype: Opaque\nstringData:\n  auth: \"{user}:$apr1$63JlJ2NH$smE0mnB5h3tDri0zkpWXt1\"\n"
+        )
+    };
+    api.apply(&users("foo"));
+    let protected = ingress_yaml("site", &[("site.test", "Prefix", "/", "web")]).replacen(
+        "namespace: test}",
+        "namespace: test, annotations: {nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users}}",
+        1,
+    );
+    api.apply(&protected);
+    v.eventually("site.test", "/", WITHIN, |a| {
+        a.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let with = |user: &str| {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:password"));
+        http::Request::get(format!("http://{}/", v.http))
+            .header("host", "site.test")
+            .header("authorization", format!("Basic {token}"))
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    assert_eq!(send(v.http, with("foo")).await.status, StatusCode::OK);
+    api.apply(&users("bar"));
+    let deadline = std::time::Instant::now() + WITHIN;
+    while send(v.http, with("foo")).await.status == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changed Secret is not in force"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(send(v.http, with("bar")).await.status, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_relist_keeps_serving_and_catches_up() {
     let (api, _dir, v) = cluster(&[]).await;

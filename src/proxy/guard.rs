@@ -551,3 +551,53 @@ async fn ask_auth_service(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rps: u32) -> Limits {
+        Limits {
+            rps: Some(rps),
+            rpm: None,
+            connections: None,
+            burst_multiplier: 1,
+            exempt: None,
+            rate_status: StatusCode::SERVICE_UNAVAILABLE,
+            conn_status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    #[test]
+    fn a_rate_is_per_address_and_a_flood_of_addresses_stays_bounded() {
+        let guards = Guards::default();
+        let route = RouteId::of("r");
+        let l = limits(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(guards.within_rate(route, &l, a));
+        assert!(guards.within_rate(route, &l, a));
+        assert!(!guards.within_rate(route, &l, a), "a burst of 2 at 2 rps");
+        assert!(guards.within_rate(route, &l, b), "another address has its own bucket");
+        for i in 0..(MAX_TRACKED as u32 + 10_000) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            guards.within_rate(route, &l, ip);
+            let tracked = guards.rate_state(route, &l).per_second.as_ref().unwrap().len();
+            assert!(tracked <= MAX_TRACKED + 1024, "{tracked} addresses tracked");
+        }
+    }
+
+    #[test]
+    fn changed_limits_start_afresh_and_connection_slots_come_back() {
+        let guards = Guards::default();
+        let route = RouteId::of("r");
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(guards.within_rate(route, &limits(1), a));
+        assert!(!guards.within_rate(route, &limits(1), a));
+        assert!(guards.within_rate(route, &limits(5), a), "a new quota, new buckets");
+        let first = guards.take_slot(route, a, 1).expect("a slot");
+        assert!(guards.take_slot(route, a, 1).is_none());
+        drop(first);
+        assert!(guards.take_slot(route, a, 1).is_some());
+    }
+}

@@ -44,6 +44,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
         "/apis/discovery.k8s.io/v1",
     ),
     ("secrets", "v1", "Secret", "/api/v1"),
+    ("configmaps", "v1", "ConfigMap", "/api/v1"),
     (
         "events",
         "events.k8s.io/v1",
