@@ -736,7 +736,7 @@ async fn cors() {
 // the ConfigMap's limit-req-status-code sets the status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_and_connection_limits() {
-    let (slow, _) = slow_pod(Duration::from_millis(600)).await;
+    let (slow, _) = slow_pod(200, Duration::from_millis(600)).await;
     let files = [
         ("s.yaml", echo_service("echo").await),
         ("slow.yaml", service_yaml("slow", &[(slow, None)])),
@@ -806,36 +806,6 @@ async fn rate_and_connection_limits() {
         StatusCode::OK,
         "the slot came back"
     );
-}
-
-/// A pod that answers `200 slow` after `delay`.
-async fn slow_pod(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(delay).await;
-                        let head = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow";
-                        if s.write_all(head.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, seen)
 }
 
 /// A TLS Ingress `name` for `host` (Secret `cert`) with annotations.

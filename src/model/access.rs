@@ -115,7 +115,9 @@ impl BasicAuth {
     fn new(realm: String, secret: ObjectRef, users: FxHashMap<String, String>) -> BasicAuth {
         let mut sorted: Vec<_> = users.iter().collect();
         sorted.sort();
-        let version = super::table::RouteId::of((&realm, sorted)).0;
+        let mut hasher = rustc_hash::FxHasher::default();
+        std::hash::Hash::hash(&(&realm, sorted), &mut hasher);
+        let version = std::hash::Hasher::finish(&hasher);
         BasicAuth {
             realm,
             secret,

@@ -3,6 +3,7 @@
 
 use super::access::{BasicAuth, VerifyClient};
 use super::class::OurClasses;
+pub use super::diagnostic::{Diagnostic, Severity};
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
@@ -18,9 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressTLS};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 /// The settings that change what the table says (the controller's flags).
@@ -55,57 +54,6 @@ impl Default for Options {
             config_map: None,
             cross_namespace_secrets: true,
         }
-    }
-}
-
-/// How bad a diagnostic is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Something the object asks for is not done (its routes, or part of them, are off).
-    Error,
-    /// Something the object asks for is ignored, and the rest works (an unsupported
-    /// annotation, a snippet).
-    Warning,
-}
-
-/// A problem with one object: which object, which field, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Diagnostic {
-    pub object: ObjectRef,
-    /// The field path, e.g. `spec.rules[0].http.paths[1].backend.service.port.name`.
-    pub field: String,
-    pub reason: String,
-    pub severity: Severity,
-}
-
-impl Diagnostic {
-    /// An error about `object`'s `field`.
-    pub fn error(object: ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Diagnostic {
-            object,
-            field: field.into(),
-            reason: reason.into(),
-            severity: Severity::Error,
-        }
-    }
-
-    /// A warning about `object`'s `field`.
-    pub fn warning(object: ObjectRef, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(object, field, reason)
-        }
-    }
-
-    pub fn is_warning(&self) -> bool {
-        self.severity == Severity::Warning
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.object, self.field, self.reason)
     }
 }
 

@@ -14,6 +14,7 @@ use super::policy::{
     CustomErrors, Filter, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy, parse_size,
 };
 use super::settings::Global;
+use super::values::{boolean, integer, next_upstream, seconds, status_list};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -876,29 +877,6 @@ fn cache_duration(v: &str) -> Result<(Vec<u16>, Duration), String> {
     Ok((statuses, duration))
 }
 
-/// Go's `strconv.ParseBool`, which ingress-nginx uses.
-pub(super) fn boolean(v: &str) -> Result<bool, String> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("{v:?} is not \"true\" or \"false\"")),
-    }
-}
-
-pub(super) fn integer(v: &str) -> Result<i64, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("{v:?} is not a whole number"))
-}
-
-/// A timeout in whole seconds, as ingress-nginx's timeout annotations take it.
-pub(super) fn seconds(v: &str) -> Result<Duration, String> {
-    match integer(v)? {
-        n if n >= 0 => Ok(Duration::from_secs(n as u64)),
-        n => Err(format!("{n} is not a number of seconds")),
-    }
-}
-
 fn redirect_url(v: &str) -> Result<HeaderValue, String> {
     let v = v.trim();
     let uri: http::Uri = v.parse().map_err(|_| format!("{v:?} is not a URL"))?;
@@ -907,20 +885,6 @@ fn redirect_url(v: &str) -> Result<HeaderValue, String> {
         _ => return Err(format!("{v:?} is not an http or https URL")),
     }
     HeaderValue::from_str(v).map_err(|_| format!("{v:?} is not a URL"))
-}
-
-/// `custom-http-errors`: comma-separated error statuses, sorted and without repeats.
-pub(super) fn status_list(v: &str) -> Result<Vec<u16>, String> {
-    let mut codes = Vec::new();
-    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.parse::<u16>() {
-            Ok(c) if (400..=599).contains(&c) => codes.push(c),
-            _ => return Err(format!("{part:?} is not an HTTP error status (400-599)")),
-        }
-    }
-    codes.sort_unstable();
-    codes.dedup();
-    Ok(codes)
 }
 
 /// A value that must be one token (a host name, maybe with a port).
@@ -937,36 +901,6 @@ fn names_a_variable(v: &str) -> bool {
     v.match_indices('$').any(|(i, _)| {
         v[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '{' || c == '_')
     })
-}
-
-/// `proxy-next-upstream`: space-separated nginx conditions, or `off`.
-pub(super) fn next_upstream(v: &str) -> Result<Retry, String> {
-    let mut r = Retry {
-        on_error: false,
-        on_timeout: false,
-        after_sent: true,
-        ..Retry::default()
-    };
-    for token in v.split_whitespace() {
-        match token {
-            "error" => r.on_error = true,
-            "timeout" => r.on_timeout = true,
-            "non_idempotent" => r.non_idempotent = true,
-            "off" => {
-                r.on_error = false;
-                r.on_timeout = false;
-                r.on_status = Default::default();
-            }
-            // Vestibule checks response headers as hyper parses them; a malformed header is
-            // an error already.
-            "invalid_header" => r.on_error = true,
-            t => match t.strip_prefix("http_").and_then(|c| c.parse::<u16>().ok()) {
-                Some(code) if r.on_status.insert(code) => {}
-                _ => return Err(format!("{t:?} is not a proxy-next-upstream condition")),
-            },
-        }
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod access;
 mod build;
 pub mod class;
 pub mod client;
+pub mod diagnostic;
 pub mod endpoints;
 pub mod fixtures;
 pub mod host;
@@ -14,6 +15,7 @@ pub mod policy;
 pub mod settings;
 pub mod snapshot;
 pub mod table;
+pub mod values;
 
 #[cfg(test)]
 mod tests;

@@ -3,11 +3,11 @@
 //! does not parse is an error Diagnostic and keeps the value it had before; a key Vestibule
 //! does not implement is a warning; a key removed from the ConfigMap returns to the flag's value.
 
-use super::build::Diagnostic;
 use super::client::{ClientAddressRule, IpSet};
-use super::ingress_nginx::{boolean, integer, next_upstream, seconds};
+use super::diagnostic::Diagnostic;
 use super::policy::{Retry, parse_size};
 use super::snapshot::ObjectRef;
+use super::values::{boolean, integer, next_upstream, seconds, status_list};
 use http::{HeaderName, HeaderValue, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::time::Duration;
@@ -103,34 +103,6 @@ impl Default for Global {
     }
 }
 
-/// The ConfigMap keys Vestibule implements.
-pub const KEYS: &[&str] = &[
-    "allow-snippet-annotations",
-    "compute-full-forwarded-for",
-    "custom-http-errors",
-    "denylist-source-range",
-    "force-ssl-redirect",
-    "forwarded-for-header",
-    "hsts",
-    "hsts-include-subdomains",
-    "hsts-max-age",
-    "hsts-preload",
-    "limit-conn-status-code",
-    "limit-req-status-code",
-    "proxy-body-size",
-    "proxy-connect-timeout",
-    "proxy-next-upstream",
-    "proxy-next-upstream-timeout",
-    "proxy-next-upstream-tries",
-    "proxy-read-timeout",
-    "proxy-real-ip-cidr",
-    "proxy-send-timeout",
-    "ssl-redirect",
-    "use-forwarded-headers",
-    "use-proxy-protocol",
-    "whitelist-source-range",
-];
-
 /// The settings in force: `defaults` (the flags) with `config_map`'s keys applied; a key whose
 /// value is bad keeps its value from `previous` (the settings in force before).
 pub fn resolve(
@@ -205,9 +177,7 @@ impl Reading<'_> {
             }),
             "ssl-redirect" => boolean(value).map(|v| g.ssl_redirect = v),
             "force-ssl-redirect" => boolean(value).map(|v| g.force_ssl_redirect = v),
-            "custom-http-errors" => {
-                super::ingress_nginx::status_list(value).map(|v| g.custom_http_errors = v)
-            }
+            "custom-http-errors" => status_list(value).map(|v| g.custom_http_errors = v),
             "hsts" => boolean(value).map(|v| g.hsts.enabled = v),
             "hsts-max-age" => integer(value)
                 .and_then(|n| {

@@ -578,11 +578,19 @@ mod tests {
         assert!(guards.within_rate(route, &l, a));
         assert!(guards.within_rate(route, &l, a));
         assert!(!guards.within_rate(route, &l, a), "a burst of 2 at 2 rps");
-        assert!(guards.within_rate(route, &l, b), "another address has its own bucket");
+        assert!(
+            guards.within_rate(route, &l, b),
+            "another address has its own bucket"
+        );
         for i in 0..(MAX_TRACKED as u32 + 10_000) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             guards.within_rate(route, &l, ip);
-            let tracked = guards.rate_state(route, &l).per_second.as_ref().unwrap().len();
+            let tracked = guards
+                .rate_state(route, &l)
+                .per_second
+                .as_ref()
+                .unwrap()
+                .len();
             assert!(tracked <= MAX_TRACKED + 1024, "{tracked} addresses tracked");
         }
     }
@@ -594,7 +602,10 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(guards.within_rate(route, &limits(1), a));
         assert!(!guards.within_rate(route, &limits(1), a));
-        assert!(guards.within_rate(route, &limits(5), a), "a new quota, new buckets");
+        assert!(
+            guards.within_rate(route, &limits(5), a),
+            "a new quota, new buckets"
+        );
         let first = guards.take_slot(route, a, 1).expect("a slot");
         assert!(guards.take_slot(route, a, 1).is_none());
         drop(first);

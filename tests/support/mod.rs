@@ -17,8 +17,10 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Starts an echo backend named `name` on an ephemeral loopback port.
@@ -29,6 +31,36 @@ pub async fn backend(name: &str) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(echo::serve(listener, name.to_owned()));
     addr
+}
+
+/// A pod that answers every request with `status` after `delay`, counting them.
+pub async fn slow_pod(status: u16, delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 4\r\n\r\nfail");
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }
 
 /// A loopback port that nothing listens on (bound, then released).
