@@ -929,3 +929,66 @@ async fn client_certificates() {
     let lost = get_with_client_cert(https, "lost.test", Some(&good), "/").await;
     assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+// configmap.md global-auth-url (and -signin, -response-headers …), enable-global-auth,
+// no-auth-locations, block-cidrs, http-redirect-code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configmaps_global_auth_block_list_and_redirect_code() {
+    let (auth, _, _, _) = auth_service().await;
+    let url = format!("http://{auth}/check");
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("a.yaml", ingress("app", "app.test", "echo", &[])),
+        (
+            "o.yaml",
+            ingress(
+                "out",
+                "out.test",
+                "echo",
+                &[("enable-global-auth", "false")],
+            ),
+        ),
+        (
+            "f.yaml",
+            ingress(
+                "forced",
+                "forced.test",
+                "echo",
+                &[("force-ssl-redirect", "true")],
+            ),
+        ),
+        (
+            "cm.yaml",
+            config_map(&[
+                ("global-auth-url", &url),
+                ("global-auth-response-headers", "X-User"),
+                ("block-cidrs", "127.0.0.9"),
+                ("http-redirect-code", "301"),
+            ]),
+        ),
+    ];
+    let (_dir, v) = start(&files, &CONFIGMAP);
+    v.eventually("app.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let good = [("authorization", "Bearer good")];
+    let a = request_from("127.0.0.1", v.http, "GET", "app.test", "/", &good).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(seen(&a, "x-user"), "alice");
+    let acme = get(v.http, "app.test", "/.well-known/acme-challenge/token").await;
+    assert_eq!(acme.status, StatusCode::OK, "no-auth-locations default");
+    assert_eq!(
+        get(v.http, "out.test", "/").await.status,
+        StatusCode::OK,
+        "opted out"
+    );
+    let blocked = request_from("127.0.0.9", v.http, "GET", "out.test", "/", &[]).await;
+    assert_eq!(blocked.status, StatusCode::FORBIDDEN);
+    let redirect = get(v.http, "forced.test", "/x").await;
+    assert_eq!(redirect.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        header(&redirect.headers, "location"),
+        "https://forced.test/x"
+    );
+}

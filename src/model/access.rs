@@ -15,6 +15,10 @@ use std::time::Duration;
 pub struct Access {
     pub allow: Option<IpSet>,
     pub deny: Option<IpSet>,
+    /// The ConfigMap's `block-cidrs`: refused whatever else holds.
+    pub blocked: Option<IpSet>,
+    /// Path prefixes the external auth skips (`no-auth-locations`, for the global auth).
+    pub unguarded_paths: Vec<String>,
     pub basic: Option<BasicAuth>,
     pub external: Option<ExternalAuth>,
     /// `satisfy: any`: the address list or the authentication suffices.
@@ -33,13 +37,26 @@ pub enum AddressVerdict {
 impl Access {
     /// The deny list first, then the allow list (nginx's `deny` … `allow` … `deny all`).
     pub fn address(&self, ip: IpAddr) -> AddressVerdict {
-        if self.deny.as_ref().is_some_and(|d| d.contains(ip)) {
+        if self.deny.as_ref().is_some_and(|d| d.contains(ip)) || self.is_blocked(ip) {
             return AddressVerdict::Denied;
         }
         match &self.allow {
             Some(allow) if !allow.contains(ip) => AddressVerdict::Denied,
             _ => AddressVerdict::Allowed,
         }
+    }
+
+    /// Whether `block-cidrs` refuses `ip`.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.blocked.as_ref().is_some_and(|b| b.contains(ip))
+    }
+
+    /// Whether the external auth guards `path`.
+    pub fn external_guards(&self, path: &str) -> bool {
+        !self
+            .unguarded_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
     }
 
     /// Whether an address list is what grants access (for `satisfy any`).

@@ -111,11 +111,29 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
                 && c.metadata.name.as_deref() == Some(name)
         })
     });
-    let (global, settings_diagnostics) = super::settings::resolve(
-        config_map.map(|c| &**c),
-        &options.global,
-        previous.unwrap_or(&options.global),
-    );
+    let previous = previous.unwrap_or(&options.global);
+    let (mut global, mut settings_diagnostics) =
+        super::settings::resolve(config_map.map(|c| &**c), &options.global, previous);
+    if let Some(cm) = config_map {
+        let (external, findings) =
+            ingress_nginx::global_auth(cm.data.as_ref().unwrap_or(&BTreeMap::new()));
+        let object = ObjectRef::of("ConfigMap", &cm.metadata);
+        let broken = findings.iter().any(|f| f.level == Level::Error);
+        for f in findings {
+            settings_diagnostics.push(match f.level {
+                Level::Error => Diagnostic::error(
+                    object.clone(),
+                    f.field,
+                    format!("{}; the previous global auth stays", f.reason),
+                ),
+                Level::Warning => Diagnostic::warning(object.clone(), f.field, f.reason),
+            });
+        }
+        global.external_auth = match broken {
+            true => previous.external_auth.clone(),
+            false => external,
+        };
+    }
     let classes = OurClasses::new(
         &snapshot.ingress_classes,
         &options.controller_name,

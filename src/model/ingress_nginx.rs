@@ -104,6 +104,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "custom-http-errors",
     "default-backend",
     "denylist-source-range",
+    "enable-global-auth",
     "enable-cors",
     "force-ssl-redirect",
     "from-to-www-redirect",
@@ -185,6 +186,8 @@ pub struct Annotations {
     pub basic_auth: Option<BasicAuthRef>,
     pub external_auth: Option<ExternalAuth>,
     pub satisfy_any: bool,
+    /// `enable-global-auth: "false"`: the ConfigMap's `global-auth-url` does not apply.
+    pub global_auth_off: bool,
     pub cors: Option<Cors>,
     /// `limit-rps`, `limit-rpm`, `limit-connections`, `limit-burst-multiplier`,
     /// `limit-whitelist`; the statuses come from the ConfigMap.
@@ -283,7 +286,7 @@ impl Annotations {
         }
         let force = self.force_ssl_redirect.unwrap_or(global.force_ssl_redirect);
         if force || (cx.tls && self.ssl_redirect.unwrap_or(global.ssl_redirect)) {
-            filters.push(Filter::HttpsRedirect);
+            filters.push(Filter::HttpsRedirect(global.http_redirect_code));
         }
         if let Some(target) = &self.rewrite_target {
             filters.push(Filter::Rewrite(Rewrite::new(target)));
@@ -334,15 +337,64 @@ impl Annotations {
 
     /// The access rules: the annotations' address lists (else the ConfigMap's) and auth.
     fn access(&self, basic: Option<BasicAuth>, global: &Global) -> Option<Arc<Access>> {
+        let (external, unguarded_paths) = match &self.external_auth {
+            Some(own) => (Some(own.clone()), Vec::new()),
+            None if !self.global_auth_off => (
+                global.external_auth.clone(),
+                global.no_auth_locations.clone(),
+            ),
+            None => (None, Vec::new()),
+        };
         let access = Access {
             allow: self.allow.clone().or_else(|| global.allow.clone()),
-            deny: self.deny.clone().or_else(|| global.deny.clone()),
+            deny: self.deny.clone(),
+            blocked: global.block.clone(),
+            unguarded_paths,
             basic,
-            external: self.external_auth.clone(),
+            external,
             satisfy_any: self.satisfy_any,
         };
-        (access.has_address_list() || access.authenticates()).then(|| Arc::new(access))
+        let any = access.has_address_list() || access.authenticates() || access.blocked.is_some();
+        any.then(|| Arc::new(access))
     }
+}
+
+/// The ConfigMap's `global-auth-*` keys, read exactly as the `auth-*` annotations of the
+/// same names are: the external auth, and findings on `data[global-auth-…]`.
+pub fn global_auth(
+    data: &std::collections::BTreeMap<String, String>,
+) -> (Option<ExternalAuth>, Vec<Finding>) {
+    let annotations: std::collections::BTreeMap<String, String> = data
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("global-auth-")?;
+            Some((format!("{NGINX}auth-{name}"), v.clone()))
+        })
+        .collect();
+    if !annotations.contains_key(&format!("{NGINX}auth-url")) {
+        return (None, Vec::new());
+    }
+    let ingress = Ingress {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut read = read(&ingress);
+    let findings = read
+        .findings
+        .drain(..)
+        .filter(|f| !f.field.contains("-snippet"))
+        .map(|f| Finding {
+            field: f.field.replace(
+                &format!("metadata.annotations[{NGINX}auth-"),
+                "data[global-auth-",
+            ),
+            ..f
+        })
+        .collect();
+    (read.external_auth, findings)
 }
 
 /// Reads every annotation of `ingress` that Vestibule knows, and reports the others.
@@ -543,6 +595,7 @@ impl<'a> Reader<'a> {
         let allow = allow.or_else(|| self.parsed("allowlist-source-range", IpSet::parse));
         self.out.allow = allow;
         self.out.deny = self.parsed("denylist-source-range", IpSet::parse);
+        self.out.global_auth_off = self.parsed("enable-global-auth", boolean) == Some(false);
         self.out.satisfy_any = self.parsed("satisfy", |v| match v.trim() {
             "any" => Ok(true),
             "all" | "" => Ok(false),

@@ -52,8 +52,9 @@ pub enum Filter {
     /// The route is not served: an annotation that shapes it did not parse (ingress-nginx's
     /// "location denied"). Answers 503 with the reason in the log.
     Deny(String),
-    /// Plain-HTTP requests are redirected to https (308).
-    HttpsRedirect,
+    /// Plain-HTTP requests are redirected to https with this status (308 unless the
+    /// ConfigMap's `http-redirect-code` says otherwise).
+    HttpsRedirect(StatusCode),
     /// Answers with a redirect instead of forwarding.
     Redirect(Redirect),
     /// Request bodies larger than this get 413 (`0` never gets here: it means no limit).
@@ -71,7 +72,7 @@ impl Filter {
     pub fn name(&self) -> &'static str {
         match self {
             Filter::Deny(_) => "deny",
-            Filter::HttpsRedirect => "https-redirect",
+            Filter::HttpsRedirect(_) => "https-redirect",
             Filter::Redirect(_) => "redirect",
             Filter::BodyLimit(_) => "body-limit",
             Filter::Rewrite(_) => "rewrite",

@@ -3,6 +3,7 @@
 //! does not parse is an error Diagnostic and keeps the value it had before; a key Vestibule
 //! does not implement is a warning; a key removed from the ConfigMap returns to the flag's value.
 
+use super::access::ExternalAuth;
 use super::client::{ClientAddressRule, IpSet};
 use super::diagnostic::Diagnostic;
 use super::policy::{Retry, parse_size};
@@ -53,7 +54,7 @@ impl Hsts {
 
 /// Settings that hold for every route unless its annotations say otherwise, and for every
 /// connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Global {
     /// `proxy-body-size` (`None`: no limit).
     pub proxy_body_size: Option<u64>,
@@ -73,9 +74,19 @@ pub struct Global {
     /// The `Strict-Transport-Security` value [`Hsts::header`] makes, made once per build.
     pub hsts_value: Option<HeaderValue>,
     pub client: ClientAddressRule,
-    /// `whitelist-source-range` / `denylist-source-range` for every route without its own.
+    /// `whitelist-source-range`: the allow list of every route without its own.
     pub allow: Option<IpSet>,
-    pub deny: Option<IpSet>,
+    /// `block-cidrs`: addresses refused on every route, whatever its own lists say.
+    pub block: Option<IpSet>,
+    /// `http-redirect-code`: the status of redirects to https (308).
+    pub http_redirect_code: StatusCode,
+    /// `proxy-protocol-header-timeout`: how long a PROXY protocol header may take (5s).
+    pub proxy_protocol_timeout: Duration,
+    /// `global-auth-*`: external auth for every route without its own `auth-url` (and
+    /// without `enable-global-auth: "false"`).
+    pub external_auth: Option<ExternalAuth>,
+    /// `no-auth-locations`: path prefixes the global auth does not guard.
+    pub no_auth_locations: Vec<String>,
     /// `limit-req-status-code` and `limit-conn-status-code` (503, as ingress-nginx).
     pub limit_req_status: StatusCode,
     pub limit_conn_status: StatusCode,
@@ -96,7 +107,11 @@ impl Default for Global {
             hsts_value: None,
             client: ClientAddressRule::default(),
             allow: None,
-            deny: None,
+            block: None,
+            http_redirect_code: StatusCode::PERMANENT_REDIRECT,
+            proxy_protocol_timeout: Duration::from_secs(5),
+            external_auth: None,
+            no_auth_locations: vec!["/.well-known/acme-challenge".to_owned()],
             limit_req_status: StatusCode::SERVICE_UNAVAILABLE,
             limit_conn_status: StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -196,7 +211,28 @@ impl Reading<'_> {
             "proxy-real-ip-cidr" => IpSet::parse(value).map(|v| g.client.trusted = v),
             "use-proxy-protocol" => boolean(value).map(|v| g.client.proxy_protocol = v),
             "whitelist-source-range" => IpSet::parse(value).map(|v| g.allow = non_empty(v)),
-            "denylist-source-range" => IpSet::parse(value).map(|v| g.deny = non_empty(v)),
+            "block-cidrs" => IpSet::parse(value).map(|v| g.block = non_empty(v)),
+            "http-redirect-code" => integer(value).and_then(|n| match n {
+                301 | 302 | 307 | 308 => StatusCode::from_u16(n as u16)
+                    .map(|c| g.http_redirect_code = c)
+                    .map_err(|e| e.to_string()),
+                n => Err(format!("{n} is not 301, 302, 307 or 308")),
+            }),
+            "proxy-protocol-header-timeout" => humantime::parse_duration(value.trim())
+                .or_else(|_| seconds(value))
+                .map(|v| g.proxy_protocol_timeout = v)
+                .map_err(|_| format!("{value:?} is not a duration")),
+            "no-auth-locations" => {
+                g.no_auth_locations = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Ok(())
+            }
+            // Read as the auth-* annotations are, by the build (see `ingress_nginx::global_auth`).
+            k if k.starts_with("global-auth-") => Ok(()),
             "limit-req-status-code" => status(value).map(|v| g.limit_req_status = v),
             "limit-conn-status-code" => status(value).map(|v| g.limit_conn_status = v),
             _ => {
@@ -249,7 +285,9 @@ impl Reading<'_> {
             "proxy-real-ip-cidr" => g.client.trusted = p.client.trusted.clone(),
             "use-proxy-protocol" => g.client.proxy_protocol = p.client.proxy_protocol,
             "whitelist-source-range" => g.allow = p.allow.clone(),
-            "denylist-source-range" => g.deny = p.deny.clone(),
+            "block-cidrs" => g.block = p.block.clone(),
+            "http-redirect-code" => g.http_redirect_code = p.http_redirect_code,
+            "proxy-protocol-header-timeout" => g.proxy_protocol_timeout = p.proxy_protocol_timeout,
             "limit-req-status-code" => g.limit_req_status = p.limit_req_status,
             "limit-conn-status-code" => g.limit_conn_status = p.limit_conn_status,
             _ => {}
@@ -309,6 +347,11 @@ mod tests {
             ("proxy-next-upstream", "error http_502"),
             ("proxy-next-upstream-tries", "5"),
             ("allow-snippet-annotations", "false"),
+            ("block-cidrs", "192.0.2.0/24"),
+            ("http-redirect-code", "301"),
+            ("proxy-protocol-header-timeout", "2s"),
+            ("no-auth-locations", "/health, /.well-known/acme-challenge"),
+            ("global-auth-url", "http://auth.test/check"),
         ]);
         let (g, diagnostics) = resolve(Some(&cm), &defaults, &defaults);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
@@ -335,6 +378,14 @@ mod tests {
             retry.tries, 5,
             "tries apply whatever order the keys come in"
         );
+        assert!(g.block.unwrap().contains("192.0.2.9".parse().unwrap()));
+        assert_eq!(g.http_redirect_code, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(g.proxy_protocol_timeout, Duration::from_secs(2));
+        assert_eq!(
+            g.no_auth_locations,
+            ["/health", "/.well-known/acme-challenge"]
+        );
+        assert!(g.external_auth.is_none(), "the build reads global-auth-*");
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Route {
         self.policy
             .filters
             .iter()
-            .any(|f| matches!(f, super::policy::Filter::HttpsRedirect))
+            .any(|f| matches!(f, super::policy::Filter::HttpsRedirect(_)))
     }
 }
 

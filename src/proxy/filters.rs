@@ -60,10 +60,10 @@ pub fn request_filters<B: Body>(
                     return Err(Stop::Answer(Box::new(redirect(*code, &location))));
                 }
             }
-            Filter::HttpsRedirect if !at.tls => {
-                return Err(Stop::Answer(Box::new(https_redirect(at, target))));
+            Filter::HttpsRedirect(code) if !at.tls => {
+                return Err(Stop::Answer(Box::new(https_redirect(*code, at, target))));
             }
-            Filter::HttpsRedirect => {}
+            Filter::HttpsRedirect(_) => {}
             Filter::Rewrite(rewrite) => {
                 let uri = req.uri();
                 let pattern = route.pattern.as_deref();
@@ -157,13 +157,13 @@ fn redirect(code: StatusCode, location: &str) -> Response<ProxyBody> {
 
 /// `308 Permanent Redirect` to the same host, path and query over https (308, unlike 301,
 /// keeps the method and body).
-fn https_redirect(at: &Arrival<'_>, target: &str) -> Response<ProxyBody> {
+fn https_redirect(code: StatusCode, at: &Arrival<'_>, target: &str) -> Response<ProxyBody> {
     let name = without_port(at.host);
     let location = match at.https_port {
         443 => format!("https://{name}{target}"),
         port => format!("https://{name}:{port}{target}"),
     };
-    let mut response = redirect(StatusCode::PERMANENT_REDIRECT, &location);
+    let mut response = redirect(code, &location);
     *response.body_mut() = full("redirecting to https\n".into());
     response
 }

@@ -147,6 +147,9 @@ impl Guards {
         let Some(access) = access else {
             return Guarded::Pass(passed);
         };
+        if access.is_blocked(ask.client) {
+            return Guarded::Answer(answer(StatusCode::FORBIDDEN, "403 Forbidden\n"));
+        }
         let address = access.address(ask.client);
         if access.satisfy_any && access.has_address_list() && address == AddressVerdict::Allowed {
             return Guarded::Pass(passed);
@@ -171,7 +174,9 @@ impl Guards {
                 .insert(header::WWW_AUTHENTICATE, basic.challenge());
             return Guarded::Answer(response);
         }
-        if let Some(external) = &access.external {
+        if let Some(external) = &access.external
+            && access.external_guards(ask.uri.path())
+        {
             return self
                 .external(external, ask, upstreams, timeouts, passed)
                 .await;

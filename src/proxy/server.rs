@@ -186,7 +186,7 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Te
         let mut side = side;
         if let Some(global) = proxied {
             let header = proxy_protocol::read_header(&mut stream);
-            match tokio::time::timeout(on.limits.timeouts.header, header).await {
+            match tokio::time::timeout(global.proxy_protocol_timeout, header).await {
                 // Only a trusted peer may name the client (nginx's set_real_ip_from).
                 Ok(Ok(Some(source))) if global.client.trusted.contains(client.ip()) => {
                     side = ClientSide::new(source, on.info.proto, on.info.port)

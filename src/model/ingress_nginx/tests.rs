@@ -222,7 +222,7 @@ fn outcome(built: &Built, host: &str, path: &str) -> String {
                     return format!("{} {l}", r.code.as_u16());
                 }
             }
-            Filter::HttpsRedirect => return "308 https".to_owned(),
+            Filter::HttpsRedirect(code) => return format!("{} https", code.as_u16()),
             Filter::Rewrite(rw) => {
                 match route.pattern.as_ref().and_then(|p| rw.apply(p, path, None)) {
                     Some(crate::model::policy::Rewritten::Path(p)) => sent = p,
