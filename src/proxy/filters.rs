@@ -86,13 +86,39 @@ pub fn request_filters<B: Body>(
     Ok(plan)
 }
 
-/// Applies the policy's header filters to the headers the pod gets (after the proxy's own
-/// `X-Forwarded-*`, so `upstream-vhost` replaces Host but not X-Forwarded-Host).
-pub fn set_headers(policy: &Policy, headers: &mut HeaderMap) {
+/// The headers that tell the pod about the client certificate.
+const SSL_CLIENT_HEADERS: [&str; 4] = [
+    "ssl-client-verify",
+    "ssl-client-subject-dn",
+    "ssl-client-issuer-dn",
+    "ssl-client-cert",
+];
+
+/// The request headers the pod gets, after the proxy's own `X-Forwarded-*`: the policy's
+/// header filters (`upstream-vhost` replaces Host but not X-Forwarded-Host), no credentials
+/// the proxy checked (nginx's `Authorization ""` with basic auth), no `ssl-client-*` from the
+/// client on a route that checks certificates, then `added` (the auth service's
+/// `auth-response-headers`, the certificate's `ssl-client-*`).
+pub fn pod_headers(
+    policy: &Policy,
+    headers: &mut HeaderMap,
+    added: impl Iterator<Item = (http::HeaderName, HeaderValue)>,
+) {
     for filter in &policy.filters {
         if let Filter::SetHeader(name, value) = filter {
             headers.insert(name.clone(), value.clone());
         }
+    }
+    if policy.access.as_ref().is_some_and(|a| a.basic.is_some()) {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if policy.client_cert.is_some() {
+        for name in SSL_CLIENT_HEADERS {
+            headers.remove(name);
+        }
+    }
+    for (name, value) in added {
+        headers.insert(name, value);
     }
 }
 

@@ -409,22 +409,22 @@ impl Guards {
 
 /// `auth-tls-*`: whether the client's certificate lets the request on (nginx checks it before
 /// any phase), and the `ssl-client-*` headers the pod gets. A refusal is nginx's 400, or a 302
-/// to `auth-tls-error-page`.
+/// to `auth-tls-error-page` (boxed: refusals are rare).
 pub fn client_certificate(
     policy: &ClientCertPolicy,
     shown: Option<&ClientCertInfo>,
-) -> Result<Vec<(HeaderName, HeaderValue)>, Response<ProxyBody>> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, Box<Response<ProxyBody>>> {
     let missing = PresentedCert::Missing;
     let presented = shown.map_or(&missing, |s| &s.presented);
     if let Err(text) = policy.admits(presented) {
-        return Err(match &policy.error_page {
+        return Err(Box::new(match &policy.error_page {
             Some(page) => {
                 let mut r = answer(StatusCode::FOUND, "redirecting\n");
                 r.headers_mut().insert(header::LOCATION, page.clone());
                 r
             }
             None => answer(StatusCode::BAD_REQUEST, text),
-        });
+        }));
     }
     let value = |text: &str| HeaderValue::from_str(text).ok();
     let mut headers = Vec::new();

@@ -8,7 +8,7 @@ use super::body::ProxyBody;
 use super::conn::Connection;
 use super::decide::{authority_value, decide};
 use super::error::ProxyError;
-use super::filters::{Arrival, Plan, Stop, cors_headers, request_filters, set_headers};
+use super::filters::{Arrival, Plan, Stop, cors_headers, pod_headers, request_filters};
 use super::forward;
 use super::guard::{Asking, Guarded, Guards, Passed, client_certificate};
 use super::observe::{Exchange, Facts, ObservedBody, Observers};
@@ -26,14 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tracing::Instrument;
-
-/// The headers that tell the pod about the client certificate.
-const SSL_CLIENT_HEADERS: [&str; 4] = [
-    "ssl-client-verify",
-    "ssl-client-subject-dn",
-    "ssl-client-issuer-dn",
-    "ssl-client-cert",
-];
 
 /// What the proxy needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -191,25 +183,17 @@ impl Proxy {
             .policy
             .cors()
             .and_then(|_| req.headers().get(header::ORIGIN).cloned());
-        let certified = match &route.policy.client_cert {
-            None => Vec::new(),
-            Some(policy) => {
-                let shown = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref());
-                match client_certificate(policy, shown) {
-                    Ok(headers) => headers,
-                    Err(response) => return Ok(response),
+        let (plan, passed, certified) =
+            match self.admit(&route, conn, &client, &arrival, &req).await? {
+                Admission::Go(plan, passed, certified) => (plan, passed, certified),
+                Admission::Answer(response, guarded) => {
+                    let response = match guarded {
+                        true => decorate(response, &route, origin, None),
+                        false => response,
+                    };
+                    return Ok(response);
                 }
-            }
-        };
-        let plan = match request_filters(&route, &req, &arrival) {
-            Ok(plan) => plan,
-            Err(Stop::Answer(response)) => return Ok(*response),
-            Err(Stop::Refuse(e)) => return Err(e),
-        };
-        let passed = match self.guard(&route, &client, &arrival, &req).await {
-            Guarded::Pass(passed) => passed,
-            Guarded::Answer(response) => return Ok(decorate(response, &route, origin, None)),
-        };
+            };
         facts.slot = passed.slot;
         // A turn is state (a lock): taken only when there is a choice to make.
         let turn = match route.has_choice() {
@@ -222,26 +206,8 @@ impl Proxy {
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
         let (mut out, upgrade, id) = self.outgoing(req, &client, &decision.host, plan, bytes_in);
         crate::telemetry::propagate(&span, &mut out.headers);
-        set_headers(&route.policy, &mut out.headers);
-        if route
-            .policy
-            .access
-            .as_ref()
-            .is_some_and(|a| a.basic.is_some())
-        {
-            // The pod does not get the proxy's credentials (nginx's `Authorization ""`).
-            out.headers.remove(header::AUTHORIZATION);
-        }
-        // On a route that checks client certificates, the client's own `ssl-client-*`
-        // headers never reach the pod.
-        if route.policy.client_cert.is_some() {
-            for name in SSL_CLIENT_HEADERS {
-                out.headers.remove(name);
-            }
-        }
-        for (name, value) in passed.headers.into_iter().chain(certified) {
-            out.headers.insert(name, value);
-        }
+        let added = passed.headers.into_iter().chain(certified);
+        pod_headers(&route.policy, &mut out.headers, added);
         facts.request_id = Some(id);
         if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
@@ -267,6 +233,37 @@ impl Proxy {
         let response = finish(sent, upgrade, self.settings.tunnel_idle, conn);
         let cookies = (passed.cookies, passed.always_cookies);
         Ok(decorate(response, &route, origin, Some(cookies)))
+    }
+
+    /// Whether the request goes on to a pod, and with what: the client certificate (checked
+    /// before any phase, as nginx does), the request filters, then the guard.
+    async fn admit(
+        &self,
+        route: &Route,
+        conn: &Connection,
+        client: &forward::Client,
+        arrival: &Arrival<'_>,
+        req: &Request<Incoming>,
+    ) -> Result<Admission, ProxyError> {
+        let certified = match &route.policy.client_cert {
+            None => Vec::new(),
+            Some(policy) => {
+                let shown = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref());
+                match client_certificate(policy, shown) {
+                    Ok(headers) => headers,
+                    Err(response) => return Ok(Admission::Answer(*response, false)),
+                }
+            }
+        };
+        let plan = match request_filters(route, req, arrival) {
+            Ok(plan) => plan,
+            Err(Stop::Answer(response)) => return Ok(Admission::Answer(*response, false)),
+            Err(Stop::Refuse(e)) => return Err(e),
+        };
+        Ok(match self.guard(route, client, arrival, req).await {
+            Guarded::Pass(passed) => Admission::Go(plan, passed, certified),
+            Guarded::Answer(response) => Admission::Answer(response, true),
+        })
     }
 
     /// Stage three, when the route has limits or access rules.
@@ -350,6 +347,14 @@ impl Proxy {
         };
         (out, upgrade, id)
     }
+}
+
+/// What [`Proxy::admit`] decided.
+enum Admission {
+    /// On to a pod: the filters' plan, what the guard passed, the client certificate's headers.
+    Go(Plan, Passed, Vec<(http::HeaderName, HeaderValue)>),
+    /// Answered before any pod; `true` when the guard answered (CORS headers then apply).
+    Answer(Response<ProxyBody>, bool),
 }
 
 /// The response filters: CORS headers for an allowed origin, and the auth service's cookies

@@ -30,8 +30,11 @@ pub struct ClientCa {
     lenient: Arc<dyn ClientCertVerifier>,
     verify_chain: bool,
     pub secret: ObjectRef,
-    configs: Mutex<FxHashMap<usize, (Arc<CertEntry>, Arc<ServerConfig>)>>,
+    configs: Mutex<FxHashMap<usize, Served>>,
 }
+
+/// A certificate and the configuration serving it with a CA's verifier.
+type Served = (Arc<CertEntry>, Arc<ServerConfig>);
 
 impl std::fmt::Debug for ClientCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
