@@ -421,6 +421,53 @@ async fn basic_auth() {
     assert!(routes.contains("basic-auth Secret test/users"), "{routes}");
 }
 
+// satisfy.go "should allow multiple auth with satisfy any": basic credentials the auth
+// service would refuse suffice; without them the auth service's sign-in redirect answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfy_any_with_basic_and_external_auth() {
+    let (auth, _, _, _) = auth_service().await;
+    let url = format!("http://{auth}/check");
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        ("u.yaml", opaque_secret("users", &[("auth", USERS)])),
+        (
+            "i.yaml",
+            ingress(
+                "both",
+                "auth.test",
+                "echo",
+                &[
+                    ("auth-type", "basic"),
+                    ("auth-secret", "users"),
+                    ("auth-realm", "test basic auth"),
+                    ("auth-url", &url),
+                    ("auth-signin", "http://$host/auth/start"),
+                    ("satisfy", "any"),
+                ],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    until_serving(&v, "auth.test").await;
+    let creds = basic("foo", "password");
+    let with = request_from(
+        "127.0.0.1",
+        v.http,
+        "GET",
+        "auth.test",
+        "/",
+        &[("authorization", &creds)],
+    )
+    .await;
+    assert_eq!(with.status, StatusCode::OK);
+    let without = get(v.http, "auth.test", "/?a=b&c=d").await;
+    assert_eq!(without.status, StatusCode::FOUND);
+    assert_eq!(
+        header(&without.headers, "location"),
+        "http://auth.test/auth/start?rd=http://auth.test%2F%3Fa%3Db%26c%3Dd"
+    );
+}
+
 // annotations/ipwhitelist.go, ipdenylist.go, satisfy.go: the lists by client address, and
 // `satisfy: any` lets a listed client in without credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

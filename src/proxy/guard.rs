@@ -147,32 +147,53 @@ impl Guards {
         let Some(access) = access else {
             return Guarded::Pass(passed);
         };
+        self.access(access, ask, upstreams, timeouts, passed).await
+    }
+
+    /// The access phase. `satisfy all`: the address lists, basic auth and external auth must
+    /// each agree. `satisfy any` (satisfy.go): the first that grants access suffices, in
+    /// nginx's order; when none does, the external auth's answer (or basic auth's 401, or 403).
+    async fn access(
+        &self,
+        access: &Arc<Access>,
+        ask: &Asking<'_>,
+        upstreams: &Arc<Upstreams>,
+        timeouts: &Timeouts,
+        passed: Passed,
+    ) -> Guarded {
+        let forbidden = || Guarded::Answer(answer(StatusCode::FORBIDDEN, "403 Forbidden\n"));
         if access.is_blocked(ask.client) {
-            return Guarded::Answer(answer(StatusCode::FORBIDDEN, "403 Forbidden\n"));
+            return forbidden();
         }
-        let address = access.address(ask.client);
-        if access.satisfy_any && access.has_address_list() && address == AddressVerdict::Allowed {
-            return Guarded::Pass(passed);
-        }
-        if !access.satisfy_any && address == AddressVerdict::Denied {
-            return Guarded::Answer(answer(StatusCode::FORBIDDEN, "403 Forbidden\n"));
+        let allowed = access.address(ask.client) == AddressVerdict::Allowed;
+        let any = access.satisfy_any;
+        match (any, allowed) {
+            (true, true) if access.has_address_list() => return Guarded::Pass(passed),
+            (false, false) => return forbidden(),
+            _ => {}
         }
         if !access.authenticates() {
-            return match address {
-                AddressVerdict::Allowed => Guarded::Pass(passed),
-                AddressVerdict::Denied => {
-                    Guarded::Answer(answer(StatusCode::FORBIDDEN, "403 Forbidden\n"))
-                }
+            return if allowed {
+                Guarded::Pass(passed)
+            } else {
+                forbidden()
             };
         }
-        if let Some(basic) = &access.basic
-            && !self.basic_ok(access, basic.version, ask.headers).await
-        {
-            let mut response = answer(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, basic.challenge());
-            return Guarded::Answer(response);
+        if let Some(basic) = &access.basic {
+            match self.basic_ok(access, basic.version, ask.headers).await {
+                true if any => return Guarded::Pass(passed),
+                true => {}
+                // Under `satisfy any` the external auth may still grant access.
+                false if any && access.external.is_some() => {}
+                false => {
+                    let mut response =
+                        answer(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, basic.challenge());
+                    return Guarded::Answer(response);
+                }
+            }
         }
         if let Some(external) = &access.external
             && access.external_guards(ask.uri.path())
