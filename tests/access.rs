@@ -812,6 +812,8 @@ async fn rate_and_connection_limits() {
         let v = v.http;
         async move { request_from(from, v, "GET", host, "/", &[]).await.status }
     };
+    // nginx's limit_req with burst = 1 × 1, nodelay: a request and one more, then the rate.
+    assert_eq!(status("127.0.0.2", "rate.test").await, StatusCode::OK);
     assert_eq!(status("127.0.0.2", "rate.test").await, StatusCode::OK);
     assert_eq!(
         status("127.0.0.2", "rate.test").await,

@@ -250,11 +250,13 @@ impl Guards {
         if rates.len() >= MAX_ROUTES {
             rates.clear();
         }
-        // nginx's `limit_req … burst=<rate × multiplier> nodelay`: that many at once, then the
-        // rate.
+        // nginx's `limit_req … burst=<rate × multiplier> nodelay`: a request and that many more
+        // at once, then the rate.
         let limiter = |rate: Option<u32>, per: fn(NonZeroU32) -> Quota| {
             let rate = NonZeroU32::new(rate?)?;
-            let burst = rate.saturating_mul(NonZeroU32::new(limits.burst_multiplier.max(1))?);
+            let burst = rate
+                .saturating_mul(NonZeroU32::new(limits.burst_multiplier.max(1))?)
+                .saturating_add(1);
             Some(RateLimiter::keyed(per(rate).allow_burst(burst)))
         };
         let state = Arc::new(RateState {
@@ -601,9 +603,13 @@ mod tests {
         let l = limits(2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(guards.within_rate(route, &l, a));
-        assert!(guards.within_rate(route, &l, a));
-        assert!(!guards.within_rate(route, &l, a), "a burst of 2 at 2 rps");
+        for _ in 0..3 {
+            assert!(guards.within_rate(route, &l, a));
+        }
+        assert!(
+            !guards.within_rate(route, &l, a),
+            "a request and a burst of 2 at 2 rps"
+        );
         assert!(
             guards.within_rate(route, &l, b),
             "another address has its own bucket"
@@ -626,6 +632,7 @@ mod tests {
         let guards = Guards::default();
         let route = RouteId::of("r");
         let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(guards.within_rate(route, &limits(1), a));
         assert!(guards.within_rate(route, &limits(1), a));
         assert!(!guards.within_rate(route, &limits(1), a));
         assert!(
