@@ -108,8 +108,25 @@ fn route_json(route: &Route) -> Value {
         "id": route.id.to_string(),
         "filters": route.policy.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
         "protectedBy": protection(&route.policy),
+        "canary": route.canary.as_ref().map(|c| canary_json(c)),
         "endpoints": endpoints,
         "unavailable": why_unavailable,
+    })
+}
+
+/// A canary's split: which Ingress and Service, and by what rules.
+fn canary_json(c: &crate::model::canary::Canary) -> Value {
+    let rule = &c.rule;
+    json!({
+        "ingress": c.ingress.key(),
+        "service": c.backend.service.as_ref().map(|s| s.to_string()),
+        "header": rule.header.as_ref().map(|h| h.as_str()),
+        "headerValue": rule.header_value.as_ref().and_then(|v| v.to_str().ok()),
+        "headerPattern": rule.header_pattern.as_ref().map(|p| p.as_str()),
+        "cookie": rule.cookie,
+        "weight": rule.weight,
+        "weightTotal": rule.total(),
+        "receivesTraffic": c.backend.unavailable().is_none(),
     })
 }
 

@@ -719,3 +719,140 @@ async fn proxy_next_upstream_timeout_stops_retrying_late_requests() {
         "without a timeout it is"
     );
 }
+
+/// A canary Ingress `name` for `host` `/` to Service `service` with canary annotations.
+fn canary_ingress(name: &str, host: &str, service: &str, rules: &[(&str, &str)]) -> String {
+    let mut annotations = vec![("canary", "true")];
+    annotations.extend_from_slice(rules);
+    ingress(name, host, ("/", PREFIX), service, &annotations)
+}
+
+async fn backend_of(v: &Vestibule, host: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = Request::get(format!("http://{}/", v.http)).header("host", host);
+    for (k, val) in headers {
+        req = req.header(*k, *val);
+    }
+    send(v.http, req.body(Full::default()).unwrap())
+        .await
+        .backend()
+}
+
+// annotations/canary.go: by header (always, never, other values), by header value and
+// pattern, by cookie, by weight (within a tolerance over 1000 requests), header before cookie;
+// a canary without a main Ingress serves nothing and is a diagnostic; /debug/routes shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_by_header_cookie_and_weight() {
+    let files = [
+        ("main.yaml", echo_service("main").await),
+        ("canary.yaml", echo_service("canary").await),
+        (
+            "m.yaml",
+            ingress("main", "foo.test", ("/", PREFIX), "main", &[]),
+        ),
+        (
+            "c.yaml",
+            canary_ingress(
+                "canary",
+                "foo.test",
+                "canary",
+                &[
+                    ("canary-by-header", "CanaryByHeader"),
+                    ("canary-by-cookie", "CanaryByCookie"),
+                ],
+            ),
+        ),
+        (
+            "m2.yaml",
+            ingress("main2", "bar.test", ("/", PREFIX), "main", &[]),
+        ),
+        (
+            "c2.yaml",
+            canary_ingress(
+                "canary2",
+                "bar.test",
+                "canary",
+                &[
+                    ("canary-by-header", "CanaryByHeader"),
+                    ("canary-by-header-value", "DoCanary"),
+                    ("canary-weight", "30"),
+                ],
+            ),
+        ),
+        (
+            "c3.yaml",
+            canary_ingress(
+                "orphan",
+                "orphan.test",
+                "canary",
+                &[("canary-weight", "100")],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("foo.test", "/", Duration::from_secs(10), |a| {
+        a.backend() == "main"
+    })
+    .await;
+    assert_eq!(
+        backend_of(&v, "foo.test", &[("CanaryByHeader", "always")]).await,
+        "canary"
+    );
+    assert_eq!(
+        backend_of(&v, "foo.test", &[("CanaryByHeader", "never")]).await,
+        "main"
+    );
+    assert_eq!(
+        backend_of(&v, "foo.test", &[("CanaryByHeader", "badvalue")]).await,
+        "main"
+    );
+    assert_eq!(
+        backend_of(&v, "foo.test", &[("cookie", "CanaryByCookie=always")]).await,
+        "canary"
+    );
+    assert_eq!(
+        backend_of(
+            &v,
+            "foo.test",
+            &[
+                ("CanaryByHeader", "never"),
+                ("cookie", "CanaryByCookie=always")
+            ]
+        )
+        .await,
+        "main",
+        "the header decides before the cookie"
+    );
+    assert_eq!(
+        backend_of(&v, "bar.test", &[("CanaryByHeader", "DoCanary")]).await,
+        "canary"
+    );
+    let mut canary = 0;
+    for _ in 0..1000 {
+        if backend_of(&v, "bar.test", &[("CanaryByHeader", "always")]).await == "canary" {
+            canary += 1;
+        }
+    }
+    assert!(
+        (230..=370).contains(&canary),
+        "30% of 1000 went to the canary: {canary}"
+    );
+    assert_eq!(
+        get(v.http, "orphan.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let routes = admin_json(v.admin, "/debug/routes").await;
+    let text = routes.to_string();
+    assert!(
+        text.contains("no main Ingress routes orphan.test/"),
+        "{text}"
+    );
+    let foo = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "foo.test")
+        .unwrap()
+        .clone();
+    assert_eq!(foo["canary"]["ingress"], "test/canary");
+    assert_eq!(foo["canary"]["header"], "canarybyheader");
+}

@@ -2,6 +2,7 @@
 //! diagnostic and costs only its own routes; nothing here fails the build as a whole.
 
 use super::access::{BasicAuth, VerifyClient};
+use super::canary::{Canary, CanaryRule};
 use super::class::OurClasses;
 pub use super::diagnostic::{Diagnostic, Severity};
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
@@ -166,9 +167,16 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
         }
     }
     let our_refs = ours.iter().map(|i| ingress_ref(i)).collect();
+    // Canaries first, so that each main route finds its alternative when it is placed.
     for (ingress, annotations) in &read {
+        if let Some(rule) = &annotations.canary {
+            builder.add_canary(ingress, annotations, rule);
+        }
+    }
+    for (ingress, annotations) in read.iter().filter(|(_, a)| a.canary.is_none()) {
         builder.add_ingress(ingress, annotations);
     }
+    builder.report_unused_canaries();
     if builder.default_route.is_none()
         && let Some(service) = &options.default_backend
     {
@@ -229,6 +237,7 @@ fn catch_all(
         matches: Matches::default(),
         policy,
         backends: single(backend),
+        canary: None,
     })
 }
 
@@ -300,7 +309,18 @@ struct Builder<'a> {
     /// Host → position in `tls`, to find the binding that won a host.
     tls_index: FxHashMap<HostRule, usize>,
     client_auth: Vec<ClientAuthBinding>,
+    /// Canary paths by (host, match path, is Exact), waiting for their main route.
+    canaries: FxHashMap<(HostRule, (String, bool)), PendingCanary>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// A canary path, and whether a main route took it.
+struct PendingCanary {
+    canary: Arc<Canary>,
+    field: String,
+    /// `host/path`, for the diagnostic.
+    at: String,
+    used: bool,
 }
 
 /// The backends a policy may send to besides the route's own.
@@ -342,6 +362,7 @@ impl<'a> Builder<'a> {
             tls_hosts: FxHashSet::default(),
             tls_index: FxHashMap::default(),
             client_auth: Vec::new(),
+            canaries: FxHashMap::default(),
             diagnostics: Vec::new(),
         }
     }
@@ -433,6 +454,77 @@ impl Builder<'_> {
                 };
                 self.claim(&me, &host, path, &p.backend, (i, j), policy);
             }
+        }
+    }
+
+    /// A canary Ingress: each of its paths waits for the main route of the same host and path.
+    /// Its other annotations do not apply (the main route's policy does, as in ingress-nginx).
+    fn add_canary(&mut self, ingress: &Ingress, annotations: &Annotations, rule: &CanaryRule) {
+        let me = Arc::new(ingress_ref(ingress));
+        if let Some(denial) = annotations.denial() {
+            let reason = format!("{}; the canary is not used", denial.reason);
+            self.diagnose(&me, denial.field.clone(), reason);
+            return;
+        }
+        let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+        for (i, r) in rules.into_iter().flatten().enumerate() {
+            let Ok(host) = HostRule::parse(r.host.as_deref()) else {
+                self.diagnose(
+                    &me,
+                    format!("spec.rules[{i}].host"),
+                    "not a host; the canary is not used",
+                );
+                continue;
+            };
+            for (j, p) in r.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                let field = format!("spec.rules[{i}].http.paths[{j}]");
+                let path_type = Some(p.path_type.as_str()).filter(|t| !t.is_empty());
+                let Ok(path) = PathRule::parse(p.path.as_deref(), path_type) else {
+                    self.diagnose(
+                        &me,
+                        format!("{field}.path"),
+                        "not a path; the canary is not used",
+                    );
+                    continue;
+                };
+                let key = (path.match_path().to_owned(), path.path_type.is_exact());
+                if let Some(first) = self.canaries.get(&(host.clone(), key.clone())) {
+                    let reason = format!(
+                        "host {host} path {} already has the canary of {}; this one is not used",
+                        path.path, first.canary.ingress
+                    );
+                    self.diagnose(&me, field, reason);
+                    continue;
+                }
+                let backend = self.ingress_backend(&p.backend, &me, &format!("{field}.backend"));
+                let canary = Arc::new(Canary {
+                    ingress: me.clone(),
+                    backend,
+                    rule: rule.clone(),
+                });
+                let pending = PendingCanary {
+                    canary,
+                    field,
+                    at: format!("{host}{}", path.path),
+                    used: false,
+                };
+                self.canaries.insert((host.clone(), key), pending);
+            }
+        }
+    }
+
+    /// A canary path no main Ingress routes serves nothing (ingress-nginx answers 404).
+    fn report_unused_canaries(&mut self) {
+        let mut unused: Vec<(Arc<ObjectRef>, String, String)> = self
+            .canaries
+            .values()
+            .filter(|c| !c.used)
+            .map(|c| (c.canary.ingress.clone(), c.field.clone(), c.at.clone()))
+            .collect();
+        unused.sort();
+        for (ingress, field, at) in unused {
+            let reason = format!("no main Ingress routes {at}; the canary serves nothing");
+            self.diagnose(&ingress, field, reason);
         }
     }
 
@@ -769,6 +861,13 @@ impl Builder<'_> {
             matches: Matches::default(),
             policy,
             backends: single(backend),
+            canary: self
+                .canaries
+                .get_mut(&(host.clone(), key.clone()))
+                .map(|c| {
+                    c.used = true;
+                    c.canary.clone()
+                }),
         });
         self.routes.push(route.clone());
         let claims = &mut self.hosts.entry(host.clone()).or_default().claims;

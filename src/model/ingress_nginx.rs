@@ -7,6 +7,7 @@ use super::access::{
     Access, AuthCache, BasicAuth, ClientCertPolicy, Cors, CorsOrigins, ExternalAuth, Limits,
     VerifyClient,
 };
+use super::canary::CanaryRule;
 use super::client::IpSet;
 use super::endpoints::Backend;
 use super::host::HostRule;
@@ -95,6 +96,13 @@ pub const IMPLEMENTED: &[&str] = &[
     "auth-tls-verify-depth",
     "auth-type",
     "auth-url",
+    "canary",
+    "canary-by-cookie",
+    "canary-by-header",
+    "canary-by-header-pattern",
+    "canary-by-header-value",
+    "canary-weight",
+    "canary-weight-total",
     "cors-allow-credentials",
     "cors-allow-headers",
     "cors-allow-methods",
@@ -104,8 +112,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "custom-http-errors",
     "default-backend",
     "denylist-source-range",
-    "enable-global-auth",
     "enable-cors",
+    "enable-global-auth",
     "force-ssl-redirect",
     "from-to-www-redirect",
     "limit-burst-multiplier",
@@ -192,6 +200,9 @@ pub struct Annotations {
     /// `limit-rps`, `limit-rpm`, `limit-connections`, `limit-burst-multiplier`,
     /// `limit-whitelist`; the statuses come from the ConfigMap.
     pub limits: Option<LimitAnnotations>,
+    /// `canary: "true"` with its `canary-by-*` and `canary-weight*` rules: the Ingress's paths
+    /// are alternatives of the main Ingress's.
+    pub canary: Option<CanaryRule>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -427,6 +438,7 @@ pub fn read(ingress: &Ingress) -> Annotations {
     r.read_hosts();
     r.read_access();
     r.read_client_certs();
+    r.read_canary();
     r.out
 }
 
@@ -787,6 +799,52 @@ impl<'a> Reader<'a> {
                 exempt,
             });
         }
+    }
+
+    fn read_canary(&mut self) {
+        if self.parsed("canary", boolean) != Some(true) {
+            return;
+        }
+        let header = self.parsed("canary-by-header", |v| {
+            HeaderName::from_bytes(v.trim().as_bytes())
+                .map_err(|_| format!("{v:?} is not a header name"))
+        });
+        let header_value = self.parsed("canary-by-header-value", |v| {
+            HeaderValue::from_str(v).map_err(|_| format!("{v:?} cannot be a header value"))
+        });
+        let header_pattern = self.parsed("canary-by-header-pattern", |v| {
+            regex::bytes::Regex::new(v).map_err(|e| format!("{v:?} is not a regex: {e}"))
+        });
+        let cookie = self.parsed("canary-by-cookie", |v| {
+            let v = v.trim();
+            let ok = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b";=,".contains(&b));
+            ok.then(|| v.to_owned())
+                .ok_or_else(|| format!("{v:?} is not a cookie name"))
+        });
+        let count = |v: &str| {
+            integer(v).and_then(|n| u32::try_from(n).map_err(|_| format!("{n} is not a weight")))
+        };
+        let weight = self.parsed("canary-weight", count).unwrap_or(0);
+        let weight_total = self.parsed("canary-weight-total", count).unwrap_or(100);
+        let rule = CanaryRule {
+            header,
+            header_value: header_value.filter(|v| !v.is_empty()),
+            header_pattern,
+            cookie,
+            weight,
+            weight_total,
+        };
+        if weight > rule.total() {
+            let key = self
+                .get("canary-weight")
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            let reason = format!("{weight} is more than the total ({})", rule.total());
+            self.finding(key, Level::Error, reason);
+        }
+        self.out.canary = Some(rule);
     }
 
     fn read_client_certs(&mut self) {

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod build;
+pub mod canary;
 pub mod class;
 pub mod client;
 pub mod diagnostic;

@@ -93,6 +93,8 @@ pub struct Route {
     pub policy: Arc<Policy>,
     /// Never empty; the first is the one requests go to when weights do not decide.
     pub backends: Vec<WeightedBackend>,
+    /// An ingress-nginx canary's alternative backend, if one is attached.
+    pub canary: Option<Arc<super::canary::Canary>>,
 }
 
 impl Route {
@@ -297,6 +299,7 @@ mod tests {
             pattern: None,
             matches: Matches { conditions },
             policy: Arc::new(Policy::default()),
+            canary: None,
             backends: backends
                 .iter()
                 .map(|(b, weight)| WeightedBackend {

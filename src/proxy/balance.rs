@@ -102,9 +102,44 @@ impl Ejections {
 /// Shared handle.
 pub type SharedEjections = Arc<Ejections>;
 
+/// A number uniform in `1..=n` (for canary weights: ingress-nginx's `math.random(n)`), from a
+/// per-thread xorshift generator; not for anything secret.
+pub fn roll(n: u32) -> u32 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1,
+        );
+    }
+    let x = STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    });
+    ((x >> 32) * u64::from(n.max(1)) >> 32) as u32 + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rolls_are_in_range_and_even() {
+        let mut counts = [0u32; 10];
+        for _ in 0..100_000 {
+            let r = roll(10);
+            assert!((1..=10).contains(&r), "{r}");
+            counts[r as usize - 1] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+        assert_eq!(roll(1), 1);
+    }
 
     #[test]
     fn turns_count_per_route() {

@@ -200,7 +200,7 @@ impl Proxy {
             true => self.turns.next(route.id),
             false => 0,
         };
-        let (backend, fallback) = choose_backend(&route, turn)?;
+        let (backend, fallback) = choose_backend(&route, turn, req.headers())?;
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
@@ -382,6 +382,16 @@ fn decorate(
     response
 }
 
+/// Whether a request goes to the canary: its header or cookie, else a roll of the weight.
+fn takes_canary(rule: &crate::model::canary::CanaryRule, headers: &http::HeaderMap) -> bool {
+    use crate::model::canary::Verdict;
+    match rule.decide(headers) {
+        Verdict::Canary => true,
+        Verdict::Main => false,
+        Verdict::Weight => rule.weight > 0 && rule.by_weight(super::balance::roll(rule.total())),
+    }
+}
+
 /// The span of one request, with the fields later stages fill in.
 fn request_span(host: Option<&HeaderValue>, uri: &Uri) -> tracing::Span {
     tracing::debug_span!(
@@ -395,9 +405,20 @@ fn request_span(host: Option<&HeaderValue>, uri: &Uri) -> tracing::Span {
     )
 }
 
-/// The backend for request number `turn` of `route`; its `default-backend` (flagged `true`)
-/// when that one has no endpoint to send to.
-fn choose_backend(route: &Route, turn: usize) -> Result<(&Arc<Backend>, bool), ProxyError> {
+/// The backend for request number `turn` of `route` (or its canary's, when the canary's rule
+/// says so and it has an endpoint); its `default-backend` (flagged `true`) when that one has
+/// no endpoint to send to.
+fn choose_backend<'r>(
+    route: &'r Route,
+    turn: usize,
+    headers: &http::HeaderMap,
+) -> Result<(&'r Arc<Backend>, bool), ProxyError> {
+    if let Some(canary) = &route.canary
+        && takes_canary(&canary.rule, headers)
+        && canary.backend.unavailable().is_none()
+    {
+        return Ok((&canary.backend, false));
+    }
     let backend = route.backend_for(turn);
     let Some(why) = backend.unavailable() else {
         return Ok((backend, false));

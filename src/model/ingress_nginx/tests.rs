@@ -851,3 +851,58 @@ fn the_configmaps_address_lists_guard_every_route_without_its_own() {
     assert_eq!(own.address(ip("192.168.1.1")), Allowed);
     assert!(access_of(&build(&snapshot, &Options::default()), "plain.test").is_none());
 }
+
+// annotations/canary.go: the canary Ingress's path becomes the main route's alternative;
+// without a main route it serves nothing; a second canary of the same path is not used; a
+// weight above the total is an error and leaves the main route alone.
+#[test]
+fn canaries_attach_to_their_main_route() {
+    let canary = |name: &str, host: &str, weight: &str| {
+        one(
+            name,
+            host,
+            "/",
+            &[("canary", "true"), ("canary-weight", weight)],
+        )
+    };
+    let snapshot = Snapshot::default()
+        .with(one("main", "foo.test", "/", &[]))
+        .with(canary("canary", "foo.test", "20"))
+        .with(canary("second", "foo.test", "30"))
+        .with(canary("orphan", "orphan.test", "10"))
+        .with(canary("heavy", "heavy.test", "101"))
+        .with(one("heavy-main", "heavy.test", "/", &[]))
+        .with(service("ns/svc").port("http", 80));
+    let built = build(&snapshot, &Options::default());
+    let main = built.table.lookup("foo.test", "/").unwrap();
+    assert_eq!(main.ingress.name, "main");
+    let c = main.canary.as_ref().expect("a canary");
+    assert_eq!((c.ingress.name.as_str(), c.rule.weight), ("canary", 20));
+    assert!(built.table.lookup("orphan.test", "/").is_none());
+    assert!(
+        built
+            .table
+            .lookup("heavy.test", "/")
+            .unwrap()
+            .canary
+            .is_none()
+    );
+    let reasons: Vec<String> = built
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.object, d.reason))
+        .collect();
+    let has = |s: &str| reasons.iter().any(|r| r.contains(s));
+    assert!(
+        has("Ingress ns/orphan: no main Ingress routes orphan.test/"),
+        "{reasons:?}"
+    );
+    assert!(
+        has("Ingress ns/second: host foo.test path / already has the canary of Ingress ns/canary"),
+        "{reasons:?}"
+    );
+    assert!(
+        has("Ingress ns/heavy: 101 is more than the total (100)"),
+        "{reasons:?}"
+    );
+}
