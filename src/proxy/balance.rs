@@ -120,7 +120,7 @@ pub fn roll(n: u32) -> u32 {
         s.set(x);
         x
     });
-    ((x >> 32) * u64::from(n.max(1)) >> 32) as u32 + 1
+    (((x >> 32) * u64::from(n.max(1))) >> 32) as u32 + 1
 }
 
 #[cfg(test)]
