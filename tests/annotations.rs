@@ -856,3 +856,133 @@ async fn canary_by_header_cookie_and_weight() {
     assert_eq!(foo["canary"]["ingress"], "test/canary");
     assert_eq!(foo["canary"]["header"], "canarybyheader");
 }
+
+/// A Service `name` with one echo endpoint per name in `pods` (each answers with its name).
+async fn pods_service(name: &str, pods: &[&str]) -> String {
+    let mut endpoints = Vec::new();
+    for pod in pods {
+        endpoints.push((backend(pod).await, None));
+    }
+    service_yaml(name, &endpoints)
+}
+
+async fn answer_with(v: &Vestibule, host: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(format!("http://{}{path}", v.http)).header("host", host);
+    for (k, val) in headers {
+        req = req.header(*k, *val);
+    }
+    send(v.http, req.body(Full::default()).unwrap()).await
+}
+
+// annotations/upstreamhashby.go "should connect to the same pod": one key, one pod; other keys
+// spread over the pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_hash_by_keeps_a_key_on_one_pod() {
+    let files = [
+        ("s.yaml", pods_service("echo", &["p1", "p2", "p3"]).await),
+        (
+            "i.yaml",
+            ingress(
+                "hash",
+                "hash.test",
+                ("/", PREFIX),
+                "echo",
+                &[("upstream-hash-by", "$request_uri")],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("hash.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    let first = answer_with(&v, "hash.test", "/user/42", &[])
+        .await
+        .backend();
+    for _ in 0..20 {
+        assert_eq!(
+            answer_with(&v, "hash.test", "/user/42", &[])
+                .await
+                .backend(),
+            first
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        seen.insert(
+            answer_with(&v, "hash.test", &format!("/user/{i}"), &[])
+                .await
+                .backend(),
+        );
+    }
+    assert_eq!(seen.len(), 3, "keys spread over the pods: {seen:?}");
+}
+
+// annotations/affinity.go: "should set sticky cookie SERVERID", "should set the path to
+// /something on the generated cookie", "should work with use-regex annotation and
+// session-cookie-path"; stickiness across 100 requests; a cookie naming a pod that is gone
+// goes elsewhere and gets a new cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_affinity_sticks_and_moves_when_the_pod_goes() {
+    let files = [
+        ("s.yaml", pods_service("echo", &["p1", "p2", "p3"]).await),
+        (
+            "i.yaml",
+            ingress(
+                "sticky",
+                "sticky.test",
+                ("/", PREFIX),
+                "echo",
+                &[
+                    ("affinity", "cookie"),
+                    ("affinity-mode", "persistent"),
+                    ("session-cookie-name", "SERVERID"),
+                    ("session-cookie-path", "/something"),
+                    ("session-cookie-max-age", "172800"),
+                ],
+            ),
+        ),
+    ];
+    let (dir, v) = start(&files, &[]);
+    v.eventually("sticky.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    let first = answer_with(&v, "sticky.test", "/", &[]).await;
+    let set = first.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("SERVERID="), "{set}");
+    assert!(
+        set.contains("Path=/something") && set.contains("Max-Age=172800"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let pod = first.backend();
+    for _ in 0..100 {
+        let a = answer_with(&v, "sticky.test", "/", &[("cookie", &cookie)]).await;
+        assert_eq!(a.backend(), pod, "sticky");
+        assert!(
+            a.headers.get("set-cookie").is_none(),
+            "no new cookie for a known session"
+        );
+    }
+    // The pod goes: its endpoint leaves the Service.
+    let others: Vec<&str> = ["p1", "p2", "p3"]
+        .into_iter()
+        .filter(|p| *p != pod)
+        .collect();
+    write_atomic(dir.path(), "s.yaml", &pods_service("echo", &others).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        let a = answer_with(&v, "sticky.test", "/", &[("cookie", &cookie)]).await;
+        if a.backend() != pod && !a.backend().is_empty() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the session never moved");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let renewed = a.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        renewed.starts_with("SERVERID=") && !renewed.starts_with(&cookie),
+        "{renewed}"
+    );
+}

@@ -279,6 +279,7 @@ pub struct TemplateFacts<'a> {
 /// The variables a template may use; anything else that looks like one is refused when the
 /// annotation is read. Values are only ever placed in a URL or a cache key, never interpreted.
 pub const VARIABLES: &[&str] = &[
+    "binary_remote_addr",
     "escaped_request_uri",
     "request_uri",
     "remote_addr",
@@ -301,7 +302,7 @@ pub fn expand(template: &str, facts: &TemplateFacts<'_>) -> String {
         match name {
             "escaped_request_uri" => out.push_str(&escape(facts.request_uri)),
             "request_uri" => out.push_str(facts.request_uri),
-            "remote_addr" => out.push_str(facts.remote_addr),
+            "remote_addr" | "binary_remote_addr" => out.push_str(facts.remote_addr),
             "scheme" => out.push_str(facts.scheme),
             "host" => out.push_str(facts.host),
             _ if name.starts_with("http_") => {

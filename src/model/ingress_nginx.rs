@@ -7,6 +7,7 @@ use super::access::{
     Access, AuthCache, BasicAuth, ClientCertPolicy, Cors, CorsOrigins, ExternalAuth, Limits,
     VerifyClient,
 };
+use super::balance::{Affinity, AffinityMode, Balance};
 use super::canary::CanaryRule;
 use super::client::IpSet;
 use super::endpoints::Backend;
@@ -76,6 +77,8 @@ pub const VESTIBULE: &str = "vestibule.dev/";
 
 /// The annotation names (after the prefix) that Vestibule implements.
 pub const IMPLEMENTED: &[&str] = &[
+    "affinity",
+    "affinity-mode",
     "allowlist-source-range",
     "app-root",
     "auth-always-set-cookie",
@@ -133,9 +136,21 @@ pub const IMPLEMENTED: &[&str] = &[
     "rewrite-target",
     "satisfy",
     "server-alias",
+    "session-cookie-change-on-failure",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-domain",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-samesite",
+    "session-cookie-secure",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
+    "upstream-hash-by",
+    "upstream-hash-by-subset",
+    "upstream-hash-by-subset-size",
     "upstream-vhost",
     "use-regex",
     "whitelist-source-range",
@@ -203,6 +218,8 @@ pub struct Annotations {
     /// `canary: "true"` with its `canary-by-*` and `canary-weight*` rules: the Ingress's paths
     /// are alternatives of the main Ingress's.
     pub canary: Option<CanaryRule>,
+    /// `upstream-hash-by` or `affinity: cookie` (the hash wins, as in ingress-nginx).
+    pub balance: Balance,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -323,6 +340,7 @@ impl Annotations {
                 read_timeout: self.read_timeout.or(global.read_timeout),
                 send_timeout: self.send_timeout.or(global.send_timeout),
                 retry: self.retry(global.retry),
+                balance: self.balance.clone(),
                 fallback: cx.fallback,
             },
             errors,
@@ -439,6 +457,7 @@ pub fn read(ingress: &Ingress) -> Annotations {
     r.read_access();
     r.read_client_certs();
     r.read_canary();
+    r.read_balance();
     r.out
 }
 
@@ -799,6 +818,93 @@ impl<'a> Reader<'a> {
                 exempt,
             });
         }
+    }
+
+    fn read_balance(&mut self) {
+        let key = self.parsed("upstream-hash-by", |v| {
+            super::access::known_variables(v)?;
+            (!v.trim().is_empty())
+                .then(|| v.trim().to_owned())
+                .ok_or_else(|| "an empty key".to_owned())
+        });
+        let subset = self.parsed("upstream-hash-by-subset", boolean) == Some(true);
+        let size = self
+            .parsed("upstream-hash-by-subset-size", |v| {
+                integer(v).and_then(|n| match usize::try_from(n) {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("{n} is not a subset size")),
+                })
+            })
+            .unwrap_or(3);
+        if let Some(key) = key {
+            self.out.balance = Balance::Hash {
+                key,
+                subset: subset.then_some(size),
+            };
+            return;
+        }
+        let cookie = self.parsed("affinity", |v| match v.trim() {
+            "cookie" => Ok(true),
+            "" => Ok(false),
+            other => Err(format!("{other:?} is not \"cookie\"")),
+        });
+        if cookie != Some(true) {
+            return;
+        }
+        let mode = self
+            .parsed("affinity-mode", |v| match v.trim() {
+                "balanced" | "" => Ok(AffinityMode::Balanced),
+                "persistent" => Ok(AffinityMode::Persistent),
+                other => Err(format!("{other:?} is not balanced or persistent")),
+            })
+            .unwrap_or(AffinityMode::Balanced);
+        let token = |v: &str| {
+            let v = v.trim();
+            let ok = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b));
+            ok.then(|| v.to_owned())
+                .ok_or_else(|| format!("{v:?} is not a cookie attribute value"))
+        };
+        let seconds_count = |v: &str| {
+            integer(v).and_then(|n| {
+                u64::try_from(n).map_err(|_| format!("{n} is not a number of seconds"))
+            })
+        };
+        let name = self
+            .parsed("session-cookie-name", token)
+            .unwrap_or_else(|| "INGRESSCOOKIE".to_owned());
+        let path = self
+            .parsed("session-cookie-path", token)
+            .unwrap_or_else(|| "/".to_owned());
+        let domain = self.parsed("session-cookie-domain", token);
+        let max_age = self.parsed("session-cookie-max-age", seconds_count);
+        let expires = self.parsed("session-cookie-expires", seconds_count);
+        let secure = self
+            .parsed("session-cookie-secure", boolean)
+            .unwrap_or(false);
+        let same_site = self.parsed("session-cookie-samesite", |v| match v.trim() {
+            s @ ("None" | "Lax" | "Strict") => Ok(s.to_owned()),
+            other => Err(format!("{other:?} is not None, Lax or Strict")),
+        });
+        let conditional_same_site_none = self
+            .parsed("session-cookie-conditional-samesite-none", boolean)
+            .unwrap_or(false);
+        let change_on_failure = self
+            .parsed("session-cookie-change-on-failure", boolean)
+            .unwrap_or(false);
+        self.out.balance = Balance::Cookie(Affinity {
+            mode,
+            name,
+            path,
+            domain,
+            max_age,
+            expires,
+            secure,
+            same_site,
+            conditional_same_site_none,
+            change_on_failure,
+        });
     }
 
     fn read_canary(&mut self) {

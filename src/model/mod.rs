@@ -2,6 +2,7 @@
 //! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
 
 pub mod access;
+pub mod balance;
 mod build;
 pub mod canary;
 pub mod class;

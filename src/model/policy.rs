@@ -220,6 +220,8 @@ pub struct UpstreamPolicy {
     /// Answers when the route's Service is missing or has no ready endpoint, with `X-Code:
     /// 503` (`default-backend`).
     pub fallback: Option<Arc<Backend>>,
+    /// Which endpoint a request starts with.
+    pub balance: super::balance::Balance,
 }
 
 /// When a request goes on to the next endpoint (`proxy-next-upstream`).

@@ -16,7 +16,11 @@ use super::respond::{ErrorContext, Upgrade, finish, intercept_errors};
 use super::upstream::{RequestBody, SendClock, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::model::{Backend, Route};
+use crate::model::access::{TemplateFacts, expand};
+use crate::model::balance::{
+    Affinity, Balance, rejects_same_site_none, rendezvous, rendezvous_top,
+};
+use crate::model::{Backend, Route, Target};
 use crate::state::Shared;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -201,6 +205,7 @@ impl Proxy {
             false => 0,
         };
         let (backend, fallback) = choose_backend(&route, turn, req.headers())?;
+        let (start, session) = start_endpoint(&route, backend, turn, &req, &client, &arrival);
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
@@ -220,8 +225,9 @@ impl Proxy {
         };
         let policy = &route.policy.upstream;
         let sent = attempts
-            .send(backend, turn, policy, out, &mut on_attempt)
+            .send(backend, start, policy, out, &mut on_attempt)
             .await?;
+        let session_cookie = session.and_then(|s| s.cookie(&sent.target, backend));
         let took = sent.took;
         let sent = match (forwarded, &cx) {
             (Some(again), Some(cx)) => {
@@ -230,7 +236,10 @@ impl Proxy {
             _ => sent,
         };
         facts.upstream_took = Some(took);
-        let response = finish(sent, upgrade, self.settings.tunnel_idle, conn);
+        let mut response = finish(sent, upgrade, self.settings.tunnel_idle, conn);
+        if let Some(cookie) = session_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
         let cookies = (passed.cookies, passed.always_cookies);
         Ok(decorate(response, &route, origin, Some(cookies)))
     }
@@ -380,6 +389,92 @@ fn decorate(
         }
     }
     response
+}
+
+/// A request's session under `affinity: cookie`: what its cookie named, if anything.
+struct Session<'a> {
+    affinity: &'a Affinity,
+    /// The endpoint the cookie named, by index into the backend's targets.
+    known: Option<usize>,
+    old_browser: bool,
+}
+
+impl Session<'_> {
+    /// The `Set-Cookie` a response carries: for a new session (or one whose endpoint is
+    /// gone), and, with `session-cookie-change-on-failure`, when another endpoint answered.
+    fn cookie(&self, used: &Target, backend: &Backend) -> Option<HeaderValue> {
+        let targets = &backend.endpoints.targets;
+        let moved = self.known.is_some_and(|i| targets.get(i) != Some(used));
+        if self.known.is_some() && !(moved && self.affinity.change_on_failure) {
+            return None;
+        }
+        let salt = u64::from(super::balance::roll(u32::MAX)) << 32
+            | u64::from(super::balance::roll(u32::MAX));
+        let value = self.affinity.value_for(used, targets, salt);
+        self.affinity.set_cookie(&value, self.old_browser)
+    }
+}
+
+/// The endpoint a request starts with (an index into the backend's targets, taken modulo
+/// their number): the round-robin turn, the key's rendezvous winner (`upstream-hash-by`), or
+/// the session's endpoint (`affinity: cookie`), with the session for its cookie.
+fn start_endpoint<'r>(
+    route: &'r Route,
+    backend: &Backend,
+    turn: usize,
+    req: &Request<Incoming>,
+    client: &forward::Client,
+    arrival: &Arrival<'_>,
+) -> (usize, Option<Session<'r>>) {
+    let targets = &backend.endpoints.targets;
+    match &route.policy.upstream.balance {
+        Balance::RoundRobin => (turn, None),
+        Balance::Hash { key, subset } => {
+            let remote = client.ip.to_string();
+            let facts = TemplateFacts {
+                scheme: if arrival.tls { "https" } else { "http" },
+                host: arrival.host,
+                request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                remote_addr: &remote,
+                headers: req.headers(),
+            };
+            let key = expand(key, &facts);
+            let start = match subset {
+                None => rendezvous(key.as_bytes(), targets),
+                Some(n) => {
+                    let top = rendezvous_top(key.as_bytes(), targets, *n);
+                    top[turn % top.len()]
+                }
+            };
+            (start, None)
+        }
+        Balance::Cookie(affinity) => {
+            let known = cookie_value(req.headers(), &affinity.name)
+                .and_then(|v| affinity.endpoint_of(&v, targets));
+            let agent = req.headers().get(header::USER_AGENT);
+            let old_browser = agent
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(rejects_same_site_none);
+            let session = Session {
+                affinity,
+                known,
+                old_browser,
+            };
+            (known.unwrap_or(turn), Some(session))
+        }
+    }
+}
+
+/// The value of cookie `name` in the request.
+fn cookie_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
 }
 
 /// Whether a request goes to the canary: its header or cookie, else a roll of the weight.
