@@ -986,3 +986,39 @@ async fn cookie_affinity_sticks_and_moves_when_the_pod_goes() {
         "{renewed}"
     );
 }
+
+// configmap.md / annotations.md load-balance: ewma sends most requests to the faster pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ewma_prefers_the_faster_pod() {
+    let (slow, slow_hits) = slow_pod(200, Duration::from_millis(150)).await;
+    let (fast, fast_hits) = slow_pod(200, Duration::ZERO).await;
+    let files = [
+        (
+            "s.yaml",
+            service_yaml("pods", &[(slow, None), (fast, None)]),
+        ),
+        (
+            "i.yaml",
+            ingress(
+                "ewma",
+                "ewma.test",
+                ("/", PREFIX),
+                "pods",
+                &[("load-balance", "ewma")],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("ewma.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    for _ in 0..40 {
+        assert_eq!(get(v.http, "ewma.test", "/").await.status, StatusCode::OK);
+    }
+    let (slow, fast) = (
+        slow_hits.load(Ordering::SeqCst),
+        fast_hits.load(Ordering::SeqCst),
+    );
+    assert!(fast > 3 * slow, "fast {fast}, slow {slow}");
+}

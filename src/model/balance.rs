@@ -12,6 +12,8 @@ use std::time::Duration;
 pub enum Balance {
     #[default]
     RoundRobin,
+    /// `load-balance: ewma`: the better of two endpoints by recent response time and load.
+    Ewma,
     /// `upstream-hash-by`: the key template (`$request_uri`, `$remote_addr`, `$http_<name>`,
     /// `$cookie_<name>` and literals); with `upstream-hash-by-subset`, the key picks a subset
     /// of this many endpoints and requests rotate within it.

@@ -121,6 +121,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "from-to-www-redirect",
     "limit-burst-multiplier",
     "limit-connections",
+    "load-balance",
     "limit-rpm",
     "limit-rps",
     "limit-whitelist",
@@ -220,6 +221,8 @@ pub struct Annotations {
     pub canary: Option<CanaryRule>,
     /// `upstream-hash-by` or `affinity: cookie` (the hash wins, as in ingress-nginx).
     pub balance: Balance,
+    /// `load-balance` (`round_robin`, `ewma`), when neither of those is set.
+    pub load_balance: Option<Balance>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -340,7 +343,11 @@ impl Annotations {
                 read_timeout: self.read_timeout.or(global.read_timeout),
                 send_timeout: self.send_timeout.or(global.send_timeout),
                 retry: self.retry(global.retry),
-                balance: self.balance.clone(),
+                balance: match (&self.balance, &self.load_balance) {
+                    (Balance::RoundRobin, Some(lb)) => lb.clone(),
+                    (Balance::RoundRobin, None) => global.load_balance.clone(),
+                    (b, _) => b.clone(),
+                },
                 fallback: cx.fallback,
             },
             errors,
@@ -843,6 +850,10 @@ impl<'a> Reader<'a> {
             };
             return;
         }
+        let ewma = self.parsed("load-balance", load_balance);
+        if let Some(b) = ewma {
+            self.out.load_balance = Some(b);
+        }
         let cookie = self.parsed("affinity", |v| match v.trim() {
             "cookie" => Ok(true),
             "" => Ok(false),
@@ -1008,6 +1019,15 @@ impl<'a> Reader<'a> {
                 Ok(hosts)
             })
             .unwrap_or_default();
+    }
+}
+
+/// `load-balance`: `round_robin` or `ewma` (ingress-nginx's other balancers are not offered).
+pub(super) fn load_balance(v: &str) -> Result<Balance, String> {
+    match v.trim() {
+        "round_robin" => Ok(Balance::RoundRobin),
+        "ewma" => Ok(Balance::Ewma),
+        other => Err(format!("{other:?} is not round_robin or ewma")),
     }
 }
 

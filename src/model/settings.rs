@@ -87,6 +87,8 @@ pub struct Global {
     pub external_auth: Option<ExternalAuth>,
     /// `no-auth-locations`: path prefixes the global auth does not guard.
     pub no_auth_locations: Vec<String>,
+    /// `load-balance`: how routes without their own rule pick endpoints.
+    pub load_balance: super::balance::Balance,
     /// `limit-req-status-code` and `limit-conn-status-code` (503, as ingress-nginx).
     pub limit_req_status: StatusCode,
     pub limit_conn_status: StatusCode,
@@ -112,6 +114,7 @@ impl Default for Global {
             proxy_protocol_timeout: Duration::from_secs(5),
             external_auth: None,
             no_auth_locations: vec!["/.well-known/acme-challenge".to_owned()],
+            load_balance: super::balance::Balance::RoundRobin,
             limit_req_status: StatusCode::SERVICE_UNAVAILABLE,
             limit_conn_status: StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -212,6 +215,11 @@ impl Reading<'_> {
             "use-proxy-protocol" => boolean(value).map(|v| g.client.proxy_protocol = v),
             "whitelist-source-range" => IpSet::parse(value).map(|v| g.allow = non_empty(v)),
             "block-cidrs" => IpSet::parse(value).map(|v| g.block = non_empty(v)),
+            "load-balance" => match value.trim() {
+                "round_robin" => Ok(g.load_balance = super::balance::Balance::RoundRobin),
+                "ewma" => Ok(g.load_balance = super::balance::Balance::Ewma),
+                other => Err(format!("{other:?} is not round_robin or ewma")),
+            },
             "http-redirect-code" => integer(value).and_then(|n| match n {
                 301 | 302 | 307 | 308 => StatusCode::from_u16(n as u16)
                     .map(|c| g.http_redirect_code = c)
@@ -286,6 +294,7 @@ impl Reading<'_> {
             "use-proxy-protocol" => g.client.proxy_protocol = p.client.proxy_protocol,
             "whitelist-source-range" => g.allow = p.allow.clone(),
             "block-cidrs" => g.block = p.block.clone(),
+            "load-balance" => g.load_balance = p.load_balance.clone(),
             "http-redirect-code" => g.http_redirect_code = p.http_redirect_code,
             "proxy-protocol-header-timeout" => g.proxy_protocol_timeout = p.proxy_protocol_timeout,
             "limit-req-status-code" => g.limit_req_status = p.limit_req_status,

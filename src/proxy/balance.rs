@@ -102,6 +102,89 @@ impl Ejections {
 /// Shared handle.
 pub type SharedEjections = Arc<Ejections>;
 
+/// How fast older response times fade from an endpoint's average (ingress-nginx's ewma
+/// balancer decays over 10 s).
+const DECAY: Duration = Duration::from_secs(10);
+/// Endpoints with latency state; beyond, the state starts over.
+const MAX_STATS: usize = 1 << 16;
+
+/// `load-balance: ewma`: per endpoint, a decaying average of response times and the requests
+/// in flight. A request takes the better of two endpoints drawn at random (power of two
+/// choices), the score being the average times (in flight + 1).
+#[derive(Default)]
+pub struct Latencies {
+    stats: Mutex<FxHashMap<Target, Stat>>,
+}
+
+#[derive(Clone, Copy)]
+struct Stat {
+    average: f64,
+    at: Instant,
+    in_flight: u32,
+}
+
+impl Latencies {
+    /// The index of the target a request should start with.
+    pub fn choose(&self, targets: &[Target]) -> usize {
+        match targets.len() {
+            0 | 1 => 0,
+            n => {
+                let a = (roll(n as u32) - 1) as usize;
+                let b = (a + roll(n as u32 - 1) as usize) % n;
+                let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                let score = |t: &Target| {
+                    stats.get(t).map_or(0.0, |s| {
+                        decayed(s.average, now.duration_since(s.at)) * f64::from(s.in_flight + 1)
+                    })
+                };
+                if score(&targets[b]) < score(&targets[a]) {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    /// A request went to `target`.
+    pub fn begin(&self, target: &Target) {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if stats.len() >= MAX_STATS && !stats.contains_key(target) {
+            stats.clear();
+        }
+        let now = Instant::now();
+        let s = stats.entry(target.clone()).or_insert(Stat {
+            average: 0.0,
+            at: now,
+            in_flight: 0,
+        });
+        s.in_flight += 1;
+    }
+
+    /// A request to `target` got its response headers after `took` (or failed: `None`).
+    pub fn end(&self, target: &Target, took: Option<Duration>) {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = stats.get_mut(target) else {
+            return;
+        };
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if let Some(took) = took {
+            let now = Instant::now();
+            let old = decayed(s.average, now.duration_since(s.at));
+            let weight =
+                1.0 - (-(now.duration_since(s.at).as_secs_f64()) / DECAY.as_secs_f64()).exp();
+            s.average = old + (took.as_secs_f64() - old) * weight.max(0.1);
+            s.at = now;
+        }
+    }
+}
+
+/// An average `age` old, faded towards zero (an endpoint not heard from looks fast again).
+fn decayed(average: f64, age: Duration) -> f64 {
+    average * (-(age.as_secs_f64()) / DECAY.as_secs_f64()).exp()
+}
+
 /// A number uniform in `1..=n` (for canary weights: ingress-nginx's `math.random(n)`), from a
 /// per-thread xorshift generator; not for anything secret.
 pub fn roll(n: u32) -> u32 {
@@ -126,6 +209,29 @@ pub fn roll(n: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ewma_prefers_the_faster_endpoint() {
+        let targets: Vec<Target> = ["10.0.0.1:80", "10.0.0.2:80"]
+            .iter()
+            .map(|a| Target::Ip(a.parse().unwrap()))
+            .collect();
+        let l = Latencies::default();
+        for _ in 0..5 {
+            l.begin(&targets[0]);
+            l.end(&targets[0], Some(Duration::from_millis(200)));
+            l.begin(&targets[1]);
+            l.end(&targets[1], Some(Duration::from_millis(5)));
+        }
+        let fast = (0..100).filter(|_| l.choose(&targets) == 1).count();
+        assert_eq!(fast, 100, "two endpoints: both are drawn, the faster wins");
+        // Requests in flight count against an endpoint.
+        for _ in 0..100 {
+            l.begin(&targets[1]);
+        }
+        let fast = (0..100).filter(|_| l.choose(&targets) == 1).count();
+        assert_eq!(fast, 0);
+    }
 
     #[test]
     fn rolls_are_in_range_and_even() {

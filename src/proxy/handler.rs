@@ -3,7 +3,7 @@
 //! them and turns a failure into its response ([`super::error`] decides the status).
 
 use super::attempt::{Attempts, Outgoing};
-use super::balance::{Ejections, Turns};
+use super::balance::{Ejections, Latencies, Turns};
 use super::body::ProxyBody;
 use super::conn::Connection;
 use super::decide::{authority_value, decide};
@@ -47,6 +47,7 @@ pub struct Proxy {
     upstreams: Arc<Upstreams>,
     ejections: Ejections,
     turns: Turns,
+    latencies: Latencies,
     guards: Guards,
     settings: Settings,
     observers: Arc<Observers>,
@@ -59,6 +60,7 @@ impl Proxy {
             upstreams: Upstreams::new(observers.metrics.upstream_connect_duration.clone()),
             ejections: Ejections::default(),
             turns: Turns::default(),
+            latencies: Latencies::default(),
             guards: Guards::default(),
             settings,
             observers,
@@ -205,7 +207,15 @@ impl Proxy {
             false => 0,
         };
         let (backend, fallback) = choose_backend(&route, turn, req.headers())?;
-        let (start, session) = start_endpoint(&route, backend, turn, &req, &client, &arrival);
+        let (start, session) = start_endpoint(
+            &route,
+            &self.latencies,
+            backend,
+            turn,
+            &req,
+            &client,
+            &arrival,
+        );
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
@@ -219,14 +229,30 @@ impl Proxy {
         }
         let forwarded = errors.map(|_| (out.method.clone(), out.headers.clone()));
         let attempts = self.attempts();
+        // Under `load-balance: ewma` each attempt counts as in flight until the next or the end.
+        let ewma = matches!(route.policy.upstream.balance, Balance::Ewma);
+        let latencies = &self.latencies;
+        let measured: std::sync::Mutex<Option<Target>> = Default::default();
         let mut on_attempt = |t: &crate::model::Target| {
             span.record("upstream", tracing::field::display(t));
+            if ewma {
+                let before = measured.lock().ok().and_then(|mut m| m.replace(t.clone()));
+                if let Some(before) = before {
+                    latencies.end(&before, None);
+                }
+                latencies.begin(t);
+            }
             facts.upstream = Some(t.clone());
         };
         let policy = &route.policy.upstream;
         let sent = attempts
             .send(backend, start, policy, out, &mut on_attempt)
-            .await?;
+            .await;
+        if ewma && let Some(target) = measured.lock().ok().and_then(|mut m| m.take()) {
+            let took = sent.as_ref().ok().map(|s| s.took);
+            self.latencies.end(&target, took);
+        }
+        let sent = sent?;
         let session_cookie = session.and_then(|s| s.cookie(&sent.target, backend));
         let took = sent.took;
         let sent = match (forwarded, &cx) {
@@ -420,6 +446,7 @@ impl Session<'_> {
 /// the session's endpoint (`affinity: cookie`), with the session for its cookie.
 fn start_endpoint<'r>(
     route: &'r Route,
+    latencies: &Latencies,
     backend: &Backend,
     turn: usize,
     req: &Request<Incoming>,
@@ -429,6 +456,7 @@ fn start_endpoint<'r>(
     let targets = &backend.endpoints.targets;
     match &route.policy.upstream.balance {
         Balance::RoundRobin => (turn, None),
+        Balance::Ewma => (latencies.choose(targets), None),
         Balance::Hash { key, subset } => {
             let remote = client.ip.to_string();
             let facts = TemplateFacts {
