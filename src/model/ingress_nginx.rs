@@ -16,7 +16,7 @@ use super::policy::{
     CustomErrors, Filter, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy, parse_size,
 };
 use super::settings::Global;
-use super::values::{boolean, integer, next_upstream, seconds, status_list};
+use super::values::{boolean, integer, load_balance, next_upstream, seconds, status_list};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -1019,15 +1019,6 @@ impl<'a> Reader<'a> {
                 Ok(hosts)
             })
             .unwrap_or_default();
-    }
-}
-
-/// `load-balance`: `round_robin` or `ewma` (ingress-nginx's other balancers are not offered).
-pub(super) fn load_balance(v: &str) -> Result<Balance, String> {
-    match v.trim() {
-        "round_robin" => Ok(Balance::RoundRobin),
-        "ewma" => Ok(Balance::Ewma),
-        other => Err(format!("{other:?} is not round_robin or ewma")),
     }
 }
 

@@ -215,11 +215,7 @@ impl Reading<'_> {
             "use-proxy-protocol" => boolean(value).map(|v| g.client.proxy_protocol = v),
             "whitelist-source-range" => IpSet::parse(value).map(|v| g.allow = non_empty(v)),
             "block-cidrs" => IpSet::parse(value).map(|v| g.block = non_empty(v)),
-            "load-balance" => match value.trim() {
-                "round_robin" => Ok(g.load_balance = super::balance::Balance::RoundRobin),
-                "ewma" => Ok(g.load_balance = super::balance::Balance::Ewma),
-                other => Err(format!("{other:?} is not round_robin or ewma")),
-            },
+            "load-balance" => super::values::load_balance(value).map(|b| g.load_balance = b),
             "http-redirect-code" => integer(value).and_then(|n| match n {
                 301 | 302 | 307 | 308 => StatusCode::from_u16(n as u16)
                     .map(|c| g.http_redirect_code = c)

@@ -1,6 +1,7 @@
 //! The value syntaxes ingress-nginx's annotations and ConfigMap share (Go's booleans, whole
 //! seconds, status lists, nginx's `proxy_next_upstream` conditions), checked into typed values.
 
+use super::balance::Balance;
 use super::policy::Retry;
 use std::time::Duration;
 
@@ -69,4 +70,13 @@ pub fn status_list(v: &str) -> Result<Vec<u16>, String> {
     codes.sort_unstable();
     codes.dedup();
     Ok(codes)
+}
+
+/// `load-balance`: `round_robin` or `ewma` (ingress-nginx's other balancers are not offered).
+pub fn load_balance(v: &str) -> Result<Balance, String> {
+    match v.trim() {
+        "round_robin" => Ok(Balance::RoundRobin),
+        "ewma" => Ok(Balance::Ewma),
+        other => Err(format!("{other:?} is not round_robin or ewma")),
+    }
 }
