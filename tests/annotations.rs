@@ -1022,3 +1022,44 @@ async fn ewma_prefers_the_faster_pod() {
     );
     assert!(fast > 3 * slow, "fast {fast}, slow {slow}");
 }
+
+// annotations/serviceupstream.go: service-upstream sends to the Service's cluster IP and port
+// (here a loopback address, as kube-proxy would answer there); without it, a Service without
+// endpoints answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_upstream_uses_the_cluster_ip() {
+    let pod = backend("behind-cluster-ip").await;
+    let service = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: direct, namespace: test}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: {}}}]\n",
+        pod.ip(),
+        pod.port()
+    );
+    let files = [
+        ("s.yaml", service),
+        (
+            "i.yaml",
+            ingress(
+                "up",
+                "up.test",
+                ("/", PREFIX),
+                "direct",
+                &[("service-upstream", "true")],
+            ),
+        ),
+        (
+            "p.yaml",
+            ingress("pods", "pods.test", ("/", PREFIX), "direct", &[]),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    let a = v
+        .eventually("up.test", "/", Duration::from_secs(10), |a| {
+            a.status == StatusCode::OK
+        })
+        .await;
+    assert_eq!(a.backend(), "behind-cluster-ip");
+    assert_eq!(
+        get(v.http, "pods.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

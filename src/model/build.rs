@@ -177,6 +177,7 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
         builder.add_ingress(ingress, annotations);
     }
     builder.report_unused_canaries();
+    builder.service_upstream = builder.global.service_upstream;
     if builder.default_route.is_none()
         && let Some(service) = &options.default_backend
     {
@@ -311,6 +312,10 @@ struct Builder<'a> {
     client_auth: Vec<ClientAuthBinding>,
     /// Canary paths by (host, match path, is Exact), waiting for their main route.
     canaries: FxHashMap<(HostRule, (String, bool)), PendingCanary>,
+    /// Whether the Ingress being placed sends to cluster IPs (`service-upstream`).
+    service_upstream: bool,
+    /// Backends that are a Service's cluster IP, by Service.
+    cluster_ips: FxHashMap<ServiceRef, Arc<Backend>>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -363,6 +368,8 @@ impl<'a> Builder<'a> {
             tls_index: FxHashMap::default(),
             client_auth: Vec::new(),
             canaries: FxHashMap::default(),
+            service_upstream: false,
+            cluster_ips: FxHashMap::default(),
             diagnostics: Vec::new(),
         }
     }
@@ -412,6 +419,9 @@ impl Builder<'_> {
         if let Some(default) = &spec.default_backend {
             self.add_default_backend(&me, default);
         }
+        self.service_upstream = annotations
+            .service_upstream
+            .unwrap_or(self.global.service_upstream);
         let fallbacks = self.fallbacks(&me, annotations);
         let basic = self.basic_auth(&me, annotations);
         let client_ca = self.client_ca(&me, ingress, annotations);
@@ -461,6 +471,9 @@ impl Builder<'_> {
     /// Its other annotations do not apply (the main route's policy does, as in ingress-nginx).
     fn add_canary(&mut self, ingress: &Ingress, annotations: &Annotations, rule: &CanaryRule) {
         let me = Arc::new(ingress_ref(ingress));
+        self.service_upstream = annotations
+            .service_upstream
+            .unwrap_or(self.global.service_upstream);
         if let Some(denial) = annotations.denial() {
             let reason = format!("{}; the canary is not used", denial.reason);
             self.diagnose(&me, denial.field.clone(), reason);
@@ -930,6 +943,16 @@ impl Builder<'_> {
 
     /// The backend of a Service port, built once per build and shared by every route naming it.
     fn backend(&mut self, service: ServiceRef, me: &ObjectRef, field: &str) -> Arc<Backend> {
+        if self.service_upstream {
+            if let Some(b) = self.cluster_ips.get(&service) {
+                return b.clone();
+            }
+            if let Some(endpoints) = self.services.cluster_ip(&service) {
+                let backend = Arc::new(Backend::new(Some(service.clone()), endpoints, None));
+                self.cluster_ips.insert(service, backend.clone());
+                return backend;
+            }
+        }
         let entry = self.backends.entry(service.clone()).or_insert_with(|| {
             match self.services.resolve(&service) {
                 Ok(endpoints) => {

@@ -257,6 +257,29 @@ impl<'a> ServiceIndex<'a> {
 }
 
 impl ServiceIndex<'_> {
+    /// `service-upstream`: the Service's cluster IP and port as the one target, instead of its
+    /// endpoints (kube-proxy then picks the pod). A headless Service has none: `None`, and the
+    /// endpoints are used.
+    pub fn cluster_ip(&self, service: &ServiceRef) -> Option<Endpoints> {
+        let svc = self
+            .services
+            .get(&(service.namespace.as_str(), service.name.as_str()))?;
+        let spec = svc.spec.as_ref()?;
+        let ip: std::net::IpAddr = spec.cluster_ip.as_deref()?.parse().ok()?;
+        let port = find_port(spec.ports.as_deref().unwrap_or_default(), &service.port)?;
+        let port = u16::try_from(port.port).ok().filter(|p| *p != 0)?;
+        let target = Target::Ip(SocketAddr::new(ip, port));
+        Some(Endpoints {
+            all: vec![Endpoint {
+                target: target.clone(),
+                ready: true,
+                serving: true,
+                terminating: false,
+            }],
+            targets: vec![target],
+        })
+    }
+
     /// The first port of a Service, as ingress-nginx's `default-backend` annotation takes it.
     pub fn first_port(&self, namespace: &str, name: &str) -> Option<PortRef> {
         let svc = self.services.get(&(namespace, name))?;

@@ -144,6 +144,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "session-cookie-max-age",
     "session-cookie-name",
     "session-cookie-path",
+    "service-upstream",
     "session-cookie-samesite",
     "session-cookie-secure",
     "ssl-redirect",
@@ -223,6 +224,8 @@ pub struct Annotations {
     pub balance: Balance,
     /// `load-balance` (`round_robin`, `ewma`), when neither of those is set.
     pub load_balance: Option<Balance>,
+    /// `service-upstream`: send to the Service's cluster IP, not its endpoints.
+    pub service_upstream: Option<bool>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -828,6 +831,7 @@ impl<'a> Reader<'a> {
     }
 
     fn read_balance(&mut self) {
+        self.out.service_upstream = self.parsed("service-upstream", boolean);
         let key = self.parsed("upstream-hash-by", |v| {
             super::access::known_variables(v)?;
             (!v.trim().is_empty())

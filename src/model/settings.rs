@@ -89,6 +89,8 @@ pub struct Global {
     pub no_auth_locations: Vec<String>,
     /// `load-balance`: how routes without their own rule pick endpoints.
     pub load_balance: super::balance::Balance,
+    /// `service-upstream`: every route sends to its Service's cluster IP.
+    pub service_upstream: bool,
     /// `limit-req-status-code` and `limit-conn-status-code` (503, as ingress-nginx).
     pub limit_req_status: StatusCode,
     pub limit_conn_status: StatusCode,
@@ -115,6 +117,7 @@ impl Default for Global {
             external_auth: None,
             no_auth_locations: vec!["/.well-known/acme-challenge".to_owned()],
             load_balance: super::balance::Balance::RoundRobin,
+            service_upstream: false,
             limit_req_status: StatusCode::SERVICE_UNAVAILABLE,
             limit_conn_status: StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -216,6 +219,7 @@ impl Reading<'_> {
             "whitelist-source-range" => IpSet::parse(value).map(|v| g.allow = non_empty(v)),
             "block-cidrs" => IpSet::parse(value).map(|v| g.block = non_empty(v)),
             "load-balance" => super::values::load_balance(value).map(|b| g.load_balance = b),
+            "service-upstream" => boolean(value).map(|v| g.service_upstream = v),
             "http-redirect-code" => integer(value).and_then(|n| match n {
                 301 | 302 | 307 | 308 => StatusCode::from_u16(n as u16)
                     .map(|c| g.http_redirect_code = c)
@@ -291,6 +295,7 @@ impl Reading<'_> {
             "whitelist-source-range" => g.allow = p.allow.clone(),
             "block-cidrs" => g.block = p.block.clone(),
             "load-balance" => g.load_balance = p.load_balance.clone(),
+            "service-upstream" => g.service_upstream = p.service_upstream,
             "http-redirect-code" => g.http_redirect_code = p.http_redirect_code,
             "proxy-protocol-header-timeout" => g.proxy_protocol_timeout = p.proxy_protocol_timeout,
             "limit-req-status-code" => g.limit_req_status = p.limit_req_status,

@@ -906,3 +906,54 @@ fn canaries_attach_to_their_main_route() {
         "{reasons:?}"
     );
 }
+
+// annotations/serviceupstream.go: with service-upstream the route sends to the Service's
+// cluster IP and port; without, to its endpoints.
+#[test]
+fn service_upstream_sends_to_the_cluster_ip() {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    let svc = Service {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some("svc".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("10.96.0.10".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let snapshot = Snapshot::default()
+        .with(one(
+            "direct",
+            "direct.test",
+            "/",
+            &[("service-upstream", "true")],
+        ))
+        .with(one("pods", "pods.test", "/", &[]))
+        .with(svc)
+        .with(
+            slice("ns/svc-1", "svc")
+                .port("http", 8080)
+                .ready("10.0.0.1")
+                .build(),
+        );
+    let built = build(&snapshot, &Options::default());
+    let targets = |host: &str| {
+        let r = built.table.lookup(host, "/").unwrap();
+        r.backend()
+            .endpoints
+            .targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(targets("direct.test"), ["10.96.0.10:80"]);
+    assert_eq!(targets("pods.test"), ["10.0.0.1:8080"]);
+}
