@@ -90,6 +90,8 @@ pub struct Metrics {
     pub client_connections: Family<ListenerLabels, Gauge>,
     pub client_connections_closed: Family<ReasonLabels, Counter>,
     pub client_errors: Family<ReasonLabels, Counter>,
+    /// Mirrored copies, by outcome (`sent`, `failed`, `dropped`, `invalid`, `body`).
+    pub mirrors: Family<ReasonLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
     pub reload_duration: Histogram,
     pub last_reload_success: Gauge<f64, AtomicU64>,
@@ -214,6 +216,12 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Build information", build_info);
+        let mirrors = Family::default();
+        registry.register(
+            "mirror_requests",
+            "Mirrored copies of requests (mirror-target), by outcome",
+            mirrors.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -224,6 +232,7 @@ impl Metrics {
             client_connections,
             client_connections_closed,
             client_errors,
+            mirrors,
             reloads,
             reload_duration,
             last_reload_success,

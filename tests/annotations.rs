@@ -1063,3 +1063,148 @@ async fn service_upstream_uses_the_cluster_ip() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// A server that records the method, target, Host and body of each request, answering 200.
+async fn recorder() -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, String, String, Vec<u8>)>>>,
+) {
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let target = req.uri().to_string();
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .map(|h| h.to_str().unwrap_or("").to_owned())
+                            .unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        record.lock().unwrap().push((method, target, host, body));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from(
+                            "mirrored",
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+// annotations/mirror.go: mirror-target with $request_uri, mirror-host, mirror-request-body;
+// the client gets the pod's answer; a dead mirror target changes nothing for the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_sends_a_copy_and_never_the_answer() {
+    let (mirror, seen) = recorder().await;
+    let target = format!("http://{mirror}/copy$request_uri");
+    let dead = format!("http://{}/", dead_port());
+    let files = [
+        ("s.yaml", echo_service("echo").await),
+        (
+            "i.yaml",
+            ingress(
+                "mirrored",
+                "mirror.test",
+                ("/", PREFIX),
+                "echo",
+                &[("mirror-target", &target), ("mirror-host", "shadow.test")],
+            ),
+        ),
+        (
+            "n.yaml",
+            ingress(
+                "nobody",
+                "nobody.test",
+                ("/", PREFIX),
+                "echo",
+                &[("mirror-target", &target), ("mirror-request-body", "off")],
+            ),
+        ),
+        (
+            "d.yaml",
+            ingress(
+                "dead",
+                "dead.test",
+                ("/", PREFIX),
+                "echo",
+                &[("mirror-target", &dead)],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("dead.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    let a = post(v.http, "mirror.test", "/upload?id=7", b"payload".to_vec()).await;
+    assert_eq!(a.backend(), "echo", "the client gets the pod's answer");
+    assert_eq!(
+        a.json()["received"],
+        7,
+        "the pod got the whole body: {}",
+        a.text
+    );
+    let n = post(v.http, "nobody.test", "/x", b"secret".to_vec()).await;
+    assert_eq!(n.backend(), "echo");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the copies did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let copies = seen.lock().unwrap().clone();
+    let full = copies
+        .iter()
+        .find(|c| c.1.starts_with("/copy/upload"))
+        .expect("the copy");
+    assert_eq!(full.0, "POST");
+    assert_eq!(full.1, "/copy/upload?id=7");
+    assert_eq!(full.2, "shadow.test");
+    assert_eq!(full.3, b"payload");
+    let bare = copies
+        .iter()
+        .find(|c| c.1 == "/copy/x")
+        .expect("the bodiless copy");
+    assert!(bare.3.is_empty(), "mirror-request-body off");
+    assert_eq!(get(v.http, "dead.test", "/").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = v.metrics().await;
+    assert!(
+        metric_value(
+            &metrics,
+            "vestibule_mirror_requests_total",
+            "reason=\"sent\""
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        metric_value(
+            &metrics,
+            "vestibule_mirror_requests_total",
+            "reason=\"failed\""
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{metrics}"
+    );
+}

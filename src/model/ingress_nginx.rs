@@ -13,7 +13,8 @@ use super::client::IpSet;
 use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
-    CustomErrors, Filter, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy, parse_size,
+    CustomErrors, Filter, Mirror, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy,
+    parse_size,
 };
 use super::settings::Global;
 use super::values::{boolean, integer, load_balance, next_upstream, seconds, status_list};
@@ -125,6 +126,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "limit-rpm",
     "limit-rps",
     "limit-whitelist",
+    "mirror-host",
+    "mirror-request-body",
+    "mirror-target",
     "permanent-redirect",
     "permanent-redirect-code",
     "proxy-body-size",
@@ -226,6 +230,7 @@ pub struct Annotations {
     pub load_balance: Option<Balance>,
     /// `service-upstream`: send to the Service's cluster IP, not its endpoints.
     pub service_upstream: Option<bool>,
+    pub mirror: Option<Mirror>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -360,6 +365,7 @@ impl Annotations {
                 .as_ref()
                 .filter(|c| c.verify != VerifyClient::Off)
                 .map(ClientCertRef::policy),
+            mirror: self.mirror.clone().map(Arc::new),
             limits: self.limits.as_ref().map(|l| {
                 Arc::new(Limits {
                     rps: l.rps,
@@ -468,6 +474,7 @@ pub fn read(ingress: &Ingress) -> Annotations {
     r.read_client_certs();
     r.read_canary();
     r.read_balance();
+    r.read_mirror();
     r.out
 }
 
@@ -828,6 +835,32 @@ impl<'a> Reader<'a> {
                 exempt,
             });
         }
+    }
+
+    fn read_mirror(&mut self) {
+        let Some(target) = self.parsed("mirror-target", |v| {
+            let v = v.trim();
+            super::access::known_variables(v)?;
+            let probe: Result<http::Uri, _> = v.replace('$', "").parse();
+            match probe {
+                Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(v.to_owned()),
+                Ok(u) if u.scheme_str() == Some("https") => Err(format!(
+                    "{v:?}: https mirror targets are not supported yet; use the target's http address"
+                )),
+                _ => Err(format!("{v:?} is not an http URL")),
+            }
+        }) else {
+            return;
+        };
+        let body = self
+            .parsed("mirror-request-body", |v| match v.trim() {
+                "on" | "true" => Ok(true),
+                "off" | "false" => Ok(false),
+                other => Err(format!("{other:?} is not on or off")),
+            })
+            .unwrap_or(true);
+        let host = self.parsed("mirror-host", header_token);
+        self.out.mirror = Some(Mirror { target, host, body });
     }
 
     fn read_balance(&mut self) {

@@ -26,6 +26,21 @@ pub struct Policy {
     /// What the route asks of client certificates (the guard stage; the TLS listener asks
     /// for them).
     pub client_cert: Option<ClientCertPolicy>,
+    /// `mirror-target`: a copy of each request goes there too.
+    pub mirror: Option<Arc<Mirror>>,
+}
+
+/// `mirror-target`, `mirror-request-body`, `mirror-host`: a fire-and-forget copy of each
+/// request; its answer is discarded and its failure never reaches the client.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// An `http://` URL; `$request_uri`, `$host` and the other template variables are filled
+    /// in per request.
+    pub target: String,
+    /// The `Host` the copy carries (default: the target's).
+    pub host: Option<HeaderValue>,
+    /// Whether the copy carries the request body (`mirror-request-body`, on).
+    pub body: bool,
 }
 
 impl Policy {

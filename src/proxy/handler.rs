@@ -20,6 +20,7 @@ use crate::model::access::{TemplateFacts, expand};
 use crate::model::balance::{
     Affinity, Balance, rejects_same_site_none, rendezvous, rendezvous_top,
 };
+use crate::model::policy::Mirror;
 use crate::model::{Backend, Route, Target};
 use crate::state::Shared;
 use http::header::{self, HeaderValue};
@@ -49,6 +50,7 @@ pub struct Proxy {
     turns: Turns,
     latencies: Latencies,
     guards: Guards,
+    mirrors: super::mirror::Mirrors,
     settings: Settings,
     observers: Arc<Observers>,
 }
@@ -62,6 +64,7 @@ impl Proxy {
             turns: Turns::default(),
             latencies: Latencies::default(),
             guards: Guards::default(),
+            mirrors: Default::default(),
             settings,
             observers,
         }
@@ -219,11 +222,30 @@ impl Proxy {
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
-        let (mut out, upgrade, id) = self.outgoing(req, &client, &decision.host, plan, bytes_in);
+        let mirrored = match &route.policy.mirror {
+            Some(mirror) => match self.mirror_body(mirror, &mut req).await {
+                Ok(body) => {
+                    let uri = req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned();
+                    body.map(|b| (mirror.clone(), b, uri))
+                }
+                Err(response) => return Ok(*response),
+            },
+            None => None,
+        };
+        let buffered = mirrored.as_ref().map(|(_, body, _)| body.clone());
+        let (mut out, upgrade, id) =
+            self.outgoing(req, &client, &decision.host, plan, bytes_in, buffered);
         crate::telemetry::propagate(&span, &mut out.headers);
         let added = passed.headers.into_iter().chain(certified);
         pod_headers(&route.policy, &mut out.headers, added);
         facts.request_id = Some(id);
+        if let Some((mirror, body, uri)) = mirrored {
+            self.mirror(&mirror, &out, body, &uri, &client, &arrival);
+        }
         if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -301,6 +323,68 @@ impl Proxy {
         })
     }
 
+    /// The body a mirrored request's copy carries: read whole beforehand when it is declared
+    /// and small (as nginx buffers it), else the request is not mirrored (`None`). `Err`: the
+    /// client did not send the body in time (408).
+    async fn mirror_body(
+        &self,
+        mirror: &Mirror,
+        req: &mut Request<Incoming>,
+    ) -> Result<Option<bytes::Bytes>, Box<Response<ProxyBody>>> {
+        if req.body().is_end_stream() || !mirror.body {
+            return Ok(Some(bytes::Bytes::new()));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if !declared.is_some_and(|n| n <= super::mirror::MAX_BODY) {
+            let labels = ReasonLabels { reason: "body" };
+            self.observers.metrics.mirrors.get_or_create(&labels).inc();
+            return Ok(None);
+        }
+        let read = http_body_util::BodyExt::collect(req.body_mut());
+        match tokio::time::timeout(self.settings.timeouts.read, read).await {
+            Ok(Ok(collected)) => Ok(Some(collected.to_bytes())),
+            _ => {
+                let mut r = Response::new(super::body::full("request body timed out\n".into()));
+                *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                Err(Box::new(r))
+            }
+        }
+    }
+
+    /// Sends the copy of `out` to the mirror target, fire-and-forget.
+    fn mirror(
+        &self,
+        mirror: &Mirror,
+        out: &Outgoing,
+        body: bytes::Bytes,
+        request_uri: &str,
+        client: &forward::Client,
+        arrival: &Arrival<'_>,
+    ) {
+        let remote = client.ip.to_string();
+        let facts = TemplateFacts {
+            scheme: if arrival.tls { "https" } else { "http" },
+            host: arrival.host,
+            request_uri,
+            remote_addr: &remote,
+            headers: &out.headers,
+        };
+        let copy = super::mirror::Copy {
+            method: out.method.clone(),
+            url: expand(&mirror.target, &facts),
+            headers: out.headers.clone(),
+            body,
+        };
+        let metrics = &self.observers.metrics;
+        let timeouts = &self.settings.timeouts;
+        self.mirrors
+            .send(mirror, copy, &self.upstreams, timeouts, metrics);
+    }
+
     /// Stage three, when the route has limits or access rules.
     async fn guard(
         &self,
@@ -354,6 +438,7 @@ impl Proxy {
         host: &HeaderValue,
         plan: Plan,
         bytes_in: Option<Arc<AtomicU64>>,
+        buffered: Option<bytes::Bytes>,
     ) -> (Outgoing, Option<Upgrade>, HeaderValue) {
         let upgrade =
             req.version() == Version::HTTP_11 && forward::upgrade_requested(req.headers());
@@ -371,8 +456,19 @@ impl Proxy {
             (None, Some(p)) => Uri::from(p.clone()),
             (None, None) => Uri::from_static("/"),
         };
-        let clock = (!body.is_end_stream()).then(SendClock::new);
-        let body = RequestBody::new(body, bytes_in, plan.body_limit, clock.clone());
+        let (body, clock) = match buffered {
+            Some(bytes) => {
+                if let Some(counted) = &bytes_in {
+                    counted.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                (RequestBody::buffered(bytes), None)
+            }
+            None => {
+                let clock = (!body.is_end_stream()).then(SendClock::new);
+                let body = RequestBody::new(body, bytes_in, plan.body_limit, clock.clone());
+                (body, clock)
+            }
+        };
         let out = Outgoing {
             method: parts.method,
             uri,

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod guard;
 pub mod handler;
 pub mod lines;
+pub mod mirror;
 pub mod observe;
 pub mod proxy_protocol;
 pub mod respond;

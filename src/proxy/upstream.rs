@@ -380,6 +380,8 @@ impl Drop for PooledBody {
 /// whose connection could not be made; the body sits in a shared slot and is only taken
 /// out when the upstream first reads it, so a failed connect leaves it for the next attempt.
 pub struct RequestBody {
+    /// A body read whole beforehand (for a mirror): every attempt gets its own copy.
+    buffered: Option<Bytes>,
     slot: Option<Arc<Mutex<Option<Incoming>>>>,
     taken: Option<Incoming>,
     hint: SizeHint,
@@ -441,6 +443,7 @@ impl RequestBody {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         RequestBody {
+            buffered: None,
             slot: (!end).then(|| Arc::new(Mutex::new(Some(body)))),
             taken: None,
             hint,
@@ -451,9 +454,20 @@ impl RequestBody {
         }
     }
 
+    /// A body already read whole.
+    pub fn buffered(bytes: Bytes) -> Self {
+        RequestBody {
+            hint: SizeHint::with_exact(bytes.len() as u64),
+            end: bytes.is_empty(),
+            buffered: (!bytes.is_empty()).then_some(bytes),
+            ..RequestBody::empty()
+        }
+    }
+
     /// An empty body.
     pub fn empty() -> Self {
         RequestBody {
+            buffered: None,
             slot: None,
             taken: None,
             hint: SizeHint::with_exact(0),
@@ -473,6 +487,7 @@ impl RequestBody {
             }
         }
         Some(RequestBody {
+            buffered: self.buffered.clone(),
             slot: self.slot.clone(),
             taken: None,
             hint: self.hint,
@@ -492,6 +507,10 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        if let Some(bytes) = self.buffered.take() {
+            self.end = true;
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         if self.taken.is_none() {
             let Some(slot) = &self.slot else {
                 return Poll::Ready(None);
@@ -524,6 +543,9 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.buffered.is_some() {
+            return false;
+        }
         match &self.taken {
             Some(b) => b.is_end_stream(),
             None => self.end,
