@@ -339,7 +339,7 @@ impl Proxy {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if !declared.is_some_and(|n| n <= super::mirror::MAX_BODY) {
+        if declared.is_none_or(|n| n > super::mirror::MAX_BODY) {
             let labels = ReasonLabels { reason: "body" };
             self.observers.metrics.mirrors.get_or_create(&labels).inc();
             return Ok(None);
