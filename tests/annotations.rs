@@ -1208,3 +1208,151 @@ async fn mirror_sends_a_copy_and_never_the_answer() {
         "{metrics}"
     );
 }
+
+/// A gRPC-style server over h2c: answers every call with `messages` length-prefixed messages
+/// and the trailers `grpc-status: 0`, `x-seen-version: <the request's HTTP version>`.
+async fn grpc_pod(messages: usize) -> SocketAddr {
+    use hyper::service::service_fn;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let version = format!("{:?}", req.version());
+                    let te = req
+                        .headers()
+                        .get("te")
+                        .map(|v| v.to_str().unwrap_or("").to_owned());
+                    let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0
+                        ..messages)
+                        .map(|i| {
+                            let payload = format!("message {i}");
+                            let mut framed = vec![0u8];
+                            framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                            framed.extend_from_slice(payload.as_bytes());
+                            Ok(Frame::data(Bytes::from(framed)))
+                        })
+                        .collect();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    trailers.insert("x-seen-version", version.parse().unwrap());
+                    trailers.insert("x-seen-te", te.unwrap_or_default().parse().unwrap());
+                    frames.push(Ok(Frame::trailers(trailers)));
+                    let body = StreamBody::new(futures_util::stream::iter(frames));
+                    let response = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(body)
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One gRPC call over h2c to Vestibule: the response's headers, data and trailers.
+async fn grpc_call(v: &Vestibule, host: &str) -> (http::HeaderMap, Vec<u8>, http::HeaderMap) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(v.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(format!("http://{host}/demo.Greeter/SayHello"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 2, b'h', b'i'])))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    (parts.headers, collected.to_bytes().to_vec(), trailers)
+}
+
+// annotations/grpc.go ("should return OK for service with backend protocol GRPC", the
+// streaming rows) and backendprotocol.go (H2C): the pod is spoken to in HTTP/2, messages and
+// trailers come through; a gRPC route whose pod cannot be reached answers grpc-status 14 over
+// HTTP 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_h2c_backends() {
+    let pod = grpc_pod(3).await;
+    let files = [
+        ("s.yaml", service_yaml("grpc", &[(pod, None)])),
+        ("d.yaml", service_yaml("down", &[(dead_port(), None)])),
+        (
+            "g.yaml",
+            ingress(
+                "g",
+                "grpc.test",
+                ("/", PREFIX),
+                "grpc",
+                &[("backend-protocol", "GRPC")],
+            ),
+        ),
+        (
+            "h.yaml",
+            ingress(
+                "h",
+                "h2c.test",
+                ("/", PREFIX),
+                "grpc",
+                &[("backend-protocol", "H2C")],
+            ),
+        ),
+        (
+            "x.yaml",
+            ingress(
+                "x",
+                "down.test",
+                ("/", PREFIX),
+                "down",
+                &[("backend-protocol", "GRPC")],
+            ),
+        ),
+        (
+            "t.yaml",
+            ingress(
+                "t",
+                "tls.test",
+                ("/", PREFIX),
+                "grpc",
+                &[("backend-protocol", "GRPCS")],
+            ),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("h2c.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    let (headers, data, trailers) = grpc_call(&v, "grpc.test").await;
+    assert_eq!(headers["content-type"], "application/grpc");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    assert_eq!(trailers["x-seen-version"], "HTTP/2.0");
+    assert_eq!(trailers["x-seen-te"], "trailers");
+    let text = String::from_utf8_lossy(&data);
+    for i in 0..3 {
+        assert!(text.contains(&format!("message {i}")), "{text}");
+    }
+    let (_, _, h2c) = grpc_call(&v, "h2c.test").await;
+    assert_eq!(h2c["x-seen-version"], "HTTP/2.0");
+    // Plain HTTP/1.1 clients reach an H2C pod too.
+    assert_eq!(get(v.http, "h2c.test", "/").await.status, StatusCode::OK);
+    let (down, _, _) = grpc_call(&v, "down.test").await;
+    assert_eq!(down["grpc-status"], "14", "{down:?}");
+    assert_eq!(down["content-type"], "application/grpc");
+    assert_eq!(
+        get(v.http, "tls.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "GRPCS is refused (not yet)"
+    );
+}

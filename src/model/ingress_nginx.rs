@@ -14,7 +14,7 @@ use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
     CustomErrors, Filter, Mirror, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy,
-    parse_size,
+    UpstreamProtocol, parse_size,
 };
 use super::settings::Global;
 use super::values::{boolean, integer, load_balance, next_upstream, seconds, status_list};
@@ -100,6 +100,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "auth-tls-verify-depth",
     "auth-type",
     "auth-url",
+    "backend-protocol",
     "canary",
     "canary-by-cookie",
     "canary-by-header",
@@ -231,6 +232,8 @@ pub struct Annotations {
     /// `service-upstream`: send to the Service's cluster IP, not its endpoints.
     pub service_upstream: Option<bool>,
     pub mirror: Option<Mirror>,
+    /// `backend-protocol`.
+    pub protocol: UpstreamProtocol,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -351,6 +354,7 @@ impl Annotations {
                 read_timeout: self.read_timeout.or(global.read_timeout),
                 send_timeout: self.send_timeout.or(global.send_timeout),
                 retry: self.retry(global.retry),
+                protocol: self.protocol,
                 balance: match (&self.balance, &self.load_balance) {
                     (Balance::RoundRobin, Some(lb)) => lb.clone(),
                     (Balance::RoundRobin, None) => global.load_balance.clone(),
@@ -475,6 +479,7 @@ pub fn read(ingress: &Ingress) -> Annotations {
     r.read_canary();
     r.read_balance();
     r.read_mirror();
+    r.read_protocol();
     r.out
 }
 
@@ -835,6 +840,20 @@ impl<'a> Reader<'a> {
                 exempt,
             });
         }
+    }
+
+    fn read_protocol(&mut self) {
+        self.out.protocol = self
+            .parsed("backend-protocol", |v| match v.trim().to_ascii_uppercase().as_str() {
+                "HTTP" | "AUTO_HTTP" => Ok(UpstreamProtocol::Http),
+                "H2C" => Ok(UpstreamProtocol::H2c),
+                "GRPC" => Ok(UpstreamProtocol::Grpc),
+                p @ ("HTTPS" | "GRPCS") => Err(format!(
+                    "{p} backends (TLS to the pod) are not supported yet; the routes answer 503 rather than speak plain text to a TLS pod"
+                )),
+                other => Err(format!("{other:?} is not HTTP, HTTPS, GRPC, GRPCS, H2C or AUTO_HTTP")),
+            })
+            .unwrap_or_default();
     }
 
     fn read_mirror(&mut self) {

@@ -237,6 +237,35 @@ pub struct UpstreamPolicy {
     pub fallback: Option<Arc<Backend>>,
     /// Which endpoint a request starts with.
     pub balance: super::balance::Balance,
+    /// How pods are spoken to (`backend-protocol`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// `backend-protocol`: HTTP/1.1 (the default), HTTP/2 with prior knowledge, or gRPC over it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http,
+    H2c,
+    /// h2c to the pod; failures the proxy answers are gRPC errors (HTTP 200 with
+    /// `grpc-status`).
+    Grpc,
+}
+
+impl UpstreamProtocol {
+    /// Whether pods get HTTP/2.
+    pub fn is_h2(self) -> bool {
+        self != UpstreamProtocol::Http
+    }
+
+    /// The label of the upstream metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http => "http",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::Grpc => "grpc",
+        }
+    }
 }
 
 /// When a request goes on to the next endpoint (`proxy-next-upstream`).

@@ -11,6 +11,8 @@ use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::policy::{Retry, UpstreamPolicy};
 use crate::model::{Backend, Target};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,7 +151,11 @@ impl Attempts<'_> {
         let sent_at = Instant::now();
         // Boxed: the exchange future is large, and every layer around it (the timeout, this
         // function, the retry loop) would otherwise copy it.
-        let send = Box::pin(self.upstreams.send(target, req, limits));
+        let upstreams = self.upstreams;
+        let send: Pin<Box<dyn Future<Output = _> + Send + '_>> = match policy.protocol.is_h2() {
+            false => Box::pin(upstreams.send(target, req, limits)),
+            true => Box::pin(upstreams.send_h2(target, req, limits)),
+        };
         let send = tokio::time::timeout(header_wait, send);
         // Watched only when there is an upload and a limit for it: joining two futures moves
         // them, which a plain request should not pay for.

@@ -183,3 +183,36 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A failure the proxy answers on a gRPC route, as gRPC clients expect it: HTTP 200 with
+/// `grpc-status` (14 UNAVAILABLE when no pod could be reached, 4 DEADLINE_EXCEEDED on a
+/// timeout, else the code of the HTTP status) and `grpc-message`, no body.
+pub fn grpc_error(e: &ProxyError) -> Response<ProxyBody> {
+    let code = match e {
+        ProxyError::Timeout { .. } | ProxyError::SendTimeout { .. } => 4,
+        ProxyError::Connect {
+            source: super::upstream::ConnectError::TimedOut(_),
+            ..
+        } => 4,
+        _ => match e.status().as_u16() {
+            400 => 13,
+            401 => 16,
+            403 => 7,
+            404 => 12,
+            429 | 502 | 503 | 504 => 14,
+            _ => 2,
+        },
+    };
+    let mut response = Response::new(super::body::full("".into()));
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", http::HeaderValue::from(code));
+    let message = crate::model::access::escape(&e.to_string());
+    if let Ok(v) = http::HeaderValue::from_str(&message) {
+        h.insert("grpc-message", v);
+    }
+    response
+}

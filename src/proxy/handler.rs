@@ -117,7 +117,14 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => {
                 let _enter = span.enter();
-                self.refused(&e, &method, &uri)
+                let refused = self.refused(&e, &method, &uri);
+                let grpc = facts.route.as_ref().is_some_and(|r| {
+                    r.policy.upstream.protocol == crate::model::policy::UpstreamProtocol::Grpc
+                });
+                match grpc {
+                    true => super::error::grpc_error(&e),
+                    false => refused,
+                }
             }
         };
         span.record("status", response.status().as_u16());

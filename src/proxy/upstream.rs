@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::metrics::histogram::Histogram;
 use rustc_hash::FxHashMap;
 use std::future::Future;
@@ -88,6 +88,8 @@ pub struct ExchangeLimits {
 /// as their endpoint is used.
 pub struct Upstreams {
     idle: Mutex<FxHashMap<Target, Vec<Idle>>>,
+    /// One multiplexed HTTP/2 connection per endpoint (`backend-protocol: H2C`, `GRPC`).
+    h2: Mutex<FxHashMap<Target, http2::SendRequest<RequestBody>>>,
     connect_duration: Histogram,
 }
 
@@ -101,6 +103,7 @@ impl Upstreams {
     pub fn new(connect_duration: Histogram) -> Arc<Upstreams> {
         let pool = Arc::new(Upstreams {
             idle: Mutex::new(FxHashMap::default()),
+            h2: Mutex::new(FxHashMap::default()),
             connect_duration,
         });
         tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -154,6 +157,74 @@ impl Upstreams {
             .await
             .map_err(UpstreamError::Exchange)?;
         Ok(self.pooled(response, target, sender, limits.read))
+    }
+
+    /// Sends `req` (origin-form URI, Host set) to `target` over HTTP/2 with prior knowledge,
+    /// on the endpoint's shared connection (made when there is none or it closed). The Host
+    /// becomes `:authority`; gRPC's `te: trailers` is sent.
+    pub async fn send_h2(
+        self: &Arc<Self>,
+        target: &Target,
+        req: Request<RequestBody>,
+        limits: ExchangeLimits,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let mut req = h2_form(req);
+        let existing = self.h2.lock().ok().and_then(|m| m.get(target).cloned());
+        let mut sender = match existing.filter(|s| !s.is_closed()) {
+            Some(s) => s,
+            None => {
+                let s = Box::pin(self.connect_h2(target, limits.connect)).await?;
+                if let Ok(mut m) = self.h2.lock() {
+                    m.insert(target.clone(), s.clone());
+                }
+                s
+            }
+        };
+        if sender.ready().await.is_err() {
+            // The connection went away between the lookup and now: one new one.
+            sender = Box::pin(self.connect_h2(target, limits.connect)).await?;
+            if let Ok(mut m) = self.h2.lock() {
+                m.insert(target.clone(), sender.clone());
+            }
+        }
+        req = match sender.try_send_request(req).await {
+            Ok(response) => return Ok(unpooled(response, target, limits.read)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => unsent,
+                None => return Err(UpstreamError::Exchange(e.into_error())),
+            },
+        };
+        let mut fresh = Box::pin(self.connect_h2(target, limits.connect)).await?;
+        if let Ok(mut m) = self.h2.lock() {
+            m.insert(target.clone(), fresh.clone());
+        }
+        let response = fresh
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        Ok(unpooled(response, target, limits.read))
+    }
+
+    async fn connect_h2(
+        &self,
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+        let stream = self.tcp(target, timeout).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect(ConnectError::Handshake(e)))?;
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(upstream = %target, error = %e, "upstream h2 connection ended with an error");
+            }
+        });
+        Ok(sender)
     }
 
     fn pooled(
@@ -211,6 +282,23 @@ impl Upstreams {
         target: &Target,
         timeout: Duration,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+        let stream = self.tcp(target, timeout).await?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(super::body::MAX_BUF)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect(ConnectError::Handshake(e)))?;
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(upstream = %target, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A TCP connection to `target` within `timeout`, measured.
+    async fn tcp(&self, target: &Target, timeout: Duration) -> Result<TcpStream, UpstreamError> {
         let started = Instant::now();
         let connecting = async {
             match target {
@@ -229,18 +317,7 @@ impl Upstreams {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, connection) = http1::Builder::new()
-            .max_buf_size(super::body::MAX_BUF)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::Connect(ConnectError::Handshake(e)))?;
-        let target = target.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(upstream = %target, error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 
     /// Drops connections idle for longer than [`POOL_IDLE`], and endpoints with none left.
@@ -254,6 +331,47 @@ impl Upstreams {
             !list.is_empty()
         });
     }
+}
+
+/// A response on a shared HTTP/2 connection: nothing to give back when it ends.
+fn unpooled(
+    response: Response<Incoming>,
+    target: &Target,
+    read_timeout: Duration,
+) -> Response<PooledBody> {
+    let _ = target;
+    response.map(|inner| PooledBody {
+        inner,
+        home: None,
+        read_timeout,
+        stall: None,
+        armed: false,
+    })
+}
+
+/// `req` as HTTP/2 sends it: absolute URI (`:scheme`, `:authority` from the Host), no Host
+/// and no connection-specific headers, `te: trailers` (which gRPC servers expect).
+fn h2_form(mut req: Request<RequestBody>) -> Request<RequestBody> {
+    let authority = req
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_owned));
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Some(authority) = authority
+        && let Ok(uri) = format!("http://{authority}{path}").parse()
+    {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
+    let h = req.headers_mut();
+    h.remove(http::header::CONNECTION);
+    h.remove(http::header::UPGRADE);
+    h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    req
 }
 
 /// A copy of `req` to send again if it has no body and repeating it is harmless.
