@@ -1350,9 +1350,181 @@ async fn grpc_and_h2c_backends() {
     let (down, _, _) = grpc_call(&v, "down.test").await;
     assert_eq!(down["grpc-status"], "14", "{down:?}");
     assert_eq!(down["content-type"], "application/grpc");
+    let (tls_down, _, _) = grpc_call(&v, "tls.test").await;
     assert_eq!(
-        get(v.http, "tls.test", "/").await.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "GRPCS is refused (not yet)"
+        tls_down["grpc-status"], "14",
+        "GRPCS to a plain-text pod: the TLS handshake fails, a gRPC error"
+    );
+}
+
+/// An HTTPS pod with a certificate for `pod.test` from `ca`: records the SNI each connection
+/// sent and whether it showed a client certificate signed by `client_ca`; answers 200 with
+/// `pod over TLS`.
+async fn tls_pod(
+    ca: &support::tls::Ca,
+    client_ca: &support::tls::Ca,
+) -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(Option<String>, bool)>>>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pair = ca.leaf(&["pod.test"]);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.cert.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (config, record) = (config.clone(), record.clone());
+            tokio::spawn(async move {
+                let acceptor = rustls::server::Acceptor::default();
+                let Ok(start) = tokio_rustls::LazyConfigAcceptor::new(acceptor, s).await else {
+                    return;
+                };
+                let sni = start.client_hello().server_name().map(str::to_owned);
+                let Ok(tls) = start.into_stream(config).await else {
+                    record.lock().unwrap().push((sni, false));
+                    return;
+                };
+                let client_cert = tls.get_ref().1.peer_certificates().is_some();
+                record.lock().unwrap().push((sni, client_cert));
+                let service =
+                    hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from(
+                            "pod over TLS",
+                        )))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+// annotations/backendprotocol.go (HTTPS) and proxyssl.go: without proxy-ssl-verify any
+// certificate is taken; with it and proxy-ssl-secret's CA the pod's certificate must chain to
+// it and match proxy-ssl-name; proxy-ssl-server-name sends SNI; the Secret's tls.crt/tls.key
+// are the proxy's client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends() {
+    use support::tls::{Ca, client_pair};
+    let ca = Ca::new();
+    let client_ca = Ca::new();
+    let (pod, seen) = tls_pod(&ca, &client_ca).await;
+    let client = client_pair(&client_ca, "vestibule");
+    let secret = |name: &str, ca_pem: &str, with_client: bool| {
+        let mut data = vec![("ca.crt", ca_pem.to_owned())];
+        if with_client {
+            data.push(("tls.crt", client.cert.clone()));
+            data.push(("tls.key", client.key.clone()));
+        }
+        let mut text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: test}}\ntype: Opaque\nstringData:\n"
+        );
+        for (k, v) in data {
+            text.push_str(&format!("  {k}: {v:?}\n"));
+        }
+        text
+    };
+    let other = Ca::new();
+    let verified = [
+        ("backend-protocol", "HTTPS"),
+        ("proxy-ssl-secret", "test/right-ca"),
+        ("proxy-ssl-verify", "on"),
+        ("proxy-ssl-name", "pod.test"),
+        ("proxy-ssl-server-name", "on"),
+    ];
+    let files = [
+        ("s.yaml", service_yaml("pod", &[(pod, None)])),
+        ("right.yaml", secret("right-ca", &ca.cert, true)),
+        ("wrong.yaml", secret("wrong-ca", &other.cert, false)),
+        (
+            "any.yaml",
+            ingress(
+                "any",
+                "any.test",
+                ("/", PREFIX),
+                "pod",
+                &[("backend-protocol", "HTTPS")],
+            ),
+        ),
+        (
+            "v.yaml",
+            ingress("verified", "verified.test", ("/", PREFIX), "pod", &verified),
+        ),
+        (
+            "w.yaml",
+            ingress(
+                "wrong",
+                "wrong.test",
+                ("/", PREFIX),
+                "pod",
+                &[
+                    ("backend-protocol", "HTTPS"),
+                    ("proxy-ssl-secret", "test/wrong-ca"),
+                    ("proxy-ssl-verify", "on"),
+                    ("proxy-ssl-name", "pod.test"),
+                ],
+            ),
+        ),
+        (
+            "p.yaml",
+            ingress("plain", "plain.test", ("/", PREFIX), "pod", &[]),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    let a = v
+        .eventually("any.test", "/", Duration::from_secs(10), |a| {
+            a.status == StatusCode::OK
+        })
+        .await;
+    assert_eq!(a.text, "pod over TLS");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &(None, false),
+        "no SNI by default, no client certificate"
+    );
+    let ok = get(v.http, "verified.test", "/").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &(Some("pod.test".to_owned()), true),
+        "SNI and the client certificate"
+    );
+    assert_eq!(
+        get(v.http, "wrong.test", "/").await.status,
+        StatusCode::BAD_GATEWAY,
+        "a CA that did not sign the pod"
+    );
+    assert_ne!(
+        get(v.http, "plain.test", "/").await.status,
+        StatusCode::OK,
+        "plain HTTP to a TLS pod fails"
     );
 }

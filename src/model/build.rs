@@ -9,6 +9,7 @@ use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Un
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::path::{PathRegex, PathRule};
+use super::policy::UpstreamTls;
 use super::policy::{Filter, Policy, Redirect, RedirectTo};
 use super::settings::Global;
 use super::snapshot::{ObjectRef, Snapshot};
@@ -328,6 +329,14 @@ struct PendingCanary {
     used: bool,
 }
 
+/// What an Ingress's annotations read from Secrets (each an error naming what is wrong).
+#[derive(Clone, Default)]
+struct Secrets {
+    basic: Option<Result<BasicAuth, String>>,
+    client_ca: Option<Result<(), String>>,
+    upstream_tls: Option<Result<UpstreamTls, String>>,
+}
+
 /// The backends a policy may send to besides the route's own.
 struct Fallbacks {
     fallback: Option<Arc<Backend>>,
@@ -404,7 +413,8 @@ impl Builder<'_> {
             fallback: None,
             errors: self.global_error_backend(),
         };
-        let policy = Arc::new(Annotations::default().policy(self.context(tls, &none, None, None)));
+        let policy =
+            Arc::new(Annotations::default().policy(self.context(tls, &none, Secrets::default())));
         self.plain[usize::from(tls)] = Some(policy.clone());
         policy
     }
@@ -423,8 +433,11 @@ impl Builder<'_> {
             .service_upstream
             .unwrap_or(self.global.service_upstream);
         let fallbacks = self.fallbacks(&me, annotations);
-        let basic = self.basic_auth(&me, annotations);
-        let client_ca = self.client_ca(&me, ingress, annotations);
+        let secrets = Secrets {
+            basic: self.basic_auth(&me, annotations),
+            client_ca: self.client_ca(&me, ingress, annotations),
+            upstream_tls: self.upstream_tls(&me, annotations),
+        };
         // One policy serves every path of the Ingress (two: with and without TLS on the
         // host); a rewrite takes its pattern from the route's own path regex.
         let mut shared: [Option<Arc<Policy>>; 2] = [None, None];
@@ -456,8 +469,7 @@ impl Builder<'_> {
                     false => self.plain_policy_for(tls),
                     true => shared[usize::from(tls)]
                         .get_or_insert_with(|| {
-                            let cx =
-                                self.context(tls, &fallbacks, basic.clone(), client_ca.clone());
+                            let cx = self.context(tls, &fallbacks, secrets.clone());
                             Arc::new(annotations.policy(cx))
                         })
                         .clone(),
@@ -554,18 +566,13 @@ impl Builder<'_> {
         }
     }
 
-    fn context(
-        &self,
-        tls: bool,
-        fallbacks: &Fallbacks,
-        basic: Option<Result<BasicAuth, String>>,
-        client_ca: Option<Result<(), String>>,
-    ) -> Context<'_> {
+    fn context(&self, tls: bool, fallbacks: &Fallbacks, secrets: Secrets) -> Context<'_> {
         Context {
             tls,
             global: &self.global,
-            basic,
-            client_ca,
+            basic: secrets.basic,
+            client_ca: secrets.client_ca,
+            upstream_tls: secrets.upstream_tls,
             fallback: fallbacks.fallback.clone(),
             error_backend: fallbacks.errors.clone(),
         }
@@ -723,6 +730,51 @@ impl Builder<'_> {
             });
         }
         Some(Ok(()))
+    }
+
+    /// TLS to the Ingress's pods (`backend-protocol: HTTPS`/`GRPCS`), with `proxy-ssl-secret`'s
+    /// CA and client certificate read. A missing Secret is a diagnostic; the routes answer 503.
+    fn upstream_tls(
+        &mut self,
+        me: &Arc<ObjectRef>,
+        annotations: &Annotations,
+    ) -> Option<Result<UpstreamTls, String>> {
+        let r = annotations.proxy_ssl.as_ref()?;
+        let mut tls = UpstreamTls {
+            ca: None,
+            client: None,
+            verify: r.verify,
+            name: r.name.clone(),
+            sni: r.sni,
+            tls12: r.tls12,
+            tls13: r.tls13,
+            h2: annotations.protocol.is_h2(),
+            id: 0,
+        };
+        let Some((namespace, name)) = &r.secret else {
+            return Some(Ok(tls.identified()));
+        };
+        let field = "metadata.annotations[nginx.ingress.kubernetes.io/proxy-ssl-secret]";
+        let read = self.secret_for(me, namespace, name).and_then(|s| {
+            let data = secret_data(s);
+            if let Some(ca) = data.get("ca.crt") {
+                check_ca(ca).map_err(|e| format!("Secret {namespace}/{name}: ca.crt {e}"))?;
+                tls.ca = Some(Pem::from(*ca));
+            } else if r.verify {
+                return Err(format!(
+                    "Secret {namespace}/{name} has no ca.crt to verify pods with"
+                ));
+            }
+            if let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) {
+                tls.client = Some((Pem::from(*crt), Pem::from(*key)));
+            }
+            Ok(tls.identified())
+        });
+        if let Err(reason) = &read {
+            let reason = format!("{reason}; the Ingress's routes answer 503");
+            self.diagnose(me, field, reason);
+        }
+        Some(read)
     }
 
     /// The Secret an annotation of `me` names, if it exists and may be read.

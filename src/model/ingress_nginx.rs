@@ -14,7 +14,7 @@ use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
     CustomErrors, Filter, Mirror, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy,
-    UpstreamProtocol, parse_size,
+    UpstreamProtocol, UpstreamTls, parse_size,
 };
 use super::settings::Global;
 use super::values::{boolean, integer, load_balance, next_upstream, seconds, status_list};
@@ -41,6 +41,22 @@ pub struct LimitAnnotations {
     pub connections: Option<u32>,
     pub burst_multiplier: u32,
     pub exempt: Option<IpSet>,
+}
+
+/// `proxy-ssl-*`, before the Secret is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySslRef {
+    pub secret: Option<(String, String)>,
+    pub verify: bool,
+    pub sni: bool,
+    pub name: Option<String>,
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+/// Whether `v` is a DNS name or an IP address rustls can verify against.
+fn rustls_name_ok(v: &str) -> bool {
+    rustls::pki_types::ServerName::try_from(v.to_owned()).is_ok()
 }
 
 /// `auth-tls-secret` and its companions.
@@ -123,10 +139,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "from-to-www-redirect",
     "limit-burst-multiplier",
     "limit-connections",
-    "load-balance",
     "limit-rpm",
     "limit-rps",
     "limit-whitelist",
+    "load-balance",
     "mirror-host",
     "mirror-request-body",
     "mirror-target",
@@ -139,9 +155,16 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-next-upstream-tries",
     "proxy-read-timeout",
     "proxy-send-timeout",
+    "proxy-ssl-name",
+    "proxy-ssl-protocols",
+    "proxy-ssl-secret",
+    "proxy-ssl-server-name",
+    "proxy-ssl-verify",
+    "proxy-ssl-verify-depth",
     "rewrite-target",
     "satisfy",
     "server-alias",
+    "service-upstream",
     "session-cookie-change-on-failure",
     "session-cookie-conditional-samesite-none",
     "session-cookie-domain",
@@ -149,7 +172,6 @@ pub const IMPLEMENTED: &[&str] = &[
     "session-cookie-max-age",
     "session-cookie-name",
     "session-cookie-path",
-    "service-upstream",
     "session-cookie-samesite",
     "session-cookie-secure",
     "ssl-redirect",
@@ -234,6 +256,8 @@ pub struct Annotations {
     pub mirror: Option<Mirror>,
     /// `backend-protocol`.
     pub protocol: UpstreamProtocol,
+    /// `proxy-ssl-*`, read for HTTPS and GRPCS backends.
+    pub proxy_ssl: Option<ProxySslRef>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
     pub client_certs: Option<ClientCertRef>,
     pub findings: Vec<Finding>,
@@ -285,6 +309,8 @@ pub struct Context<'a> {
     pub basic: Option<Result<BasicAuth, String>>,
     /// Whether `auth-tls-secret` holds a usable CA (an error says why not).
     pub client_ca: Option<Result<(), String>>,
+    /// TLS to the pods, with `proxy-ssl-secret` read (an error says why not).
+    pub upstream_tls: Option<Result<UpstreamTls, String>>,
 }
 
 /// `X-Forwarded-Prefix`.
@@ -305,6 +331,11 @@ impl Annotations {
         if let Some(Err(reason)) = cx.client_ca {
             return denied(reason);
         }
+        let upstream_tls = match cx.upstream_tls {
+            Some(Err(reason)) => return denied(reason),
+            Some(Ok(tls)) => Some(Arc::new(tls)),
+            None => None,
+        };
         let basic = match cx.basic {
             Some(Err(reason)) => return denied(reason),
             Some(Ok(users)) => Some(users),
@@ -355,6 +386,7 @@ impl Annotations {
                 send_timeout: self.send_timeout.or(global.send_timeout),
                 retry: self.retry(global.retry),
                 protocol: self.protocol,
+                tls: upstream_tls,
                 balance: match (&self.balance, &self.load_balance) {
                     (Balance::RoundRobin, Some(lb)) => lb.clone(),
                     (Balance::RoundRobin, None) => global.load_balance.clone(),
@@ -844,16 +876,74 @@ impl<'a> Reader<'a> {
 
     fn read_protocol(&mut self) {
         self.out.protocol = self
-            .parsed("backend-protocol", |v| match v.trim().to_ascii_uppercase().as_str() {
-                "HTTP" | "AUTO_HTTP" => Ok(UpstreamProtocol::Http),
-                "H2C" => Ok(UpstreamProtocol::H2c),
-                "GRPC" => Ok(UpstreamProtocol::Grpc),
-                p @ ("HTTPS" | "GRPCS") => Err(format!(
-                    "{p} backends (TLS to the pod) are not supported yet; the routes answer 503 rather than speak plain text to a TLS pod"
-                )),
-                other => Err(format!("{other:?} is not HTTP, HTTPS, GRPC, GRPCS, H2C or AUTO_HTTP")),
+            .parsed("backend-protocol", |v| {
+                match v.trim().to_ascii_uppercase().as_str() {
+                    "HTTP" | "AUTO_HTTP" => Ok(UpstreamProtocol::Http),
+                    "H2C" => Ok(UpstreamProtocol::H2c),
+                    "GRPC" => Ok(UpstreamProtocol::Grpc),
+                    "HTTPS" => Ok(UpstreamProtocol::Https),
+                    "GRPCS" => Ok(UpstreamProtocol::Grpcs),
+                    other => Err(format!(
+                        "{other:?} is not HTTP, HTTPS, GRPC, GRPCS, H2C or AUTO_HTTP"
+                    )),
+                }
             })
             .unwrap_or_default();
+        if !self.out.protocol.is_tls() {
+            return;
+        }
+        let namespace = self.ingress.metadata.namespace.clone().unwrap_or_default();
+        let secret = self.parsed("proxy-ssl-secret", |v| secret_ref(v, &namespace));
+        let on_off = |v: &str| match v.trim() {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(format!("{other:?} is not on or off")),
+        };
+        let verify = self.parsed("proxy-ssl-verify", on_off).unwrap_or(false);
+        let sni = self
+            .parsed("proxy-ssl-server-name", on_off)
+            .unwrap_or(false);
+        let name = self.parsed("proxy-ssl-name", |v| {
+            let v = v.trim();
+            rustls_name_ok(v)
+                .then(|| v.to_owned())
+                .ok_or_else(|| format!("{v:?} is not a server name"))
+        });
+        let (tls12, tls13) = self
+            .parsed("proxy-ssl-protocols", |v| {
+                let (mut t12, mut t13) = (false, false);
+                for p in v.split_whitespace() {
+                    match p {
+                        "TLSv1.2" => t12 = true,
+                        "TLSv1.3" => t13 = true,
+                        other => {
+                            return Err(format!("{other:?}: only TLSv1.2 and TLSv1.3 are spoken"));
+                        }
+                    }
+                }
+                match t12 || t13 {
+                    true => Ok((t12, t13)),
+                    false => Err("no protocol".to_owned()),
+                }
+            })
+            .unwrap_or((true, true));
+        let _depth = self.parsed("proxy-ssl-verify-depth", integer);
+        if verify && secret.is_none() {
+            let key = self
+                .get("proxy-ssl-verify")
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            let reason = "proxy-ssl-verify needs proxy-ssl-secret with the CA (ca.crt)".to_owned();
+            self.finding(key, Level::Error, reason);
+        }
+        self.out.proxy_ssl = Some(ProxySslRef {
+            secret,
+            verify,
+            sni,
+            name,
+            tls12,
+            tls13,
+        });
     }
 
     fn read_mirror(&mut self) {

@@ -239,6 +239,8 @@ pub struct UpstreamPolicy {
     pub balance: super::balance::Balance,
     /// How pods are spoken to (`backend-protocol`).
     pub protocol: UpstreamProtocol,
+    /// TLS to pods, for `HTTPS` and `GRPCS`.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// `backend-protocol`: HTTP/1.1 (the default), HTTP/2 with prior knowledge, or gRPC over it.
@@ -250,12 +252,63 @@ pub enum UpstreamProtocol {
     /// h2c to the pod; failures the proxy answers are gRPC errors (HTTP 200 with
     /// `grpc-status`).
     Grpc,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// gRPC over TLS (HTTP/2 by ALPN).
+    Grpcs,
+}
+
+/// How TLS is spoken to pods (`backend-protocol: HTTPS`/`GRPCS` with `proxy-ssl-*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// `proxy-ssl-secret`'s `ca.crt`: with `verify`, the pod's certificate must chain to it.
+    pub ca: Option<Arc<[u8]>>,
+    /// `proxy-ssl-secret`'s `tls.crt` and `tls.key`: the proxy's client certificate.
+    pub client: Option<(Arc<[u8]>, Arc<[u8]>)>,
+    /// `proxy-ssl-verify` (off, as ingress-nginx: without it any certificate is taken).
+    pub verify: bool,
+    /// `proxy-ssl-name`: the name verified (and sent as SNI); default the request's host.
+    pub name: Option<String>,
+    /// `proxy-ssl-server-name`: send SNI (off, as nginx).
+    pub sni: bool,
+    /// `proxy-ssl-protocols`: TLS 1.2 and/or 1.3.
+    pub tls12: bool,
+    pub tls13: bool,
+    /// ALPN `h2` (GRPCS) rather than `http/1.1`.
+    pub h2: bool,
+    /// A digest of the settings above: connections and configurations are shared by id.
+    pub id: u64,
+}
+
+impl UpstreamTls {
+    /// `self` with its `id` computed from the other fields.
+    pub fn identified(mut self) -> UpstreamTls {
+        use std::hash::{Hash, Hasher};
+        self.id = 0;
+        let mut h = rustc_hash::FxHasher::default();
+        self.hash(&mut h);
+        self.id = h.finish();
+        self
+    }
 }
 
 impl UpstreamProtocol {
     /// Whether pods get HTTP/2.
     pub fn is_h2(self) -> bool {
-        self != UpstreamProtocol::Http
+        matches!(
+            self,
+            UpstreamProtocol::H2c | UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs
+        )
+    }
+
+    /// Whether failures are answered as gRPC errors.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs)
+    }
+
+    /// Whether pods get TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::Grpcs)
     }
 
     /// The label of the upstream metrics.
@@ -264,6 +317,8 @@ impl UpstreamProtocol {
             UpstreamProtocol::Http => "http",
             UpstreamProtocol::H2c => "h2c",
             UpstreamProtocol::Grpc => "grpc",
+            UpstreamProtocol::Https => "https",
+            UpstreamProtocol::Grpcs => "grpcs",
         }
     }
 }

@@ -152,9 +152,29 @@ impl Attempts<'_> {
         // Boxed: the exchange future is large, and every layer around it (the timeout, this
         // function, the retry loop) would otherwise copy it.
         let upstreams = self.upstreams;
+        let tls = match &policy.tls {
+            None => None,
+            Some(spec) => {
+                let host = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                match upstreams.tls_to(spec, host) {
+                    Ok(tls) => Some(tls),
+                    Err(UpstreamError::Connect(source)) => {
+                        return Err(ProxyError::Connect {
+                            target: target.clone(),
+                            source,
+                        });
+                    }
+                    Err(UpstreamError::Exchange(e)) => return Err(exchange_error(target, e)),
+                }
+            }
+        };
+        let tls = tls.as_ref();
         let send: Pin<Box<dyn Future<Output = _> + Send + '_>> = match policy.protocol.is_h2() {
-            false => Box::pin(upstreams.send(target, req, limits)),
-            true => Box::pin(upstreams.send_h2(target, req, limits)),
+            false => Box::pin(upstreams.send(target, tls, req, limits)),
+            true => Box::pin(upstreams.send_h2(target, tls, req, limits)),
         };
         let send = tokio::time::timeout(header_wait, send);
         // Watched only when there is an upload and a limit for it: joining two futures moves

@@ -553,7 +553,7 @@ async fn ask_auth_service(
         read: timeouts.read,
     };
     let exchange = async {
-        let response = upstreams.send(&target, req, limits).await.ok()?;
+        let response = upstreams.send(&target, None, req, limits).await.ok()?;
         let (parts, body) = response.into_parts();
         // Read (and drop) a small body so the connection goes back to the pool.
         let _ = http_body_util::Limited::new(body, MAX_AUTH_BODY)

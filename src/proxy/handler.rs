@@ -118,9 +118,10 @@ impl Proxy {
             Err(e) => {
                 let _enter = span.enter();
                 let refused = self.refused(&e, &method, &uri);
-                let grpc = facts.route.as_ref().is_some_and(|r| {
-                    r.policy.upstream.protocol == crate::model::policy::UpstreamProtocol::Grpc
-                });
+                let grpc = facts
+                    .route
+                    .as_ref()
+                    .is_some_and(|r| r.policy.upstream.protocol.is_grpc());
                 match grpc {
                     true => super::error::grpc_error(&e),
                     false => refused,

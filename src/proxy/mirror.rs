@@ -122,7 +122,7 @@ async fn exchange(
         read: timeouts.read,
     };
     let sent = async {
-        let response = upstreams.send(&target, req, limits).await.ok()?;
+        let response = upstreams.send(&target, None, req, limits).await.ok()?;
         let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await;

@@ -61,9 +61,41 @@ pub enum ConnectError {
     Io(#[source] std::io::Error),
     #[error("no connection within {0:?}")]
     TimedOut(Duration),
-    #[error("HTTP/1.1 handshake")]
+    #[error("HTTP handshake")]
     Handshake(#[source] hyper::Error),
+    /// The TLS handshake with the pod failed (or its settings could not be made).
+    #[error("TLS to the pod")]
+    Tls(#[source] std::io::Error),
 }
+
+/// TLS for connections to a pod: the client configuration and the name verified.
+#[derive(Clone)]
+pub struct TlsTo {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+    /// Identifies the settings, so connections made with other settings are not reused.
+    id: u64,
+}
+
+/// Which pooled connections a request may use: the endpoint's, with the same TLS.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    target: Target,
+    tls: Option<(u64, rustls::pki_types::ServerName<'static>)>,
+}
+
+impl PoolKey {
+    fn of(target: &Target, tls: Option<&TlsTo>) -> PoolKey {
+        PoolKey {
+            target: target.clone(),
+            tls: tls.map(|t| (t.id, t.name.clone())),
+        }
+    }
+}
+
+/// A connection to a pod, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// Why a request got no response from an endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +119,11 @@ pub struct ExchangeLimits {
 /// Idle keep-alive connections per endpoint. Connections survive table publishes for as long
 /// as their endpoint is used.
 pub struct Upstreams {
-    idle: Mutex<FxHashMap<Target, Vec<Idle>>>,
-    /// One multiplexed HTTP/2 connection per endpoint (`backend-protocol: H2C`, `GRPC`).
-    h2: Mutex<FxHashMap<Target, http2::SendRequest<RequestBody>>>,
+    idle: Mutex<FxHashMap<PoolKey, Vec<Idle>>>,
+    /// One multiplexed HTTP/2 connection per endpoint (`backend-protocol: H2C`, `GRPC`, `GRPCS`).
+    h2: Mutex<FxHashMap<PoolKey, http2::SendRequest<RequestBody>>>,
+    /// Client configurations for TLS to pods, by the settings' id.
+    tls_configs: Mutex<FxHashMap<u64, Arc<rustls::ClientConfig>>>,
     connect_duration: Histogram,
 }
 
@@ -104,6 +138,7 @@ impl Upstreams {
         let pool = Arc::new(Upstreams {
             idle: Mutex::new(FxHashMap::default()),
             h2: Mutex::new(FxHashMap::default()),
+            tls_configs: Mutex::new(FxHashMap::default()),
             connect_duration,
         });
         tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -115,12 +150,14 @@ impl Upstreams {
     pub async fn send(
         self: &Arc<Self>,
         target: &Target,
+        tls: Option<&TlsTo>,
         mut req: Request<RequestBody>,
         limits: ExchangeLimits,
     ) -> Result<Response<PooledBody>, UpstreamError> {
+        let key = PoolKey::of(target, tls);
         // A pooled connection may have been closed by the pod since; the request then comes
         // back unsent and goes out on the next one, or on a new connection.
-        while let Some((mut sender, idle_for)) = self.checkout(target) {
+        while let Some((mut sender, idle_for)) = self.checkout(&key) {
             // Usually ready at once, or as soon as its task has run. One still sending an
             // upload that the pod answered early is not worth waiting for.
             if !sender.is_ready() {
@@ -138,7 +175,7 @@ impl Upstreams {
                 None
             };
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.pooled(response, target, sender, limits.read)),
+                Ok(response) => return Ok(self.pooled(response, &key, sender, limits.read)),
                 Err(mut e) => match (e.take_message(), replay) {
                     (Some(unsent), _) => req = unsent,
                     (None, Some(copy)) if e.error().is_incomplete_message() => {
@@ -151,12 +188,50 @@ impl Upstreams {
             }
         }
         // Boxed: connecting (with name resolution) is rare and would bloat every request.
-        let mut sender = Box::pin(self.connect(target, limits.connect)).await?;
+        let mut sender = Box::pin(self.connect(target, tls, limits.connect)).await?;
         let response = sender
             .send_request(req)
             .await
             .map_err(UpstreamError::Exchange)?;
-        Ok(self.pooled(response, target, sender, limits.read))
+        Ok(self.pooled(response, &key, sender, limits.read))
+    }
+
+    /// TLS to a pod with `spec`'s settings, for a request for `host`; the configuration is
+    /// made once per settings.
+    pub fn tls_to(
+        &self,
+        spec: &crate::model::policy::UpstreamTls,
+        host: Option<&str>,
+    ) -> Result<TlsTo, UpstreamError> {
+        let tls_error = |reason: String| {
+            UpstreamError::Connect(ConnectError::Tls(std::io::Error::other(reason)))
+        };
+        let name = crate::tls::upstream::server_name(spec, host).ok_or_else(|| {
+            tls_error("no server name to verify the pod's certificate against".to_owned())
+        })?;
+        let cached = self
+            .tls_configs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&spec.id).cloned());
+        let config = match cached {
+            Some(c) => c,
+            None => {
+                let c = crate::tls::upstream::client_config(spec).map_err(tls_error)?;
+                if let Ok(mut m) = self.tls_configs.lock() {
+                    if m.len() >= 256 {
+                        m.clear();
+                    }
+                    m.insert(spec.id, c.clone());
+                }
+                c
+            }
+        };
+        Ok(TlsTo {
+            config,
+            name,
+            id: spec.id,
+        })
     }
 
     /// Sends `req` (origin-form URI, Host set) to `target` over HTTP/2 with prior knowledge,
@@ -165,26 +240,29 @@ impl Upstreams {
     pub async fn send_h2(
         self: &Arc<Self>,
         target: &Target,
+        tls: Option<&TlsTo>,
         req: Request<RequestBody>,
         limits: ExchangeLimits,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        let mut req = h2_form(req);
-        let existing = self.h2.lock().ok().and_then(|m| m.get(target).cloned());
+        let key = PoolKey::of(target, tls);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut req = h2_form(req, scheme);
+        let existing = self.h2.lock().ok().and_then(|m| m.get(&key).cloned());
         let mut sender = match existing.filter(|s| !s.is_closed()) {
             Some(s) => s,
             None => {
-                let s = Box::pin(self.connect_h2(target, limits.connect)).await?;
+                let s = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
                 if let Ok(mut m) = self.h2.lock() {
-                    m.insert(target.clone(), s.clone());
+                    m.insert(key.clone(), s.clone());
                 }
                 s
             }
         };
         if sender.ready().await.is_err() {
             // The connection went away between the lookup and now: one new one.
-            sender = Box::pin(self.connect_h2(target, limits.connect)).await?;
+            sender = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
             if let Ok(mut m) = self.h2.lock() {
-                m.insert(target.clone(), sender.clone());
+                m.insert(key.clone(), sender.clone());
             }
         }
         req = match sender.try_send_request(req).await {
@@ -194,9 +272,9 @@ impl Upstreams {
                 None => return Err(UpstreamError::Exchange(e.into_error())),
             },
         };
-        let mut fresh = Box::pin(self.connect_h2(target, limits.connect)).await?;
+        let mut fresh = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
         if let Ok(mut m) = self.h2.lock() {
-            m.insert(target.clone(), fresh.clone());
+            m.insert(key, fresh.clone());
         }
         let response = fresh
             .send_request(req)
@@ -208,9 +286,10 @@ impl Upstreams {
     async fn connect_h2(
         &self,
         target: &Target,
+        tls: Option<&TlsTo>,
         timeout: Duration,
     ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
-        let stream = self.tcp(target, timeout).await?;
+        let stream = self.stream(target, tls, timeout).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -230,13 +309,13 @@ impl Upstreams {
     fn pooled(
         self: &Arc<Self>,
         response: Response<Incoming>,
-        target: &Target,
+        key: &PoolKey,
         sender: http1::SendRequest<RequestBody>,
         read_timeout: Duration,
     ) -> Response<PooledBody> {
         // After `101 Switching Protocols` the connection belongs to the tunnel.
         let home = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-            .then(|| (Arc::downgrade(self), target.clone(), sender));
+            .then(|| (Arc::downgrade(self), key.clone(), sender));
         response.map(|inner| PooledBody {
             inner,
             home,
@@ -247,9 +326,9 @@ impl Upstreams {
     }
 
     /// An open idle connection to `target`, and how long it was idle.
-    fn checkout(&self, target: &Target) -> Option<(http1::SendRequest<RequestBody>, Duration)> {
+    fn checkout(&self, key: &PoolKey) -> Option<(http1::SendRequest<RequestBody>, Duration)> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(target)?;
+        let list = idle.get_mut(key)?;
         let now = Instant::now();
         // Newest first: the warmest connection, and the least likely to be timed out by the pod.
         while let Some(conn) = list.pop() {
@@ -261,14 +340,14 @@ impl Upstreams {
         None
     }
 
-    fn checkin(&self, target: Target, sender: http1::SendRequest<RequestBody>) {
+    fn checkin(&self, key: PoolKey, sender: http1::SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let list = idle.entry(target).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle {
                 sender,
@@ -280,9 +359,10 @@ impl Upstreams {
     async fn connect(
         &self,
         target: &Target,
+        tls: Option<&TlsTo>,
         timeout: Duration,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
-        let stream = self.tcp(target, timeout).await?;
+        let stream = self.stream(target, tls, timeout).await?;
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(super::body::MAX_BUF)
             .handshake(TokioIo::new(stream))
@@ -295,6 +375,26 @@ impl Upstreams {
             }
         });
         Ok(sender)
+    }
+
+    /// A connection to `target`: TCP, and TLS over it when `tls` says so, within `timeout`.
+    async fn stream(
+        &self,
+        target: &Target,
+        tls: Option<&TlsTo>,
+        timeout: Duration,
+    ) -> Result<Box<dyn Stream>, UpstreamError> {
+        let tcp = self.tcp(target, timeout).await?;
+        let Some(tls) = tls else {
+            return Ok(Box::new(tcp));
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let handshake = connector.connect(tls.name.clone(), tcp);
+        match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(stream)) => Ok(Box::new(stream)),
+            Ok(Err(e)) => Err(UpstreamError::Connect(ConnectError::Tls(e))),
+            Err(_) => Err(UpstreamError::Connect(ConnectError::TimedOut(timeout))),
+        }
     }
 
     /// A TCP connection to `target` within `timeout`, measured.
@@ -351,7 +451,7 @@ fn unpooled(
 
 /// `req` as HTTP/2 sends it: absolute URI (`:scheme`, `:authority` from the Host), no Host
 /// and no connection-specific headers, `te: trailers` (which gRPC servers expect).
-fn h2_form(mut req: Request<RequestBody>) -> Request<RequestBody> {
+fn h2_form(mut req: Request<RequestBody>, scheme: &str) -> Request<RequestBody> {
     let authority = req
         .headers_mut()
         .remove(http::header::HOST)
@@ -362,7 +462,7 @@ fn h2_form(mut req: Request<RequestBody>) -> Request<RequestBody> {
         .map_or("/", |p| p.as_str())
         .to_owned();
     if let Some(authority) = authority
-        && let Ok(uri) = format!("http://{authority}{path}").parse()
+        && let Ok(uri) = format!("{scheme}://{authority}{path}").parse()
     {
         *req.uri_mut() = uri;
     }
@@ -403,7 +503,7 @@ async fn sweep(pool: Weak<Upstreams>) {
 /// pod that pauses longer than the read timeout ends it with an error (and the connection).
 pub struct PooledBody {
     inner: Incoming,
-    home: Option<(Weak<Upstreams>, Target, http1::SendRequest<RequestBody>)>,
+    home: Option<(Weak<Upstreams>, PoolKey, http1::SendRequest<RequestBody>)>,
     read_timeout: Duration,
     /// Made at the first wait for the pod, reset at each later one.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -474,7 +574,7 @@ impl PooledBody {
                 let upstream = self
                     .home
                     .as_ref()
-                    .map(|h| h.1.to_string())
+                    .map(|h| h.1.target.to_string())
                     .unwrap_or_default();
                 tracing::warn!(upstream, timeout = ?self.read_timeout, "the pod stopped sending the response body; ending it");
                 self.home = None;

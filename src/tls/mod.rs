@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod upstream;
 
 use certs::CertEntry;
 use rustls::crypto::CryptoProvider;
