@@ -1453,6 +1453,7 @@ async fn https_backends() {
         text
     };
     let other = Ca::new();
+    let auth_url = format!("https://{pod}/check");
     let verified = [
         ("backend-protocol", "HTTPS"),
         ("proxy-ssl-secret", "test/right-ca"),
@@ -1497,6 +1498,17 @@ async fn https_backends() {
             "p.yaml",
             ingress("plain", "plain.test", ("/", PREFIX), "pod", &[]),
         ),
+        ("e.yaml", echo_service("echo").await),
+        (
+            "auth.yaml",
+            ingress(
+                "authed",
+                "authed.test",
+                ("/", PREFIX),
+                "echo",
+                &[("auth-url", &auth_url)],
+            ),
+        ),
     ];
     let (_dir, v) = start(&files, &[]);
     let a = v
@@ -1527,4 +1539,8 @@ async fn https_backends() {
         StatusCode::OK,
         "plain HTTP to a TLS pod fails"
     );
+    // An https auth service (here the same pod, which allows everything).
+    let authed = get(v.http, "authed.test", "/").await;
+    assert_eq!(authed.status, StatusCode::OK, "{}", authed.text);
+    assert_eq!(authed.backend(), "echo");
 }

@@ -952,11 +952,10 @@ impl<'a> Reader<'a> {
             super::access::known_variables(v)?;
             let probe: Result<http::Uri, _> = v.replace('$', "").parse();
             match probe {
-                Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(v.to_owned()),
-                Ok(u) if u.scheme_str() == Some("https") => Err(format!(
-                    "{v:?}: https mirror targets are not supported yet; use the target's http address"
-                )),
-                _ => Err(format!("{v:?} is not an http URL")),
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                    Ok(v.to_owned())
+                }
+                _ => Err(format!("{v:?} is not an http or https URL")),
             }
         }) else {
             return;
@@ -1209,10 +1208,7 @@ fn auth_url(v: &str) -> Result<http::Uri, String> {
                 || b == b':'
         });
     match uri.scheme_str() {
-        Some("http") if host_ok => Ok(uri),
-        Some("https") => Err(format!(
-            "{v:?}: https auth services are not supported yet; use the service's http address"
-        )),
+        Some("http" | "https") if host_ok => Ok(uri),
         _ => Err(format!("{v:?}: invalid url host")),
     }
 }

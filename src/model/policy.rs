@@ -281,6 +281,23 @@ pub struct UpstreamTls {
 }
 
 impl UpstreamTls {
+    /// TLS as nginx's `proxy_pass https://…` speaks it to an auth service or a mirror
+    /// target: any certificate, SNI sent, TLS 1.2 and 1.3, HTTP/1.1.
+    pub fn unverified() -> UpstreamTls {
+        UpstreamTls {
+            ca: None,
+            client: None,
+            verify: false,
+            name: None,
+            sni: true,
+            tls12: true,
+            tls13: true,
+            h2: false,
+            id: 0,
+        }
+        .identified()
+    }
+
     /// `self` with its `id` computed from the other fields.
     pub fn identified(mut self) -> UpstreamTls {
         use std::hash::{Hash, Hasher};

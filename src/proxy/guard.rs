@@ -11,6 +11,7 @@ use crate::model::access::{
     Access, AddressVerdict, AuthVerdict, ClientCertPolicy, ExternalAuth, Limits, PresentedCert,
     TemplateFacts, auth_verdict, expand,
 };
+use crate::model::policy::UpstreamTls;
 use crate::model::{RouteId, Target};
 use crate::tls::client::ClientCertInfo;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -504,7 +505,8 @@ async fn ask_auth_service(
     timeouts: &Timeouts,
 ) -> Option<(StatusCode, Vec<(HeaderName, HeaderValue)>)> {
     let authority = auth.url.authority()?;
-    let port = authority.port_u16().unwrap_or(80);
+    let https = auth.url.scheme_str() == Some("https");
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -553,7 +555,18 @@ async fn ask_auth_service(
         read: timeouts.read,
     };
     let exchange = async {
-        let response = upstreams.send(&target, None, req, limits).await.ok()?;
+        let tls = match https {
+            true => Some(
+                upstreams
+                    .tls_to(&UpstreamTls::unverified(), Some(host))
+                    .ok()?,
+            ),
+            false => None,
+        };
+        let response = upstreams
+            .send(&target, tls.as_ref(), req, limits)
+            .await
+            .ok()?;
         let (parts, body) = response.into_parts();
         // Read (and drop) a small body so the connection goes back to the pool.
         let _ = http_body_util::Limited::new(body, MAX_AUTH_BODY)

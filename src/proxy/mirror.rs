@@ -6,7 +6,7 @@ use super::upstream::{ExchangeLimits, RequestBody, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
-use crate::model::policy::Mirror;
+use crate::model::policy::{Mirror, UpstreamTls};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri};
@@ -80,10 +80,11 @@ impl Mirrors {
 }
 
 /// The copy as the target gets it: origin form, its Host (`mirror-host` or the target's).
-fn request(mirror: &Mirror, copy: Copy) -> Option<(Target, Request<RequestBody>)> {
+fn request(mirror: &Mirror, copy: Copy) -> Option<(Target, bool, Request<RequestBody>)> {
     let url: Uri = copy.url.parse().ok()?;
     let authority = url.authority()?.clone();
-    let port = authority.port_u16().unwrap_or(80);
+    let https = url.scheme_str() == Some("https");
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -108,12 +109,12 @@ fn request(mirror: &Mirror, copy: Copy) -> Option<(Target, Request<RequestBody>)
     };
     req.headers_mut().insert(header::HOST, host);
     req.headers_mut().remove(header::CONTENT_LENGTH);
-    Some((target, req))
+    Some((target, https, req))
 }
 
 /// Sends the copy and drops the answer; whether an answer came.
 async fn exchange(
-    (target, req): (Target, Request<RequestBody>),
+    (target, https, req): (Target, bool, Request<RequestBody>),
     upstreams: &Arc<Upstreams>,
     timeouts: &Timeouts,
 ) -> bool {
@@ -122,7 +123,20 @@ async fn exchange(
         read: timeouts.read,
     };
     let sent = async {
-        let response = upstreams.send(&target, None, req, limits).await.ok()?;
+        let tls = match https {
+            true => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                Some(upstreams.tls_to(&UpstreamTls::unverified(), host).ok()?)
+            }
+            false => None,
+        };
+        let response = upstreams
+            .send(&target, tls.as_ref(), req, limits)
+            .await
+            .ok()?;
         let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await;
