@@ -258,13 +258,16 @@ pub enum UpstreamProtocol {
     Grpcs,
 }
 
+/// PEM bytes (a CA bundle, a certificate chain, a key).
+pub type Pem = Arc<[u8]>;
+
 /// How TLS is spoken to pods (`backend-protocol: HTTPS`/`GRPCS` with `proxy-ssl-*`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// `proxy-ssl-secret`'s `ca.crt`: with `verify`, the pod's certificate must chain to it.
-    pub ca: Option<Arc<[u8]>>,
+    pub ca: Option<Pem>,
     /// `proxy-ssl-secret`'s `tls.crt` and `tls.key`: the proxy's client certificate.
-    pub client: Option<(Arc<[u8]>, Arc<[u8]>)>,
+    pub client: Option<(Pem, Pem)>,
     /// `proxy-ssl-verify` (off, as ingress-nginx: without it any certificate is taken).
     pub verify: bool,
     /// `proxy-ssl-name`: the name verified (and sent as SNI); default the request's host.
