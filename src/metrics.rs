@@ -22,6 +22,23 @@ pub struct RequestLabels {
     pub status_class: &'static str,
 }
 
+/// The upstream protocol (`backend-protocol`, lower case: `http`, `h2c`, `grpc`, `https`,
+/// `grpcs`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: &'static str,
+}
+
+/// A failed upstream attempt: why, and over which protocol.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub reason: &'static str,
+    pub protocol: &'static str,
+}
+
+/// Histograms of upstream latencies, by protocol.
+pub type ByProtocol = Family<ProtocolLabels, Histogram, LatencyBuckets>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     /// `connect`, `timeout`, `reset` or `protocol`.
@@ -84,9 +101,9 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<RequestLabels, Histogram, LatencyBuckets>,
-    pub upstream_connect_duration: Histogram,
-    pub upstream_header_duration: Histogram,
-    pub upstream_errors: Family<ReasonLabels, Counter>,
+    pub upstream_connect_duration: ByProtocol,
+    pub upstream_header_duration: ByProtocol,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub client_connections: Family<ListenerLabels, Gauge>,
     pub client_connections_closed: Family<ReasonLabels, Counter>,
     pub client_errors: Family<ReasonLabels, Counter>,
@@ -124,24 +141,29 @@ impl Metrics {
             Unit::Seconds,
             request_duration.clone(),
         );
-        let upstream_connect_duration = latency();
+        let upstream_connect_duration = Family::new_with_constructor(LatencyBuckets);
         registry.register_with_unit(
             "upstream_connect_duration",
-            "Time to open a TCP connection to an endpoint",
+            "Time to open a connection to an endpoint (TLS included), by protocol",
             Unit::Seconds,
             upstream_connect_duration.clone(),
         );
-        let upstream_header_duration = latency();
+        let upstream_header_duration = Family::new_with_constructor(LatencyBuckets);
         registry.register_with_unit(
             "upstream_header_duration",
-            "Time from sending a request upstream to its response headers",
+            "Time from sending a request upstream to its response headers, by protocol",
             Unit::Seconds,
             upstream_header_duration.clone(),
         );
+        // The plain-HTTP series exist from the start, as the histograms did before they had
+        // a protocol label (dashboards and alerts see them at zero).
+        let http = ProtocolLabels { protocol: "http" };
+        let _ = upstream_connect_duration.get_or_create(&http);
+        let _ = upstream_header_duration.get_or_create(&http);
         let upstream_errors = Family::default();
         registry.register(
             "upstream_errors",
-            "Failed upstream attempts, by reason",
+            "Failed upstream attempts, by reason and protocol",
             upstream_errors.clone(),
         );
         let client_connections = Family::default();

@@ -1347,6 +1347,27 @@ async fn grpc_and_h2c_backends() {
     assert_eq!(h2c["x-seen-version"], "HTTP/2.0");
     // Plain HTTP/1.1 clients reach an H2C pod too.
     assert_eq!(get(v.http, "h2c.test", "/").await.status, StatusCode::OK);
+    let m = v.metrics().await;
+    assert!(
+        metric_value(
+            &m,
+            "vestibule_upstream_header_duration_seconds_count",
+            r#"protocol="grpc""#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric_value(
+            &m,
+            "vestibule_upstream_connect_duration_seconds_count",
+            r#"protocol="h2c""#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
     let (down, _, _) = grpc_call(&v, "down.test").await;
     assert_eq!(down["grpc-status"], "14", "{down:?}");
     assert_eq!(down["content-type"], "application/grpc");

@@ -520,7 +520,7 @@ async fn malformed_chunked_bodies_are_the_clients_fault() {
         metric_value(
             &metrics,
             "vestibule_upstream_errors_total",
-            "reason=\"protocol\""
+            "reason=\"protocol\",protocol=\"http\""
         ),
         None,
         "{metrics}"

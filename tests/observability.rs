@@ -87,10 +87,22 @@ async fn request_metrics_move_for_routed_404_and_503() {
         "{m}"
     );
     assert!(
-        metric_value(&m, "vestibule_upstream_header_duration_seconds_count", "").unwrap() >= 3.0
+        metric_value(
+            &m,
+            "vestibule_upstream_header_duration_seconds_count",
+            r#"protocol="http""#
+        )
+        .unwrap()
+            >= 3.0
     );
     assert!(
-        metric_value(&m, "vestibule_upstream_connect_duration_seconds_count", "").unwrap() >= 1.0
+        metric_value(
+            &m,
+            "vestibule_upstream_connect_duration_seconds_count",
+            r#"protocol="http""#
+        )
+        .unwrap()
+            >= 1.0
     );
     assert_eq!(metric_value(&m, "vestibule_routes", ""), Some(2.0));
     assert_eq!(metric_value(&m, "vestibule_hosts", ""), Some(1.0));
@@ -157,7 +169,13 @@ async fn upstream_errors_and_diagnostics_are_counted() {
     );
     let m = v.metrics().await;
     assert!(
-        metric_value(&m, "vestibule_upstream_errors_total", r#"reason="connect""#).unwrap() >= 1.0,
+        metric_value(
+            &m,
+            "vestibule_upstream_errors_total",
+            r#"reason="connect",protocol="http""#
+        )
+        .unwrap()
+            >= 1.0,
         "{m}"
     );
     let field = r#"kind="Ingress",field="spec.rules.http.paths.backend.service.name""#;

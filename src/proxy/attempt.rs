@@ -7,7 +7,7 @@ use super::upstream::{
     ConnectError, ExchangeLimits, PooledBody, RequestBody, SendClock, UpstreamError, Upstreams,
 };
 use crate::config::Timeouts;
-use crate::metrics::{Metrics, ReasonLabels};
+use crate::metrics::{Metrics, UpstreamErrorLabels};
 use crate::model::policy::{Retry, UpstreamPolicy};
 use crate::model::{Backend, Target};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
@@ -106,7 +106,7 @@ impl Attempts<'_> {
                 // The common case returns before `tried` ever allocates.
                 Ok(sent) => return Ok(sent),
                 Err(e) => {
-                    self.count(&e);
+                    self.count(&e, policy.protocol.label());
                     if let ProxyError::Connect { .. } = e {
                         self.ejections.eject(&target);
                     }
@@ -152,6 +152,7 @@ impl Attempts<'_> {
         // Boxed: the exchange future is large, and every layer around it (the timeout, this
         // function, the retry loop) would otherwise copy it.
         let upstreams = self.upstreams;
+        let protocol = policy.protocol.label();
         let tls = match &policy.tls {
             None => None,
             Some(spec) => {
@@ -173,8 +174,8 @@ impl Attempts<'_> {
         };
         let tls = tls.as_ref();
         let send: Pin<Box<dyn Future<Output = _> + Send + '_>> = match policy.protocol.is_h2() {
-            false => Box::pin(upstreams.send(target, tls, req, limits)),
-            true => Box::pin(upstreams.send_h2(target, tls, req, limits)),
+            false => Box::pin(upstreams.send(target, protocol, tls, req, limits)),
+            true => Box::pin(upstreams.send_h2(target, protocol, tls, req, limits)),
         };
         let send = tokio::time::timeout(header_wait, send);
         // Watched only when there is an upload and a limit for it: joining two futures moves
@@ -205,8 +206,10 @@ impl Attempts<'_> {
             Ok(Ok(response)) => response,
         };
         let took = sent_at.elapsed();
+        let protocol = policy.protocol.label();
         self.metrics
             .upstream_header_duration
+            .get_or_create(&crate::metrics::ProtocolLabels { protocol })
             .observe(took.as_secs_f64());
         Ok(Sent {
             response,
@@ -215,11 +218,11 @@ impl Attempts<'_> {
         })
     }
 
-    fn count(&self, e: &ProxyError) {
+    fn count(&self, e: &ProxyError, protocol: &'static str) {
         if let Some(reason) = e.upstream_reason() {
             self.metrics
                 .upstream_errors
-                .get_or_create(&ReasonLabels { reason })
+                .get_or_create(&UpstreamErrorLabels { reason, protocol })
                 .inc();
         }
     }

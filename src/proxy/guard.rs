@@ -564,7 +564,13 @@ async fn ask_auth_service(
             false => None,
         };
         let response = upstreams
-            .send(&target, tls.as_ref(), req, limits)
+            .send(
+                &target,
+                if https { "https" } else { "http" },
+                tls.as_ref(),
+                req,
+                limits,
+            )
             .await
             .ok()?;
         let (parts, body) = response.into_parts();

@@ -134,7 +134,13 @@ async fn exchange(
             false => None,
         };
         let response = upstreams
-            .send(&target, tls.as_ref(), req, limits)
+            .send(
+                &target,
+                if https { "https" } else { "http" },
+                tls.as_ref(),
+                req,
+                limits,
+            )
             .await
             .ok()?;
         let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)

@@ -13,7 +13,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus_client::metrics::histogram::Histogram;
 use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -124,7 +123,7 @@ pub struct Upstreams {
     h2: Mutex<FxHashMap<PoolKey, http2::SendRequest<RequestBody>>>,
     /// Client configurations for TLS to pods, by the settings' id.
     tls_configs: Mutex<FxHashMap<u64, Arc<rustls::ClientConfig>>>,
-    connect_duration: Histogram,
+    connect_duration: crate::metrics::ByProtocol,
 }
 
 struct Idle {
@@ -134,7 +133,7 @@ struct Idle {
 
 impl Upstreams {
     /// A pool, with a task (on the current runtime) that closes connections idle for too long.
-    pub fn new(connect_duration: Histogram) -> Arc<Upstreams> {
+    pub fn new(connect_duration: crate::metrics::ByProtocol) -> Arc<Upstreams> {
         let pool = Arc::new(Upstreams {
             idle: Mutex::new(FxHashMap::default()),
             h2: Mutex::new(FxHashMap::default()),
@@ -150,6 +149,7 @@ impl Upstreams {
     pub async fn send(
         self: &Arc<Self>,
         target: &Target,
+        protocol: &'static str,
         tls: Option<&TlsTo>,
         mut req: Request<RequestBody>,
         limits: ExchangeLimits,
@@ -188,7 +188,7 @@ impl Upstreams {
             }
         }
         // Boxed: connecting (with name resolution) is rare and would bloat every request.
-        let mut sender = Box::pin(self.connect(target, tls, limits.connect)).await?;
+        let mut sender = Box::pin(self.connect(target, protocol, tls, limits.connect)).await?;
         let response = sender
             .send_request(req)
             .await
@@ -240,6 +240,7 @@ impl Upstreams {
     pub async fn send_h2(
         self: &Arc<Self>,
         target: &Target,
+        protocol: &'static str,
         tls: Option<&TlsTo>,
         req: Request<RequestBody>,
         limits: ExchangeLimits,
@@ -251,7 +252,7 @@ impl Upstreams {
         let mut sender = match existing.filter(|s| !s.is_closed()) {
             Some(s) => s,
             None => {
-                let s = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
+                let s = Box::pin(self.connect_h2(target, protocol, tls, limits.connect)).await?;
                 if let Ok(mut m) = self.h2.lock() {
                     m.insert(key.clone(), s.clone());
                 }
@@ -260,7 +261,7 @@ impl Upstreams {
         };
         if sender.ready().await.is_err() {
             // The connection went away between the lookup and now: one new one.
-            sender = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
+            sender = Box::pin(self.connect_h2(target, protocol, tls, limits.connect)).await?;
             if let Ok(mut m) = self.h2.lock() {
                 m.insert(key.clone(), sender.clone());
             }
@@ -272,7 +273,7 @@ impl Upstreams {
                 None => return Err(UpstreamError::Exchange(e.into_error())),
             },
         };
-        let mut fresh = Box::pin(self.connect_h2(target, tls, limits.connect)).await?;
+        let mut fresh = Box::pin(self.connect_h2(target, protocol, tls, limits.connect)).await?;
         if let Ok(mut m) = self.h2.lock() {
             m.insert(key, fresh.clone());
         }
@@ -286,10 +287,11 @@ impl Upstreams {
     async fn connect_h2(
         &self,
         target: &Target,
+        protocol: &'static str,
         tls: Option<&TlsTo>,
         timeout: Duration,
     ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
-        let stream = self.stream(target, tls, timeout).await?;
+        let stream = self.stream(target, protocol, tls, timeout).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -359,10 +361,11 @@ impl Upstreams {
     async fn connect(
         &self,
         target: &Target,
+        protocol: &'static str,
         tls: Option<&TlsTo>,
         timeout: Duration,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
-        let stream = self.stream(target, tls, timeout).await?;
+        let stream = self.stream(target, protocol, tls, timeout).await?;
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(super::body::MAX_BUF)
             .handshake(TokioIo::new(stream))
@@ -381,25 +384,42 @@ impl Upstreams {
     async fn stream(
         &self,
         target: &Target,
+        protocol: &'static str,
         tls: Option<&TlsTo>,
         timeout: Duration,
     ) -> Result<Box<dyn Stream>, UpstreamError> {
-        let tcp = self.tcp(target, timeout).await?;
+        let started = Instant::now();
+        let tcp = self.tcp(target, timeout).await;
+        let tcp = match tls {
+            None => {
+                self.observe_connect(protocol, started);
+                tcp?
+            }
+            Some(_) => tcp?,
+        };
         let Some(tls) = tls else {
             return Ok(Box::new(tcp));
         };
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
         let handshake = connector.connect(tls.name.clone(), tcp);
         match tokio::time::timeout(timeout, handshake).await {
-            Ok(Ok(stream)) => Ok(Box::new(stream)),
+            Ok(Ok(stream)) => {
+                self.observe_connect(protocol, started);
+                Ok(Box::new(stream))
+            }
             Ok(Err(e)) => Err(UpstreamError::Connect(ConnectError::Tls(e))),
             Err(_) => Err(UpstreamError::Connect(ConnectError::TimedOut(timeout))),
         }
     }
 
-    /// A TCP connection to `target` within `timeout`, measured.
+    fn observe_connect(&self, protocol: &'static str, started: Instant) {
+        self.connect_duration
+            .get_or_create(&crate::metrics::ProtocolLabels { protocol })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A TCP connection to `target` within `timeout`.
     async fn tcp(&self, target: &Target, timeout: Duration) -> Result<TcpStream, UpstreamError> {
-        let started = Instant::now();
         let connecting = async {
             match target {
                 Target::Ip(addr) => TcpStream::connect(addr).await,
@@ -407,8 +427,6 @@ impl Upstreams {
             }
         };
         let stream = tokio::time::timeout(timeout, connecting).await;
-        self.connect_duration
-            .observe(started.elapsed().as_secs_f64());
         let stream = match stream {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(UpstreamError::Connect(ConnectError::Io(e))),
