@@ -207,6 +207,11 @@ pub fn routes_json(published: &Published) -> Value {
         "routes": routes,
         "defaultBackend": built.table.default_route().map(|r| route_json(r)),
         "tls": tls,
+        "passthrough": built.passthrough.hosts(),
+        "clientCertificateHosts": built.client_auth.iter().map(|b| json!({
+            "host": b.host.to_string(),
+            "secret": b.secret.key(),
+        })).collect::<Vec<_>>(),
         "diagnostics": diagnostics,
     })
 }

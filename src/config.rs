@@ -75,6 +75,10 @@ pub struct ModelArgs {
     /// mode reads it from the manifests.
     #[arg(long, env = "VESTIBULE_CONFIGMAP", value_parser = parse_namespaced)]
     pub configmap: Option<(String, String)>,
+    /// Honour the `ssl-passthrough` annotation: TLS to those hosts is spliced to the pods by
+    /// SNI, not terminated (no HTTP feature applies to them).
+    #[arg(long, env = "VESTIBULE_ENABLE_SSL_PASSTHROUGH")]
+    pub enable_ssl_passthrough: bool,
     /// Let annotations (`auth-secret`, `auth-tls-secret`) name Secrets of other namespaces as
     /// `namespace/name`, as ingress-nginx does; `false` confines each Ingress to its own.
     #[arg(long, env = "VESTIBULE_ALLOW_CROSS_NAMESPACE_SECRETS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -147,6 +151,7 @@ impl ModelArgs {
             },
             config_map: self.configmap.clone(),
             cross_namespace_secrets: self.allow_cross_namespace_secrets,
+            ssl_passthrough: self.enable_ssl_passthrough,
         }
     }
 }

@@ -1565,3 +1565,70 @@ async fn https_backends() {
     assert_eq!(authed.status, StatusCode::OK, "{}", authed.text);
     assert_eq!(authed.backend(), "echo");
 }
+
+// annotations.md ssl-passthrough (and the sslpassthrough e2e): with --enable-ssl-passthrough
+// the TLS connection to such a host reaches the pod untouched (the client verifies the pod's
+// own certificate); other hosts on the same port are terminated by Vestibule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_passthrough_splices_tls_to_the_pod() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca = support::tls::Ca::new();
+    let (pod, seen) = tls_pod(&ca, &support::tls::Ca::new()).await;
+    let files = [
+        ("s.yaml", service_yaml("pod", &[(pod, None)])),
+        ("e.yaml", echo_service("echo").await),
+        (
+            "p.yaml",
+            ingress(
+                "pass",
+                "pod.test",
+                ("/", PREFIX),
+                "pod",
+                &[("ssl-passthrough", "true")],
+            ),
+        ),
+        (
+            "t.yaml",
+            ingress("term", "term.test", ("/", PREFIX), "echo", &[]),
+        ),
+    ];
+    let (_dir, v) = start(&files, &["--enable-ssl-passthrough"]);
+    v.eventually("term.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    // A client that trusts only the pod's CA: the handshake succeeds only with the pod.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.cert.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(v.https).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("pod.test").unwrap(), tcp)
+        .await
+        .expect("the pod's own certificate");
+    let a = support::tls::get_over(tls, "pod.test", "/").await;
+    assert_eq!(a.text, "pod over TLS");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().0.as_deref(),
+        Some("pod.test")
+    );
+    let routes = admin_json(v.admin, "/debug/routes").await;
+    assert_eq!(routes["passthrough"][0], "pod.test");
+    // Terminated as before.
+    let hello = support::tls::Hello::sni("term.test");
+    let tls = support::tls::connect(v.https, hello).await.unwrap();
+    assert_eq!(
+        support::tls::get_over(tls, "term.test", "/")
+            .await
+            .backend(),
+        "echo"
+    );
+}

@@ -8,6 +8,7 @@ pub use super::diagnostic::{Diagnostic, Severity};
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
+use super::passthrough::Passthrough;
 use super::path::{PathRegex, PathRule};
 use super::policy::UpstreamTls;
 use super::policy::{Filter, Policy, Redirect, RedirectTo};
@@ -43,6 +44,8 @@ pub struct Options {
     /// Annotations may name Secrets of other namespaces (`namespace/name`), as ingress-nginx
     /// allows.
     pub cross_namespace_secrets: bool,
+    /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation is honoured.
+    pub ssl_passthrough: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             global: Global::default(),
             config_map: None,
             cross_namespace_secrets: true,
+            ssl_passthrough: false,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Built {
     pub global: Arc<Global>,
     /// Hosts whose TLS handshakes ask for a client certificate, and the CA that checks it.
     pub client_auth: Vec<ClientAuthBinding>,
+    /// Hosts whose TLS connections are spliced to pods (`ssl-passthrough`).
+    pub passthrough: Passthrough,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -311,6 +317,7 @@ struct Builder<'a> {
     /// Host → position in `tls`, to find the binding that won a host.
     tls_index: FxHashMap<HostRule, usize>,
     client_auth: Vec<ClientAuthBinding>,
+    passthrough: Passthrough,
     /// Canary paths by (host, match path, is Exact), waiting for their main route.
     canaries: FxHashMap<(HostRule, (String, bool)), PendingCanary>,
     /// Whether the Ingress being placed sends to cluster IPs (`service-upstream`).
@@ -376,6 +383,7 @@ impl<'a> Builder<'a> {
             tls_hosts: FxHashSet::default(),
             tls_index: FxHashMap::default(),
             client_auth: Vec::new(),
+            passthrough: Passthrough::default(),
             canaries: FxHashMap::default(),
             service_upstream: false,
             cluster_ips: FxHashMap::default(),
@@ -432,6 +440,9 @@ impl Builder<'_> {
         self.service_upstream = annotations
             .service_upstream
             .unwrap_or(self.global.service_upstream);
+        if annotations.ssl_passthrough {
+            self.add_passthrough(&me, spec);
+        }
         let fallbacks = self.fallbacks(&me, annotations);
         let secrets = Secrets {
             basic: self.basic_auth(&me, annotations),
@@ -475,6 +486,42 @@ impl Builder<'_> {
                         .clone(),
                 };
                 self.claim(&me, &host, path, &p.backend, (i, j), policy);
+            }
+        }
+    }
+
+    /// `ssl-passthrough`: each rule host's TLS goes to the backend of its `/` path (else its
+    /// first path), as ingress-nginx's root location.
+    fn add_passthrough(
+        &mut self,
+        me: &Arc<ObjectRef>,
+        spec: &k8s_openapi::api::networking::v1::IngressSpec,
+    ) {
+        let field = "metadata.annotations[nginx.ingress.kubernetes.io/ssl-passthrough]";
+        if !self.options.ssl_passthrough {
+            let reason = "ignored: TLS passthrough needs --enable-ssl-passthrough";
+            self.warn(me, field, reason);
+            return;
+        }
+        for (i, rule) in spec.rules.iter().flatten().enumerate() {
+            let Ok(host @ (HostRule::Exact(_) | HostRule::Wildcard(_))) =
+                HostRule::parse(rule.host.as_deref())
+            else {
+                continue;
+            };
+            let paths = rule.http.iter().flat_map(|h| h.paths.iter());
+            let mut chosen = None;
+            for (j, p) in paths.enumerate() {
+                if chosen.is_none() || p.path.as_deref() == Some("/") {
+                    chosen = Some((j, p));
+                }
+            }
+            let Some((j, p)) = chosen else { continue };
+            let backend_field = format!("spec.rules[{i}].http.paths[{j}].backend");
+            let backend = self.ingress_backend(&p.backend, me, &backend_field);
+            if !self.passthrough.add(&host, backend) {
+                let reason = format!("host {host} is passed through for an older Ingress already");
+                self.warn(me, field, reason);
             }
         }
     }
@@ -1135,6 +1182,7 @@ impl Builder<'_> {
             diagnostics: self.diagnostics,
             global: self.global,
             client_auth: self.client_auth,
+            passthrough: self.passthrough,
         }
     }
 

@@ -174,6 +174,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "session-cookie-path",
     "session-cookie-samesite",
     "session-cookie-secure",
+    "ssl-passthrough",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
@@ -256,6 +257,8 @@ pub struct Annotations {
     pub mirror: Option<Mirror>,
     /// `backend-protocol`.
     pub protocol: UpstreamProtocol,
+    /// `ssl-passthrough`: TLS to the Ingress's hosts is spliced to the pods, not terminated.
+    pub ssl_passthrough: bool,
     /// `proxy-ssl-*`, read for HTTPS and GRPCS backends.
     pub proxy_ssl: Option<ProxySslRef>,
     /// `auth-tls-*`: a client certificate for the Ingress's hosts.
@@ -875,6 +878,7 @@ impl<'a> Reader<'a> {
     }
 
     fn read_protocol(&mut self) {
+        self.out.ssl_passthrough = self.parsed("ssl-passthrough", boolean).unwrap_or(false);
         self.out.protocol = self
             .parsed("backend-protocol", |v| {
                 match v.trim().to_ascii_uppercase().as_str() {

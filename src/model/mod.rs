@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod fixtures;
 pub mod host;
 pub mod ingress_nginx;
+pub mod passthrough;
 pub mod path;
 pub mod policy;
 pub mod settings;

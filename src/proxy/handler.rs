@@ -75,6 +75,11 @@ impl Proxy {
         &self.shared
     }
 
+    /// The settings this proxy runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The metrics this proxy reports to.
     pub fn metrics(&self) -> &Metrics {
         &self.observers.metrics

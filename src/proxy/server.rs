@@ -206,6 +206,21 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Te
             let conn = on.connection(side, None, accepted, slot);
             return serve_connection(on, TokioIo::new(stream), conn).await;
         };
+        let published = {
+            let p = on.proxy.shared().peek();
+            (!p.built.passthrough.is_empty()).then(|| on.proxy.shared().current())
+        };
+        if let Some(published) = published {
+            let sni = tokio::time::timeout(on.limits.timeouts.header, peek_sni(&stream)).await;
+            let backend = match &sni {
+                Ok(Ok(Some(sni))) => published.built.passthrough.find(sni).cloned(),
+                _ => None,
+            };
+            if let Some(backend) = backend {
+                drop(published);
+                return pass_through(&on, stream, &backend, client, slot).await;
+            }
+        }
         // The handshake counts against the header timeout: a client that opens a connection
         // and says nothing is closed alike whatever listener it chose.
         let handshake = handshake(&on, &terminator, stream);
@@ -220,6 +235,82 @@ fn accept(on: &Listening, stream: TcpStream, client: SocketAddr, tls: Option<&Te
         let conn = on.connection(side, Some(tls), accepted, slot);
         serve_connection(on, TokioIo::new(stream), conn).await;
     });
+}
+
+/// The SNI of the ClientHello at the start of `stream`, read without consuming it; `None`
+/// when there is none or the bytes are not a ClientHello.
+async fn peek_sni(stream: &TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut bytes = &buf[..n];
+        while !bytes.is_empty() {
+            match acceptor.read_tls(&mut bytes) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let sni = accepted
+                    .client_hello()
+                    .server_name()
+                    .map(str::to_ascii_lowercase);
+                return Ok(sni);
+            }
+            Ok(None) if n < buf.len() => tokio::time::sleep(Duration::from_millis(2)).await,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// TLS passthrough: the connection's bytes, ClientHello included, go to an endpoint of
+/// `backend` as they are, both ways, until either side closes or nothing moves for the
+/// upstream read timeout.
+async fn pass_through(
+    on: &Listening,
+    stream: TcpStream,
+    backend: &crate::model::Backend,
+    client: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TURN: AtomicUsize = AtomicUsize::new(0);
+    let _slot = slot;
+    let _drain = on.drain.clone();
+    let targets = &backend.endpoints.targets;
+    if targets.is_empty() {
+        return tracing::debug!(%client, "TLS passthrough: no ready endpoint; closing");
+    }
+    let settings = on.proxy.settings();
+    let start = TURN.fetch_add(1, Ordering::Relaxed);
+    for i in 0..targets.len() {
+        let target = &targets[(start + i) % targets.len()];
+        let connecting = async {
+            match target {
+                crate::model::Target::Ip(addr) => TcpStream::connect(addr).await,
+                crate::model::Target::Dns { host, port } => {
+                    TcpStream::connect((&**host, *port)).await
+                }
+            }
+        };
+        match tokio::time::timeout(settings.timeouts.connect, connecting).await {
+            Ok(Ok(upstream)) => {
+                let _ = upstream.set_nodelay(true);
+                let idle = settings.tunnel_idle;
+                let phase = on.phase.clone();
+                return super::tunnel::splice(stream, upstream, target, false, idle, phase).await;
+            }
+            _ => {
+                tracing::debug!(%client, upstream = %target, "TLS passthrough: connecting failed; trying the next endpoint")
+            }
+        }
+    }
 }
 
 /// Reads the ClientHello, picks the certificate for its SNI (once: what the connection

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 /// Copies bytes both ways between an upgraded client connection and its upstream. `websocket`
 /// says whether the bytes are WebSocket frames.
@@ -29,13 +30,38 @@ pub async fn run(
             return;
         }
     };
-    let (mut client_r, mut client_w) = tokio::io::split(TokioIo::new(client));
-    let (mut up_r, mut up_w) = tokio::io::split(TokioIo::new(upstream));
+    let phase = conn.phase.clone();
+    splice(
+        TokioIo::new(client),
+        TokioIo::new(upstream),
+        &target,
+        websocket,
+        idle,
+        phase,
+    )
+    .await;
+}
+
+/// Copies bytes both ways between `client` and `upstream` (an upgraded connection, or a TLS
+/// passthrough connection) until either side closes, nothing moves for `idle`, or `phase`
+/// says the drain's grace period is over.
+pub async fn splice<C, U>(
+    client: C,
+    upstream: U,
+    target: &Target,
+    websocket: bool,
+    idle: Duration,
+    mut phase: watch::Receiver<Phase>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut up_r, mut up_w) = tokio::io::split(upstream);
     let started = Instant::now();
     let last = AtomicU64::new(0);
     let mut to_pod = FrameCursor::default();
     let mut to_client = FrameCursor::default();
-    let mut phase = conn.phase.clone();
     let ended = {
         let up = pump(&mut client_r, &mut up_w, &mut to_pod, &last, started);
         let down = pump(&mut up_r, &mut client_w, &mut to_client, &last, started);
