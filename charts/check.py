@@ -26,7 +26,7 @@ VALUE_SETS = {
     "loadbalancer-options": {"service": {"externalTrafficPolicy": "Local", "loadBalancerClass": "example.com/lb",
                                          "loadBalancerSourceRanges": ["10.0.0.0/8"], "annotations": {"a": "b"}}},
     "clusterip-watch-namespace": {"service": {"type": "ClusterIP"}, "controller": {"watchNamespace": "shop"}},
-    "configmap-proxy-protocol": {"controller": {"proxyProtocol": True,
+    "configmap-proxy-protocol": {"controller": {"proxyProtocol": True, "sslPassthrough": True,
                                                 "config": {"use-forwarded-headers": "true", "proxy-body-size": "8m"}}},
 }
 
