@@ -266,11 +266,19 @@ impl Upstreams {
                 m.insert(key.clone(), sender.clone());
             }
         }
+        // A pod that closes its connection gracefully (GOAWAY; nginx does after
+        // http2_max_requests) or refuses a stream has not processed it: the request may go
+        // again on a new connection, if its body was not read yet.
+        let again = copy_for_retry(&req);
         req = match sender.try_send_request(req).await {
             Ok(response) => return Ok(unpooled(response, target, limits.read)),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => unsent,
-                None => return Err(UpstreamError::Exchange(e.into_error())),
+            Err(mut e) => match (e.take_message(), again) {
+                (Some(unsent), _) => unsent,
+                (None, Some(copy)) if unprocessed(e.error()) && copy.body().again().is_some() => {
+                    tracing::debug!(upstream = %target, "the pod refused the stream or went away; sending again on a new connection");
+                    copy
+                }
+                (None, _) => return Err(UpstreamError::Exchange(e.into_error())),
             },
         };
         let mut fresh = Box::pin(self.connect_h2(target, protocol, tls, limits.connect)).await?;
@@ -490,6 +498,30 @@ fn h2_form(mut req: Request<RequestBody>, scheme: &str) -> Request<RequestBody> 
     h.remove(http::header::UPGRADE);
     h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     req
+}
+
+/// A copy of `req` sharing its body (usable only while the body is untouched).
+fn copy_for_retry(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let mut copy = Request::new(req.body().again()?);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether an HTTP/2 exchange failed before the pod processed the stream: REFUSED_STREAM, or
+/// a graceful GOAWAY whose last stream id is below ours.
+fn unprocessed(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A copy of `req` to send again if it has no body and repeating it is harmless.
