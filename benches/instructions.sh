@@ -10,6 +10,7 @@
 #   benches/instructions.sh                       # this checkout's release build
 #   benches/instructions.sh OLD_BINARY NEW_BINARY # two builds side by side
 #   VESTIBULE_BENCH_ROUTES=plain benches/instructions.sh   # only the plain route
+#   VESTIBULE_BENCH_ROUTES="rr2 ewma2" benches/instructions.sh   # round robin and ewma, two pods
 #
 # Needs (Debian): valgrind nghttp2-client (h2load) wrk curl.
 set -euo pipefail
@@ -67,7 +68,37 @@ spec:
 EOF
   backend_yaml
 } > "$work/annotated.yaml"
+# Two pods, for comparing the balancers: round robin and ewma over the same two endpoints.
+two_pods_yaml() { # ANNOTATIONS
+  cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: b, namespace: b, annotations: {$1}}
+spec:
+  ingressClassName: vestibule
+  rules: [{host: bench.local, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: up, port: {name: http}}}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: up, namespace: b}
+spec: {ports: [{name: http, port: 80}]}
+EOF
+  for p in "$pod_port" "$((pod_port + 1))"; do
+    cat <<EOF
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: up-$p, namespace: b, labels: {kubernetes.io/service-name: up}}
+addressType: IPv4
+ports: [{name: http, port: $p}]
+endpoints: [{addresses: ["127.0.0.1"]}]
+EOF
+  done
+}
+two_pods_yaml "" > "$work/rr2.yaml"
+two_pods_yaml "nginx.ingress.kubernetes.io/load-balance: ewma" > "$work/ewma2.yaml"
 target/release/examples/echo "127.0.0.1:$pod_port" up 2>/dev/null &
+target/release/examples/echo "127.0.0.1:$((pod_port + 1))" up 2>/dev/null &
 
 # Runs BINARY under callgrind while LOAD (a command) runs against it; prints "Ir requests".
 counted() {
