@@ -793,6 +793,7 @@ impl Builder<'_> {
             verify: r.verify,
             name: r.name.clone(),
             sni: r.sni,
+            depth: r.depth,
             tls12: r.tls12,
             tls13: r.tls13,
             h2: annotations.protocol.is_h2(),

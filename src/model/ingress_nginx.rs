@@ -47,6 +47,7 @@ pub struct LimitAnnotations {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxySslRef {
     pub secret: Option<(String, String)>,
+    pub depth: u8,
     pub verify: bool,
     pub sni: bool,
     pub name: Option<String>,
@@ -931,7 +932,14 @@ impl<'a> Reader<'a> {
                 }
             })
             .unwrap_or((true, true));
-        let _depth = self.parsed("proxy-ssl-verify-depth", integer);
+        let depth = self
+            .parsed("proxy-ssl-verify-depth", |v| {
+                integer(v).and_then(|n| match u8::try_from(n) {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("{n} is not a depth (1-255)")),
+                })
+            })
+            .unwrap_or(1);
         if verify && secret.is_none() {
             let key = self
                 .get("proxy-ssl-verify")
@@ -942,6 +950,7 @@ impl<'a> Reader<'a> {
         }
         self.out.proxy_ssl = Some(ProxySslRef {
             secret,
+            depth,
             verify,
             sni,
             name,

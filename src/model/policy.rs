@@ -274,6 +274,9 @@ pub struct UpstreamTls {
     pub name: Option<String>,
     /// `proxy-ssl-server-name`: send SNI (off, as nginx).
     pub sni: bool,
+    /// `proxy-ssl-verify-depth` (1): intermediates the pod may present, its own certificate
+    /// aside, are fewer than this.
+    pub depth: u8,
     /// `proxy-ssl-protocols`: TLS 1.2 and/or 1.3.
     pub tls12: bool,
     pub tls13: bool,
@@ -293,6 +296,7 @@ impl UpstreamTls {
             verify: false,
             name: None,
             sni: true,
+            depth: u8::MAX,
             tls12: true,
             tls13: true,
             h2: false,

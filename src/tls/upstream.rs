@@ -32,9 +32,14 @@ pub fn client_config(spec: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
                 let cert = cert.map_err(|e| format!("ca.crt: {e}"))?;
                 roots.add(cert).map_err(|e| format!("ca.crt: {e}"))?;
             }
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| format!("ca.crt: {e}"))?
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("ca.crt: {e}"))?;
+            Arc::new(Depth {
+                inner: webpki,
+                depth: spec.depth,
+            })
         }
         _ => Arc::new(TakeAny(provider)),
     };
@@ -74,6 +79,56 @@ pub fn server_name(spec: &UpstreamTls, host: Option<&str>) -> Option<ServerName<
         }
     };
     ServerName::try_from(name).ok()
+}
+
+/// `proxy-ssl-verify-depth`: at most `depth - 1` intermediates besides the pod's certificate
+/// (nginx's depth 1: signed by the CA itself), then the WebPKI check.
+#[derive(Debug)]
+struct Depth {
+    inner: Arc<WebPkiServerVerifier>,
+    depth: u8,
+}
+
+impl ServerCertVerifier for Depth {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if intermediates.len() >= usize::from(self.depth) {
+            return Err(rustls::Error::General(format!(
+                "the pod's certificate chain is deeper than proxy-ssl-verify-depth {}",
+                self.depth
+            )));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// `proxy-ssl-verify off`: any certificate, but the handshake signatures still checked.
@@ -122,5 +177,57 @@ impl ServerCertVerifier for TakeAny {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    fn ca_params() -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p
+    }
+
+    // proxyssl.go's proxy-ssl-verify-depth: depth 1 takes a certificate the CA signed, not one
+    // an intermediate signed; depth 2 takes both.
+    #[test]
+    fn the_depth_bounds_the_pods_chain() {
+        let root_key = KeyPair::generate().unwrap();
+        let root = ca_params().self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(ca_params(), root_key);
+        let mid_key = KeyPair::generate().unwrap();
+        let mid = ca_params().signed_by(&mid_key, &root_issuer).unwrap();
+        let mid_issuer = Issuer::new(ca_params(), mid_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["pod.test".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &mid_issuer)
+            .unwrap();
+        let direct_key = KeyPair::generate().unwrap();
+        let direct = CertificateParams::new(vec!["pod.test".to_owned()])
+            .unwrap()
+            .signed_by(&direct_key, &root_issuer)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(root.der().clone()).unwrap();
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), super::super::provider())
+                .build()
+                .unwrap();
+        let name = ServerName::try_from("pod.test").unwrap();
+        let verify = |depth: u8, leaf: &rcgen::Certificate, chain: &[CertificateDer<'_>]| {
+            Depth {
+                inner: webpki.clone(),
+                depth,
+            }
+            .verify_server_cert(leaf.der(), chain, &name, &[], UnixTime::now())
+            .is_ok()
+        };
+        assert!(verify(1, &direct, &[]));
+        assert!(!verify(1, &leaf, &[mid.der().clone()]));
+        assert!(verify(2, &leaf, &[mid.der().clone()]));
     }
 }
