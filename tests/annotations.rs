@@ -1632,3 +1632,69 @@ async fn ssl_passthrough_splices_tls_to_the_pod() {
         "echo"
     );
 }
+
+// annotations/affinity.go "should change cookie on failure" (session-cookie-change-on-failure):
+// a session whose pod refuses the connection is retried on another pod; with the annotation it
+// gets a cookie for that pod, without it keeps its cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sticky_pod_moves_the_session_only_with_change_on_failure() {
+    let alive = backend("alive").await;
+    let dead = dead_port();
+    let sticky = |change: &'static str| {
+        vec![
+            ("affinity", "cookie"),
+            ("affinity-mode", "persistent"),
+            ("session-cookie-change-on-failure", change),
+        ]
+    };
+    let files = [
+        (
+            "s.yaml",
+            service_yaml("pods", &[(dead, None), (alive, None)]),
+        ),
+        (
+            "c.yaml",
+            ingress(
+                "change",
+                "change.test",
+                ("/", PREFIX),
+                "pods",
+                &sticky("true"),
+            ),
+        ),
+        (
+            "k.yaml",
+            ingress("keep", "keep.test", ("/", PREFIX), "pods", &sticky("false")),
+        ),
+    ];
+    let (_dir, v) = start(&files, &[]);
+    v.eventually("keep.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    // The cookie naming the dead pod: the endpoint's digest, as the proxy writes it.
+    let digest = {
+        let d = ring::digest::digest(&ring::digest::SHA256, dead.to_string().as_bytes());
+        d.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let cookie = format!("INGRESSCOOKIE={digest}");
+    let changed = answer_with(&v, "change.test", "/", &[("cookie", &cookie)]).await;
+    assert_eq!(changed.backend(), "alive");
+    let set = changed
+        .headers
+        .get("set-cookie")
+        .map(|h| h.to_str().unwrap().to_owned());
+    assert!(
+        set.as_deref().is_some_and(|c| !c.contains(&digest)),
+        "{set:?}"
+    );
+    let kept = answer_with(&v, "keep.test", "/", &[("cookie", &cookie)]).await;
+    assert_eq!(kept.backend(), "alive");
+    assert!(
+        kept.headers.get("set-cookie").is_none(),
+        "the session keeps its cookie"
+    );
+}
