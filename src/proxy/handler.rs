@@ -191,11 +191,7 @@ impl Proxy {
             facts.client = Some(client.ip);
         }
         let span = tracing::Span::current();
-        span.record("ingress", route.ingress.key().as_str());
-        if let Some(path) = &route.path {
-            span.record("route", path.path.as_str());
-        }
-        facts.route = Some(route.clone());
+        note_route(&span, &route, facts);
         let arrival = Arrival {
             tls: client.used_https(),
             host: decision.host.to_str().unwrap_or_default(),
@@ -205,88 +201,55 @@ impl Proxy {
             .policy
             .cors()
             .and_then(|_| req.headers().get(header::ORIGIN).cloned());
-        let (plan, passed, certified) =
-            match self.admit(&route, conn, &client, &arrival, &req).await? {
-                Admission::Go(plan, passed, certified) => (plan, passed, certified),
-                Admission::Answer(response, guarded) => {
-                    let response = match guarded {
-                        true => decorate(response, &route, origin, None),
-                        false => response,
-                    };
-                    return Ok(response);
-                }
-            };
-        facts.slot = passed.slot;
-        // A turn is state (a lock): taken only when there is a choice to make.
-        let turn = match route.has_choice() {
-            true => self.turns.next(route.id),
-            false => 0,
+        let admitted = self.admit(&route, conn, &client, &arrival, &req, origin.as_ref());
+        let (plan, passed, certified) = match admitted.await? {
+            Admission::Go(plan, passed, certified) => (plan, passed, certified),
+            Admission::Answer(response) => return Ok(response),
         };
-        let (backend, fallback) = choose_backend(&route, turn, req.headers())?;
-        let (start, session) = start_endpoint(
-            &route,
-            &self.latencies,
+        facts.slot = passed.slot;
+        let Picked {
             backend,
-            turn,
-            &req,
-            &client,
-            &arrival,
-        );
+            fallback,
+            start,
+            session,
+        } = self.pick(&route, &req, &client, &arrival)?;
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
         let mirrored = match &route.policy.mirror {
             Some(mirror) => match self.mirror_body(mirror, &mut req).await {
-                Ok(body) => {
-                    let uri = req
-                        .uri()
-                        .path_and_query()
-                        .map_or("/", |p| p.as_str())
-                        .to_owned();
-                    body.map(|b| (mirror.clone(), b, uri))
-                }
+                Ok(copy) => copy,
                 Err(response) => return Ok(*response),
             },
             None => None,
         };
-        let buffered = mirrored.as_ref().map(|(_, body, _)| body.clone());
+        let buffered = mirrored.as_ref().map(|m| m.body.clone());
         let (mut out, upgrade, id) =
             self.outgoing(req, &client, &decision.host, plan, bytes_in, buffered);
         crate::telemetry::propagate(&span, &mut out.headers);
         let added = passed.headers.into_iter().chain(certified);
         pod_headers(&route.policy, &mut out.headers, added);
         facts.request_id = Some(id);
-        if let Some((mirror, body, uri)) = mirrored {
-            self.mirror(&mirror, &out, body, &uri, &client, &arrival);
+        if let Some(m) = mirrored {
+            self.mirror(&m.mirror, &out, m.body, &m.request_uri, &client, &arrival);
         }
         if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
         }
         let forwarded = errors.map(|_| (out.method.clone(), out.headers.clone()));
         let attempts = self.attempts();
-        // Under `load-balance: ewma` each attempt counts as in flight until the next or the end.
         let ewma = matches!(route.policy.upstream.balance, Balance::Ewma);
-        let latencies = &self.latencies;
-        let measured: std::sync::Mutex<Option<Target>> = Default::default();
+        let measured = Measured::new(&self.latencies, ewma);
         let mut on_attempt = |t: &crate::model::Target| {
             span.record("upstream", tracing::field::display(t));
-            if ewma {
-                let before = measured.lock().ok().and_then(|mut m| m.replace(t.clone()));
-                if let Some(before) = before {
-                    latencies.end(&before, None);
-                }
-                latencies.begin(t);
-            }
+            measured.attempt(t);
             facts.upstream = Some(t.clone());
         };
         let policy = &route.policy.upstream;
         let sent = attempts
             .send(backend, start, policy, out, &mut on_attempt)
             .await;
-        if ewma && let Some(target) = measured.lock().ok().and_then(|mut m| m.take()) {
-            let took = sent.as_ref().ok().map(|s| s.took);
-            self.latencies.end(&target, took);
-        }
+        measured.done(sent.as_ref().ok().map(|s| s.took));
         let sent = sent?;
         let session_cookie = session.and_then(|s| s.cookie(&sent.target, backend));
         let took = sent.took;
@@ -305,6 +268,31 @@ impl Proxy {
         Ok(decorate(response, &route, origin, Some(cookies)))
     }
 
+    /// The backend (or the fallback, flagged `true`), the endpoint to start with, and the
+    /// session cookie's state. A round-robin turn is state (a lock): taken only when there is
+    /// a choice to make.
+    fn pick<'r>(
+        &self,
+        route: &'r Route,
+        req: &Request<Incoming>,
+        client: &forward::Client,
+        arrival: &Arrival<'_>,
+    ) -> Result<Picked<'r>, ProxyError> {
+        let turn = match route.has_choice() {
+            true => self.turns.next(route.id),
+            false => 0,
+        };
+        let (backend, fallback) = choose_backend(route, turn, req.headers())?;
+        let (start, session) =
+            start_endpoint(route, &self.latencies, backend, turn, req, client, arrival);
+        Ok(Picked {
+            backend,
+            fallback,
+            start,
+            session,
+        })
+    }
+
     /// Whether the request goes on to a pod, and with what: the client certificate (checked
     /// before any phase, as nginx does), the request filters, then the guard.
     async fn admit(
@@ -314,6 +302,7 @@ impl Proxy {
         client: &forward::Client,
         arrival: &Arrival<'_>,
         req: &Request<Incoming>,
+        origin: Option<&HeaderValue>,
     ) -> Result<Admission, ProxyError> {
         let certified = match &route.policy.client_cert {
             None => Vec::new(),
@@ -321,18 +310,21 @@ impl Proxy {
                 let shown = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref());
                 match client_certificate(policy, shown) {
                     Ok(headers) => headers,
-                    Err(response) => return Ok(Admission::Answer(*response, false)),
+                    Err(response) => return Ok(Admission::Answer(*response)),
                 }
             }
         };
         let plan = match request_filters(route, req, arrival) {
             Ok(plan) => plan,
-            Err(Stop::Answer(response)) => return Ok(Admission::Answer(*response, false)),
+            Err(Stop::Answer(response)) => return Ok(Admission::Answer(*response)),
             Err(Stop::Refuse(e)) => return Err(e),
         };
         Ok(match self.guard(route, client, arrival, req).await {
             Guarded::Pass(passed) => Admission::Go(plan, passed, certified),
-            Guarded::Answer(response) => Admission::Answer(response, true),
+            // The guard's answers (a 401 above all) carry the CORS headers, as nginx's do.
+            Guarded::Answer(response) => {
+                Admission::Answer(decorate(response, route, origin.cloned(), None))
+            }
         })
     }
 
@@ -341,11 +333,20 @@ impl Proxy {
     /// client did not send the body in time (408).
     async fn mirror_body(
         &self,
-        mirror: &Mirror,
+        mirror: &Arc<Mirror>,
         req: &mut Request<Incoming>,
-    ) -> Result<Option<bytes::Bytes>, Box<Response<ProxyBody>>> {
+    ) -> Result<Option<MirrorCopy>, Box<Response<ProxyBody>>> {
+        let copy = |body: bytes::Bytes, req: &Request<Incoming>| MirrorCopy {
+            mirror: mirror.clone(),
+            body,
+            request_uri: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+        };
         if req.body().is_end_stream() || !mirror.body {
-            return Ok(Some(bytes::Bytes::new()));
+            return Ok(Some(copy(bytes::Bytes::new(), req)));
         }
         let declared = req
             .headers()
@@ -359,7 +360,7 @@ impl Proxy {
         }
         let read = http_body_util::BodyExt::collect(req.body_mut());
         match tokio::time::timeout(self.settings.timeouts.read, read).await {
-            Ok(Ok(collected)) => Ok(Some(collected.to_bytes())),
+            Ok(Ok(collected)) => Ok(Some(copy(collected.to_bytes(), req))),
             _ => {
                 let mut r = Response::new(super::body::full("request body timed out\n".into()));
                 *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
@@ -493,12 +494,79 @@ impl Proxy {
     }
 }
 
+/// Where a request goes: [`Proxy::pick`]'s answer.
+struct Picked<'r> {
+    backend: &'r Arc<Backend>,
+    /// The route's `default-backend` stands in for a backend without endpoints.
+    fallback: bool,
+    /// The endpoint to start with.
+    start: usize,
+    session: Option<Session<'r>>,
+}
+
+/// A mirrored request's copy: the route's mirror, the body both get, the original URI.
+struct MirrorCopy {
+    mirror: Arc<Mirror>,
+    body: bytes::Bytes,
+    request_uri: String,
+}
+
+/// Under `load-balance: ewma`, each attempt counts as in flight until the next attempt or the
+/// answer, whose time feeds the endpoint's average.
+struct Measured<'a> {
+    latencies: &'a Latencies,
+    on: bool,
+    current: std::sync::Mutex<Option<Target>>,
+}
+
+impl<'a> Measured<'a> {
+    fn new(latencies: &'a Latencies, on: bool) -> Self {
+        Measured {
+            latencies,
+            on,
+            current: Default::default(),
+        }
+    }
+
+    fn attempt(&self, target: &Target) {
+        if !self.on {
+            return;
+        }
+        let before = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|mut m| m.replace(target.clone()));
+        if let Some(before) = before {
+            self.latencies.end(&before, None);
+        }
+        self.latencies.begin(target);
+    }
+
+    fn done(&self, took: Option<std::time::Duration>) {
+        if self.on
+            && let Some(target) = self.current.lock().ok().and_then(|mut m| m.take())
+        {
+            self.latencies.end(&target, took);
+        }
+    }
+}
+
+/// Names the route in the request's span and its record.
+fn note_route(span: &tracing::Span, route: &Arc<Route>, facts: &mut Facts) {
+    span.record("ingress", route.ingress.key().as_str());
+    if let Some(path) = &route.path {
+        span.record("route", path.path.as_str());
+    }
+    facts.route = Some(route.clone());
+}
+
 /// What [`Proxy::admit`] decided.
 enum Admission {
     /// On to a pod: the filters' plan, what the guard passed, the client certificate's headers.
     Go(Plan, Passed, Vec<(http::HeaderName, HeaderValue)>),
-    /// Answered before any pod; `true` when the guard answered (CORS headers then apply).
-    Answer(Response<ProxyBody>, bool),
+    /// Answered before any pod.
+    Answer(Response<ProxyBody>),
 }
 
 /// The response filters: CORS headers for an allowed origin, and the auth service's cookies
