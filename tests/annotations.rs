@@ -1673,13 +1673,7 @@ async fn a_failed_sticky_pod_moves_the_session_only_with_change_on_failure() {
     })
     .await;
     // The cookie naming the dead pod: the endpoint's digest, as the proxy writes it.
-    let digest = {
-        let d = ring::digest::digest(&ring::digest::SHA256, dead.to_string().as_bytes());
-        d.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let digest = vestibule::model::balance::endpoint_token(&vestibule::model::Target::Ip(dead));
     let cookie = format!("INGRESSCOOKIE={digest}");
     let changed = answer_with(&v, "change.test", "/", &[("cookie", &cookie)]).await;
     assert_eq!(changed.backend(), "alive");

@@ -310,9 +310,9 @@ pub fn expand(template: &str, facts: &TemplateFacts<'_>) -> String {
                 let value = facts.headers.get(header.as_str());
                 out.push_str(value.and_then(|v| v.to_str().ok()).unwrap_or(""));
             }
-            _ if name.starts_with("cookie_") => {
-                out.push_str(&cookie(facts.headers, &name["cookie_".len()..]).unwrap_or_default())
-            }
+            _ if name.starts_with("cookie_") => out.push_str(
+                request_cookie(facts.headers, &name["cookie_".len()..]).unwrap_or_default(),
+            ),
             _ => {
                 out.push('$');
                 out.push_str(name);
@@ -344,8 +344,9 @@ pub fn known_variables(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The value of cookie `name` in the request's Cookie headers.
-fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+/// The value of cookie `name` in a request's Cookie headers (for templates, canaries and
+/// session affinity).
+pub fn request_cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -353,7 +354,7 @@ fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| v)
 }
 
 /// nginx's `set_escape_uri`: everything but unreserved characters percent-encoded.

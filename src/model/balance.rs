@@ -59,7 +59,10 @@ impl Affinity {
     /// The index of the endpoint a cookie value names among `targets`, if it names one.
     pub fn endpoint_of(&self, value: &str, targets: &[Target]) -> Option<usize> {
         match self.mode {
-            AffinityMode::Persistent => targets.iter().position(|t| endpoint_token(t) == value),
+            AffinityMode::Persistent => {
+                let wanted = u64::from_str_radix(value, 16).ok()?;
+                targets.iter().position(|t| token_of(t) == wanted)
+            }
             AffinityMode::Balanced => (!value.is_empty() && !targets.is_empty())
                 .then(|| rendezvous(value.as_bytes(), targets)),
         }
@@ -136,14 +139,34 @@ pub fn rejects_same_site_none(agent: &str) -> bool {
     chromium || ios12 || mojave_safari || old_uc
 }
 
-/// An endpoint's name in cookies: a digest of its address, stable across replicas and
+/// An endpoint's name in cookies: a hash of its address in hex, stable across replicas and
 /// restarts, that does not spell the address out.
 pub fn endpoint_token(target: &Target) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, target.to_string().as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:016x}", token_of(target))
+}
+
+/// [`endpoint_token`] as a number (compared without formatting, per request).
+fn token_of(target: &Target) -> u64 {
+    mix(target_hash(target) ^ 0x5e55_10c0_0c1e_5eed)
+}
+
+/// A stable hash of an endpoint's address, without formatting it.
+fn target_hash(target: &Target) -> u64 {
+    let mut h = Fnv::default();
+    match target {
+        Target::Ip(addr) => {
+            match addr.ip() {
+                std::net::IpAddr::V4(ip) => h.write(&ip.octets()),
+                std::net::IpAddr::V6(ip) => h.write(&ip.octets()),
+            }
+            h.write(&addr.port().to_be_bytes());
+        }
+        Target::Dns { host, port } => {
+            h.write(host.as_bytes());
+            h.write(&port.to_be_bytes());
+        }
+    }
+    mix(h.0)
 }
 
 /// The index of the target with the highest score for `key`.
@@ -165,17 +188,32 @@ pub fn rendezvous_top(key: &[u8], targets: &[Target], n: usize) -> Vec<usize> {
 }
 
 fn score(key: u64, target: &Target) -> u64 {
-    mix(key ^ hash_bytes(target.to_string().as_bytes()).rotate_left(17))
+    mix(key ^ target_hash(target).rotate_left(17))
 }
 
 /// FNV-1a, then mixed: stable across processes and platforms (replicas must agree).
 fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv::default();
+    h.write(bytes);
+    mix(h.0)
+}
+
+/// FNV-1a's state.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    mix(h)
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// splitmix64's finalizer.

@@ -64,7 +64,7 @@ impl CanaryRule {
             }
         }
         if let Some(name) = &self.cookie {
-            match cookie(headers, name).as_deref() {
+            match super::access::request_cookie(headers, name) {
                 Some("always") => return Verdict::Canary,
                 Some("never") => return Verdict::Main,
                 _ => {}
@@ -82,18 +82,6 @@ impl CanaryRule {
     pub fn by_weight(&self, roll: u32) -> bool {
         roll <= self.weight
     }
-}
-
-/// The value of cookie `name`.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 #[cfg(test)]

@@ -127,6 +127,21 @@ pub struct Endpoints {
     pub targets: Vec<Target>,
 }
 
+impl Endpoints {
+    /// One target that always takes traffic (a cluster IP, an ExternalName).
+    fn single(target: Target) -> Endpoints {
+        Endpoints {
+            all: vec![Endpoint {
+                target: target.clone(),
+                ready: true,
+                serving: true,
+                terminating: false,
+            }],
+            targets: vec![target],
+        }
+    }
+}
+
 /// Why a backend has no endpoints at all, by the part of the backend at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unresolved {
@@ -269,15 +284,7 @@ impl ServiceIndex<'_> {
         let port = find_port(spec.ports.as_deref().unwrap_or_default(), &service.port)?;
         let port = u16::try_from(port.port).ok().filter(|p| *p != 0)?;
         let target = Target::Ip(SocketAddr::new(ip, port));
-        Some(Endpoints {
-            all: vec![Endpoint {
-                target: target.clone(),
-                ready: true,
-                serving: true,
-                terminating: false,
-            }],
-            targets: vec![target],
-        })
+        Some(Endpoints::single(target))
     }
 
     /// The first port of a Service, as ingress-nginx's `default-backend` annotation takes it.
@@ -339,15 +346,7 @@ fn external_name(svc: &Service, service: &ServiceRef) -> Result<Endpoints, Unres
         host: Arc::from(host.trim_end_matches('.')),
         port,
     };
-    Ok(Endpoints {
-        all: vec![Endpoint {
-            target: target.clone(),
-            ready: true,
-            serving: true,
-            terminating: false,
-        }],
-        targets: vec![target],
-    })
+    Ok(Endpoints::single(target))
 }
 
 /// Collects the endpoints of the slice port named `port_name` over all slices of a Service,

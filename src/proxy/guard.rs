@@ -5,14 +5,13 @@
 //! buckets, connection counts, checked credentials and cached auth answers.
 
 use super::body::{ProxyBody, full};
-use super::upstream::{ExchangeLimits, RequestBody, Upstreams};
+use super::upstream::{ExchangeLimits, RequestBody, Upstreams, url_target};
 use crate::config::Timeouts;
+use crate::model::RouteId;
 use crate::model::access::{
     Access, AddressVerdict, AuthVerdict, ClientCertPolicy, ExternalAuth, Limits, PresentedCert,
     TemplateFacts, auth_verdict, expand,
 };
-use crate::model::policy::UpstreamTls;
-use crate::model::{RouteId, Target};
 use crate::tls::client::ClientCertInfo;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -505,19 +504,7 @@ async fn ask_auth_service(
     timeouts: &Timeouts,
 ) -> Option<(StatusCode, Vec<(HeaderName, HeaderValue)>)> {
     let authority = auth.url.authority()?;
-    let https = auth.url.scheme_str() == Some("https");
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let target = match host.parse::<IpAddr>() {
-        Ok(ip) => Target::Ip((ip, port).into()),
-        Err(_) => Target::Dns {
-            host: host.into(),
-            port,
-        },
-    };
+    let endpoint = url_target(&auth.url)?;
     let request_uri = ask.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::builder()
         .method(auth.method.clone())
@@ -555,24 +542,7 @@ async fn ask_auth_service(
         read: timeouts.read,
     };
     let exchange = async {
-        let tls = match https {
-            true => Some(
-                upstreams
-                    .tls_to(&UpstreamTls::unverified(), Some(host))
-                    .ok()?,
-            ),
-            false => None,
-        };
-        let response = upstreams
-            .send(
-                &target,
-                if https { "https" } else { "http" },
-                tls.as_ref(),
-                req,
-                limits,
-            )
-            .await
-            .ok()?;
+        let response = upstreams.send_to_url(&endpoint, req, limits).await.ok()?;
         let (parts, body) = response.into_parts();
         // Read (and drop) a small body so the connection goes back to the pool.
         let _ = http_body_util::Limited::new(body, MAX_AUTH_BODY)

@@ -16,7 +16,7 @@ use super::respond::{ErrorContext, Upgrade, finish, intercept_errors};
 use super::upstream::{RequestBody, SendClock, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::model::access::{TemplateFacts, expand};
+use crate::model::access::{TemplateFacts, expand, request_cookie};
 use crate::model::balance::{
     Affinity, Balance, rejects_same_site_none, rendezvous, rendezvous_top,
 };
@@ -654,8 +654,8 @@ fn start_endpoint<'r>(
             (start, None)
         }
         Balance::Cookie(affinity) => {
-            let known = cookie_value(req.headers(), &affinity.name)
-                .and_then(|v| affinity.endpoint_of(&v, targets));
+            let known = request_cookie(req.headers(), &affinity.name)
+                .and_then(|v| affinity.endpoint_of(v, targets));
             let agent = req.headers().get(header::USER_AGENT);
             let old_browser = agent
                 .and_then(|v| v.to_str().ok())
@@ -668,18 +668,6 @@ fn start_endpoint<'r>(
             (known.unwrap_or(turn), Some(session))
         }
     }
-}
-
-/// The value of cookie `name` in the request.
-fn cookie_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// Whether a request goes to the canary: its header or cookie, else a roll of the weight.

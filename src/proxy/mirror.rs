@@ -6,12 +6,11 @@ use super::upstream::{ExchangeLimits, RequestBody, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
-use crate::model::policy::{Mirror, UpstreamTls};
+use crate::model::policy::Mirror;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -80,22 +79,10 @@ impl Mirrors {
 }
 
 /// The copy as the target gets it: origin form, its Host (`mirror-host` or the target's).
-fn request(mirror: &Mirror, copy: Copy) -> Option<(Target, bool, Request<RequestBody>)> {
+fn request(mirror: &Mirror, copy: Copy) -> Option<((Target, bool), Request<RequestBody>)> {
     let url: Uri = copy.url.parse().ok()?;
     let authority = url.authority()?.clone();
-    let https = url.scheme_str() == Some("https");
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let target = match host.parse::<IpAddr>() {
-        Ok(ip) => Target::Ip((ip, port).into()),
-        Err(_) => Target::Dns {
-            host: host.into(),
-            port,
-        },
-    };
+    let endpoint = super::upstream::url_target(&url)?;
     let path = url.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::builder()
         .method(copy.method)
@@ -109,12 +96,12 @@ fn request(mirror: &Mirror, copy: Copy) -> Option<(Target, bool, Request<Request
     };
     req.headers_mut().insert(header::HOST, host);
     req.headers_mut().remove(header::CONTENT_LENGTH);
-    Some((target, https, req))
+    Some((endpoint, req))
 }
 
 /// Sends the copy and drops the answer; whether an answer came.
 async fn exchange(
-    (target, https, req): (Target, bool, Request<RequestBody>),
+    (endpoint, req): ((Target, bool), Request<RequestBody>),
     upstreams: &Arc<Upstreams>,
     timeouts: &Timeouts,
 ) -> bool {
@@ -123,26 +110,7 @@ async fn exchange(
         read: timeouts.read,
     };
     let sent = async {
-        let tls = match https {
-            true => {
-                let host = req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok());
-                Some(upstreams.tls_to(&UpstreamTls::unverified(), host).ok()?)
-            }
-            false => None,
-        };
-        let response = upstreams
-            .send(
-                &target,
-                if https { "https" } else { "http" },
-                tls.as_ref(),
-                req,
-                limits,
-            )
-            .await
-            .ok()?;
+        let response = upstreams.send_to_url(&endpoint, req, limits).await.ok()?;
         let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await;

@@ -459,6 +459,51 @@ impl Upstreams {
     }
 }
 
+/// The endpoint an `http://` or `https://` URL names (the port defaulting by scheme), and
+/// whether it is https: an auth service's or a mirror target's.
+pub fn url_target(url: &http::Uri) -> Option<(Target, bool)> {
+    let authority = url.authority()?;
+    let https = url.scheme_str() == Some("https");
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let target = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Target::Ip((ip, port).into()),
+        Err(_) => Target::Dns {
+            host: host.into(),
+            port,
+        },
+    };
+    Some((target, https))
+}
+
+impl Upstreams {
+    /// Sends `req` to a URL's endpoint (see [`url_target`]): over TLS for https, taking any
+    /// certificate and sending SNI, as nginx's `proxy_pass https://` without `proxy_ssl_verify`.
+    pub async fn send_to_url(
+        self: &Arc<Self>,
+        (target, https): &(Target, bool),
+        req: Request<RequestBody>,
+        limits: ExchangeLimits,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let tls = match https {
+            true => {
+                let host = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                let spec = crate::model::policy::UpstreamTls::unverified();
+                Some(self.tls_to(&spec, host)?)
+            }
+            false => None,
+        };
+        let protocol = if *https { "https" } else { "http" };
+        self.send(target, protocol, tls.as_ref(), req, limits).await
+    }
+}
+
 /// A response on a shared HTTP/2 connection: nothing to give back when it ends.
 fn unpooled(
     response: Response<Incoming>,
