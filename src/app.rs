@@ -170,6 +170,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         timeouts: config.upstream,
         tunnel_idle: config.upstream.read,
         https_redirect_port: config.tls.redirect_port,
+        gateway_http_port: config.options.gateway_ports.http,
+        gateway_https_port: config.options.gateway_ports.https,
     };
     let (access_log, _flush_on_exit) = match config.access_log {
         Some(json) => {

@@ -3,7 +3,7 @@
 
 use crate::model::client::{ClientAddressRule, IpSet};
 use crate::model::settings::{Global, Hsts};
-use crate::model::{Options, ServiceRef};
+use crate::model::{GatewayPorts, Options, ServiceRef};
 use crate::tls::MinVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -114,6 +114,13 @@ pub struct ModelArgs {
     /// behind an AWS NLB or HAProxy with `send-proxy`; the client address comes from it.
     #[arg(long, env = "VESTIBULE_USE_PROXY_PROTOCOL")]
     pub use_proxy_protocol: bool,
+    /// The Gateway listener port served on the --http-addr socket: Gateway API listeners with
+    /// protocol HTTP on this port are served, and redirects count it as the request's port.
+    #[arg(long, env = "VESTIBULE_GATEWAY_HTTP_PORT", default_value_t = 80)]
+    pub gateway_http_port: u16,
+    /// The Gateway listener port served on the --https-addr socket (protocol HTTPS).
+    #[arg(long, env = "VESTIBULE_GATEWAY_HTTPS_PORT", default_value_t = 443)]
+    pub gateway_https_port: u16,
 }
 
 /// A body size limit; `None` is no limit.
@@ -152,6 +159,10 @@ impl ModelArgs {
             config_map: self.configmap.clone(),
             cross_namespace_secrets: self.allow_cross_namespace_secrets,
             ssl_passthrough: self.enable_ssl_passthrough,
+            gateway_ports: GatewayPorts {
+                http: self.gateway_http_port,
+                https: self.gateway_https_port,
+            },
         }
     }
 }

@@ -46,6 +46,25 @@ pub struct Options {
     pub cross_namespace_secrets: bool,
     /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation is honoured.
     pub ssl_passthrough: bool,
+    /// Which Gateway listener ports the two sockets serve.
+    pub gateway_ports: GatewayPorts,
+}
+
+/// `--gateway-http-port` and `--gateway-https-port`: the Gateway API listener ports served on
+/// the http and https sockets (the ports the chart's LoadBalancer Service exposes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayPorts {
+    pub http: u16,
+    pub https: u16,
+}
+
+impl Default for GatewayPorts {
+    fn default() -> Self {
+        GatewayPorts {
+            http: 80,
+            https: 443,
+        }
+    }
 }
 
 impl Default for Options {
@@ -59,6 +78,7 @@ impl Default for Options {
             config_map: None,
             cross_namespace_secrets: true,
             ssl_passthrough: false,
+            gateway_ports: GatewayPorts::default(),
         }
     }
 }
@@ -225,7 +245,11 @@ fn rule_hosts(ingress: &Ingress) -> Vec<HostRule> {
 }
 
 fn single(backend: Arc<Backend>) -> Vec<WeightedBackend> {
-    vec![WeightedBackend { backend, weight: 1 }]
+    vec![WeightedBackend {
+        backend,
+        weight: 1,
+        filters: None,
+    }]
 }
 
 /// A route for any path of `host` (a default backend, a generated redirect).

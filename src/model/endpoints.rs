@@ -170,6 +170,10 @@ pub struct Backend {
     pub endpoints: Endpoints,
     /// Why the backend can have no endpoints at all (missing Service or port, unsupported kind).
     pub problem: Option<String>,
+    /// A Gateway API backendRef that cannot be used (missing Service or port, unknown kind,
+    /// not permitted across namespaces): its requests get 500, as the spec requires, where an
+    /// Ingress's get 503.
+    pub invalid_ref: bool,
 }
 
 impl Backend {
@@ -182,6 +186,7 @@ impl Backend {
             service,
             endpoints,
             problem,
+            invalid_ref: false,
         }
     }
 

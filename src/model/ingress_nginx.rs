@@ -13,8 +13,8 @@ use super::client::IpSet;
 use super::endpoints::Backend;
 use super::host::HostRule;
 use super::policy::{
-    CustomErrors, Filter, Mirror, Policy, Redirect, RedirectTo, Retry, Rewrite, UpstreamPolicy,
-    UpstreamProtocol, UpstreamTls, parse_size,
+    CustomErrors, Filter, Mirror, MirrorTarget, Policy, Redirect, RedirectTo, Retry, Rewrite,
+    UpstreamPolicy, UpstreamProtocol, UpstreamTls, parse_size,
 };
 use super::settings::Global;
 use super::values::{boolean, integer, load_balance, next_upstream, seconds, status_list};
@@ -390,6 +390,7 @@ impl Annotations {
                 send_timeout: self.send_timeout.or(global.send_timeout),
                 retry: self.retry(global.retry),
                 protocol: self.protocol,
+                request_timeout: None,
                 tls: upstream_tls,
                 balance: match (&self.balance, &self.load_balance) {
                     (Balance::RoundRobin, Some(lb)) => lb.clone(),
@@ -405,7 +406,7 @@ impl Annotations {
                 .as_ref()
                 .filter(|c| c.verify != VerifyClient::Off)
                 .map(ClientCertRef::policy),
-            mirror: self.mirror.clone().map(Arc::new),
+            mirrors: self.mirror.clone().map(Arc::new).into_iter().collect(),
             limits: self.limits.as_ref().map(|l| {
                 Arc::new(Limits {
                     rps: l.rps,
@@ -981,7 +982,12 @@ impl<'a> Reader<'a> {
             })
             .unwrap_or(true);
         let host = self.parsed("mirror-host", header_token);
-        self.out.mirror = Some(Mirror { target, host, body });
+        self.out.mirror = Some(Mirror {
+            target: MirrorTarget::Url(target),
+            host,
+            body,
+            fraction: None,
+        });
     }
 
     fn read_balance(&mut self) {

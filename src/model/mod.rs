@@ -24,8 +24,8 @@ pub mod values;
 mod tests;
 
 pub use build::{
-    Built, ClientAuthBinding, Diagnostic, Options, Pem, Severity, TlsBinding, build, build_after,
-    tls_material,
+    Built, ClientAuthBinding, Diagnostic, GatewayPorts, Options, Pem, Severity, TlsBinding, build,
+    build_after, tls_material,
 };
 pub use endpoints::{Backend, Endpoint, Endpoints, PortRef, ServiceRef, Target};
 pub use host::HostRule;

@@ -26,21 +26,142 @@ pub struct Policy {
     /// What the route asks of client certificates (the guard stage; the TLS listener asks
     /// for them).
     pub client_cert: Option<ClientCertPolicy>,
-    /// `mirror-target`: a copy of each request goes there too.
-    pub mirror: Option<Arc<Mirror>>,
+    /// `mirror-target`, Gateway API `RequestMirror`s: a copy of each request goes to each.
+    pub mirrors: Vec<Arc<Mirror>>,
 }
 
-/// `mirror-target`, `mirror-request-body`, `mirror-host`: a fire-and-forget copy of each
-/// request; its answer is discarded and its failure never reaches the client.
+/// `mirror-target`, `mirror-request-body`, `mirror-host`, or a Gateway API `RequestMirror`: a
+/// fire-and-forget copy of each request; its answer is discarded and its failure never
+/// reaches the client.
 #[derive(Debug, Clone)]
 pub struct Mirror {
-    /// An `http://` URL; `$request_uri`, `$host` and the other template variables are filled
-    /// in per request.
-    pub target: String,
-    /// The `Host` the copy carries (default: the target's).
+    pub target: MirrorTarget,
+    /// The `Host` the copy carries (default: the target's for a URL, the request's for a
+    /// Service).
     pub host: Option<HeaderValue>,
     /// Whether the copy carries the request body (`mirror-request-body`, on).
     pub body: bool,
+    /// The share of requests copied, as numerator and denominator (`None`: all).
+    pub fraction: Option<(u32, u32)>,
+}
+
+/// Where a mirror's copies go.
+#[derive(Debug, Clone)]
+pub enum MirrorTarget {
+    /// An `http(s)://` URL; `$request_uri`, `$host` and the other template variables are
+    /// filled in per request (ingress-nginx's `mirror-target`).
+    Url(String),
+    /// An endpoint of a Service port, the request's path and query kept (Gateway API).
+    Backend(Arc<Backend>),
+}
+
+/// A Gateway API `RequestHeaderModifier` or `ResponseHeaderModifier`: headers replaced,
+/// appended and removed, in that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The header changes that come with one backend of a route (Gateway API `backendRefs[].filters`).
+#[derive(Debug, Clone, Default)]
+pub struct BackendFilters {
+    pub request: Option<HeaderEdits>,
+    pub response: Option<HeaderEdits>,
+}
+
+/// How a Gateway API redirect or rewrite changes the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathChange {
+    /// `ReplaceFullPath`.
+    Full(String),
+    /// `ReplacePrefixMatch`: `matched` (the route's prefix, without trailing `/`) becomes `with`.
+    Prefix { matched: String, with: String },
+}
+
+impl PathChange {
+    /// The new path for request path `path` (the spec's ReplacePrefixMatch table: one `/`
+    /// between the replacement and the rest, `/` for nothing at all).
+    pub fn apply(&self, path: &str) -> String {
+        match self {
+            PathChange::Full(p) => p.clone(),
+            PathChange::Prefix { matched, with } => {
+                let rest = path.get(matched.len()..).unwrap_or_default();
+                match (rest.is_empty(), with.is_empty()) {
+                    (true, true) => "/".to_owned(),
+                    (true, false) => with.clone(),
+                    (false, _) => format!("{}{rest}", with.trim_end_matches('/')),
+                }
+            }
+        }
+    }
+}
+
+/// A Gateway API `RequestRedirect`: each part unset keeps the request's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRedirect {
+    /// `http` or `https`.
+    pub scheme: Option<&'static str>,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathChange>,
+    pub code: StatusCode,
+}
+
+impl GatewayRedirect {
+    /// The `Location` for a request over `scheme` to `host` (without port) with `path` and
+    /// `query`, that arrived on the Gateway listener port `listener_port`. Without a port of
+    /// its own the redirect takes the scheme's well-known port when it sets a scheme, else the
+    /// listener's; a port that is its scheme's default is left out (HTTPRequestRedirectFilter).
+    pub fn location(
+        &self,
+        scheme: &str,
+        host: &str,
+        listener_port: u16,
+        path: &str,
+        query: Option<&str>,
+    ) -> String {
+        let to_scheme = self.scheme.unwrap_or(scheme);
+        let port = match (self.port, self.scheme) {
+            (Some(p), _) => p,
+            (None, Some("https")) => 443,
+            (None, Some(_)) => 80,
+            (None, None) => listener_port,
+        };
+        let host = self.hostname.as_deref().unwrap_or(host);
+        let port = match (to_scheme, port) {
+            ("http", 80) | ("https", 443) => String::new(),
+            (_, p) => format!(":{p}"),
+        };
+        let path = match &self.path {
+            Some(change) => change.apply(path),
+            None => path.to_owned(),
+        };
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{to_scheme}://{host}{port}{path}{query}")
+    }
+}
+
+/// A Gateway API `URLRewrite`: the Host and path the pod sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlRewrite {
+    pub hostname: Option<HeaderValue>,
+    pub path: Option<PathChange>,
 }
 
 impl Policy {
@@ -80,6 +201,18 @@ pub enum Filter {
     SetHeader(HeaderName, HeaderValue),
     /// CORS: a preflight is answered here (204); other responses get the headers.
     Cors(Arc<Cors>),
+    /// Gateway API `RequestRedirect`.
+    GatewayRedirect(GatewayRedirect),
+    /// Gateway API `URLRewrite`.
+    UrlRewrite(UrlRewrite),
+    /// Gateway API `RequestHeaderModifier`: headers towards the pod.
+    RequestHeaders(HeaderEdits),
+    /// Gateway API `ResponseHeaderModifier`: headers of every answer (run as a response
+    /// filter).
+    ResponseHeaders(HeaderEdits),
+    /// A Gateway API rule whose filters cannot be honoured (an `ExtensionRef`, a redirect and
+    /// a rewrite together) answers 500, as the spec requires; the reason goes to the log.
+    Fail(String),
 }
 
 impl Filter {
@@ -93,6 +226,11 @@ impl Filter {
             Filter::Rewrite(_) => "rewrite",
             Filter::SetHeader(..) => "set-header",
             Filter::Cors(_) => "cors",
+            Filter::GatewayRedirect(_) => "redirect",
+            Filter::UrlRewrite(_) => "url-rewrite",
+            Filter::RequestHeaders(_) => "request-header-modifier",
+            Filter::ResponseHeaders(_) => "response-header-modifier",
+            Filter::Fail(..) => "fail",
         }
     }
 }
@@ -239,6 +377,9 @@ pub struct UpstreamPolicy {
     pub balance: super::balance::Balance,
     /// How pods are spoken to (`backend-protocol`).
     pub protocol: UpstreamProtocol,
+    /// Gateway API `timeouts.request`: the whole exchange up to the response headers,
+    /// retries included; past it the client gets 504.
+    pub request_timeout: Option<Duration>,
     /// TLS to pods, for `HTTPS` and `GRPCS`.
     pub tls: Option<Arc<UpstreamTls>>,
 }

@@ -1,6 +1,11 @@
-//! The objects one routing table is built from, gathered by any source and kept in a stable order.
+//! The objects one routing table is built from (Ingress and Gateway API kinds and what they
+//! name), gathered by any source and kept in a stable order.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::httproutes::HttpRoute;
+use gateway_api::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,6 +27,13 @@ pub struct Snapshot {
     pub secrets: Vec<Arc<Secret>>,
     /// The `--configmap` ConfigMap (sources keep only that one; the model looks it up by name).
     pub config_maps: Vec<Arc<ConfigMap>>,
+    /// Gateway API: only their labels matter (a listener's `allowedRoutes` selector).
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    /// v1 and v1beta1 alike (one schema).
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
 }
 
 /// One object of a kind Vestibule reads.
@@ -35,6 +47,11 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    Namespace(Namespace),
+    GatewayClass(GatewayClass),
+    Gateway(Gateway),
+    HttpRoute(HttpRoute),
+    ReferenceGrant(ReferenceGrant),
 }
 
 /// The identity of an object: kind, namespace and name. Cluster-scoped kinds have an empty namespace.
@@ -80,6 +97,11 @@ impl Object {
             Object::EndpointSlice(o) => ObjectRef::of("EndpointSlice", &o.metadata),
             Object::Secret(o) => ObjectRef::of("Secret", &o.metadata),
             Object::ConfigMap(o) => ObjectRef::of("ConfigMap", &o.metadata),
+            Object::Namespace(o) => ObjectRef::of("Namespace", &o.metadata),
+            Object::GatewayClass(o) => ObjectRef::of("GatewayClass", &o.metadata),
+            Object::Gateway(o) => ObjectRef::of("Gateway", &o.metadata),
+            Object::HttpRoute(o) => ObjectRef::of("HTTPRoute", &o.metadata),
+            Object::ReferenceGrant(o) => ObjectRef::of("ReferenceGrant", &o.metadata),
         }
     }
 
@@ -92,12 +114,20 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
+            Object::GatewayClass(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::ReferenceGrant(o) => &mut o.metadata,
         }
     }
 
-    /// Whether the kind lives in a namespace (all but IngressClass).
+    /// Whether the kind lives in a namespace (all but IngressClass, GatewayClass, Namespace).
     pub fn is_namespaced(&self) -> bool {
-        !matches!(self, Object::IngressClass(_))
+        !matches!(
+            self,
+            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_)
+        )
     }
 }
 
@@ -116,7 +146,12 @@ object_from!(
     Service,
     EndpointSlice,
     Secret,
-    ConfigMap
+    ConfigMap,
+    Namespace,
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    ReferenceGrant
 );
 
 impl Snapshot {
@@ -129,6 +164,11 @@ impl Snapshot {
             Object::EndpointSlice(o) => self.endpoint_slices.push(Arc::new(o)),
             Object::Secret(o) => self.secrets.push(Arc::new(o)),
             Object::ConfigMap(o) => self.config_maps.push(Arc::new(o)),
+            Object::Namespace(o) => self.namespaces.push(Arc::new(o)),
+            Object::GatewayClass(o) => self.gateway_classes.push(Arc::new(o)),
+            Object::Gateway(o) => self.gateways.push(Arc::new(o)),
+            Object::HttpRoute(o) => self.http_routes.push(Arc::new(o)),
+            Object::ReferenceGrant(o) => self.reference_grants.push(Arc::new(o)),
         }
     }
 
@@ -154,6 +194,13 @@ impl Snapshot {
             .sort_by_cached_key(|o| key(&o.metadata));
         self.secrets.sort_by_cached_key(|o| key(&o.metadata));
         self.config_maps.sort_by_cached_key(|o| key(&o.metadata));
+        self.namespaces.sort_by_cached_key(|o| key(&o.metadata));
+        self.gateway_classes
+            .sort_by_cached_key(|o| key(&o.metadata));
+        self.gateways.sort_by_cached_key(|o| key(&o.metadata));
+        self.http_routes.sort_by_cached_key(|o| key(&o.metadata));
+        self.reference_grants
+            .sort_by_cached_key(|o| key(&o.metadata));
         self
     }
 
@@ -165,6 +212,11 @@ impl Snapshot {
             + self.endpoint_slices.len()
             + self.secrets.len()
             + self.config_maps.len()
+            + self.namespaces.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
     }
 
     /// Whether the snapshot holds no object at all.

@@ -1,5 +1,6 @@
-//! The immutable routing table and its lookup: host group first, then the router of that group,
-//! then the first route of the slot whose conditions hold.
+//! The immutable routing table and its lookup: host group first, then the router of that group
+//! (or, on hosts with Gateway API routes, the ranked list), then the first route whose
+//! conditions hold.
 
 use super::endpoints::Backend;
 use super::host::{HostRule, RequestHost, wildcard_suffix};
@@ -17,6 +18,8 @@ pub struct WeightedBackend {
     pub backend: Arc<Backend>,
     /// Relative weight; 0 takes no requests.
     pub weight: u32,
+    /// Header changes for requests that go to this backend (Gateway API backendRef filters).
+    pub filters: Option<Arc<super::policy::BackendFilters>>,
 }
 
 /// A route's identity across rebuilds: the same Ingress rule (object, host, path, type) gets
@@ -54,12 +57,25 @@ pub enum Condition {
     Method(http::Method),
     /// The header is present with exactly this value.
     Header(http::HeaderName, http::HeaderValue),
+    /// The header is present with a value the regex matches in full.
+    HeaderRegex(http::HeaderName, Arc<regex::Regex>),
+    /// The query parameter's first value (percent-decoded) is exactly this; names are
+    /// case-sensitive.
+    Query(Box<str>, Box<str>),
+    /// The query parameter's first value matches the regex in full.
+    QueryRegex(Box<str>, Arc<regex::Regex>),
+    /// The request arrived over TLS (`true`) or plain HTTP: a Gateway API route attached to
+    /// only one of the two listener ports.
+    Tls(bool),
 }
 
 /// The parts of a request that conditions look at.
 pub struct RequestFacts<'a> {
     pub method: &'a http::Method,
     pub headers: &'a http::HeaderMap,
+    pub query: Option<&'a str>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 impl Matches {
@@ -72,7 +88,105 @@ impl Matches {
         self.conditions.iter().all(|c| match c {
             Condition::Method(m) => req.method == m,
             Condition::Header(name, value) => req.headers.get_all(name).iter().any(|v| v == value),
+            Condition::HeaderRegex(name, re) => req
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| re.is_match(v))),
+            Condition::Query(name, value) => {
+                query_value(req.query, name).is_some_and(|v| *v == **value)
+            }
+            Condition::QueryRegex(name, re) => {
+                query_value(req.query, name).is_some_and(|v| re.is_match(&v))
+            }
+            Condition::Tls(tls) => req.tls == *tls,
         })
+    }
+
+    /// How many conditions of one kind there are, for precedence.
+    fn count(&self, of: impl Fn(&Condition) -> bool) -> usize {
+        self.conditions.iter().filter(|c| of(c)).count()
+    }
+}
+
+/// The first value of query parameter `name`, percent-decoded (`+` stays itself, as the
+/// Gateway API compares the value as sent apart from percent-encoding).
+pub fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<std::borrow::Cow<'q, str>> {
+    let decode = |s: &'q str| percent_encoding::percent_decode_str(s).decode_utf8_lossy();
+    query?
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(n, _)| decode(n) == name)
+        .map(|(_, v)| decode(v))
+}
+
+/// Where a route stands among the routes of a host group that holds Gateway API routes: the
+/// spec's precedence (HTTPRoute `rules` field docs): Exact paths, then regular expressions,
+/// then prefixes, longer paths first; then a method match, more header matches, more query
+/// matches; then the older object, `namespace/name`, and rule and match order. Smaller wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    kind: u8,
+    path_len: std::cmp::Reverse<usize>,
+    method: std::cmp::Reverse<bool>,
+    headers: std::cmp::Reverse<usize>,
+    queries: std::cmp::Reverse<usize>,
+    /// Creation time in seconds; objects without one (manifest files) count as newest.
+    created: (bool, i64),
+    object: (String, String),
+    /// The rule's index and the match's within it.
+    position: (usize, usize),
+}
+
+impl Rank {
+    /// The rank of a route with `path` and `matches`, from the object created at `created`
+    /// (seconds) and named `object`, at `position` (rule, match) within it.
+    pub fn of(
+        path: &PathMatch,
+        matches: &Matches,
+        created: Option<i64>,
+        object: &ObjectRef,
+        position: (usize, usize),
+    ) -> Rank {
+        let (kind, len) = match path {
+            PathMatch::Rule(p) if p.path_type.is_exact() => (0, p.path.len()),
+            PathMatch::Regex(re) => (1, re.as_str().len()),
+            PathMatch::Rule(p) => (2, p.match_path().len()),
+        };
+        use std::cmp::Reverse;
+        Rank {
+            kind,
+            path_len: Reverse(len),
+            method: Reverse(matches.count(|c| matches!(c, Condition::Method(_))) > 0),
+            headers: Reverse(
+                matches.count(|c| matches!(c, Condition::Header(..) | Condition::HeaderRegex(..))),
+            ),
+            queries: Reverse(
+                matches.count(|c| matches!(c, Condition::Query(..) | Condition::QueryRegex(..))),
+            ),
+            created: (created.is_none(), created.unwrap_or(0)),
+            object: (object.namespace.clone(), object.name.clone()),
+            position,
+        }
+    }
+}
+
+/// How a route of an ordered host group matches the path.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Exact or by prefix (Gateway API `PathPrefix` is Ingress's `Prefix`).
+    Rule(PathRule),
+    /// Gateway API `RegularExpression`: the whole path must match (RE2 syntax, as the `regex`
+    /// crate's).
+    Regex(Arc<regex::Regex>),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Rule(rule) => rule.matches(path),
+            PathMatch::Regex(re) => re.is_match(path),
+        }
     }
 }
 
@@ -105,21 +219,27 @@ impl Route {
 
     /// The backend for request number `turn`, by weight (smooth over any `turn` sequence).
     pub fn backend_for(&self, turn: usize) -> &Arc<Backend> {
+        &self.weighted_for(turn).backend
+    }
+
+    /// [`Route::backend_for`], with the backend's own filters.
+    pub fn weighted_for(&self, turn: usize) -> &WeightedBackend {
+        let first = &self.backends[0];
         if self.backends.len() == 1 {
-            return self.backend();
+            return first;
         }
         let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
         if total == 0 {
-            return self.backend();
+            return first;
         }
         let mut at = turn as u64 % total;
         for b in &self.backends {
             if at < u64::from(b.weight) {
-                return &b.backend;
+                return b;
             }
             at -= u64::from(b.weight);
         }
-        self.backend()
+        first
     }
 
     /// Whether requests can go more than one way (several backends, or several endpoints).
@@ -179,6 +299,10 @@ pub(crate) enum Paths {
     /// the host): case-insensitive regexes anchored at the start, longest path first; the
     /// first that matches wins.
     Regex(Vec<(Arc<PathRegex>, Slot)>),
+    /// A host with Gateway API routes: every route of the host (its Ingress rules too) in
+    /// [`Rank`] order; the first whose path and conditions match wins. A route whose
+    /// conditions fail leaves the request to the next, shorter match, as the spec requires.
+    Ordered(Box<[(PathMatch, Arc<Route>)]>),
 }
 
 impl Default for Paths {
@@ -209,6 +333,10 @@ impl HostRoutes {
                 .iter()
                 .filter(|(re, _)| re.matches_start(path))
                 .find_map(|(_, slot)| slot.first(holds)),
+            Paths::Ordered(list) => list
+                .iter()
+                .find(|(p, r)| p.matches(path) && holds(r))
+                .map(|(_, r)| r),
         }
     }
 }
@@ -222,6 +350,10 @@ pub struct RoutingTable {
     pub(crate) exact: FxHashMap<Box<str>, HostRoutes>,
     /// Keyed by the suffix after `*.`.
     pub(crate) wildcard: FxHashMap<Box<str>, HostRoutes>,
+    /// Gateway API wildcards, which match any number of labels (`*.example.com` takes
+    /// `a.b.example.com`), for hosts two or more labels below the suffix; the most specific
+    /// suffix wins. Only Gateway API routes are here (an Ingress wildcard is one label).
+    pub(crate) deep_wildcard: FxHashMap<Box<str>, HostRoutes>,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) default_route: Option<Arc<Route>>,
     /// Every route in build order, for `/debug/routes` and metrics.
@@ -255,8 +387,28 @@ impl RoutingTable {
     fn host_group(&self, host: &str) -> Option<&HostRoutes> {
         self.exact
             .get(host)
-            .or_else(|| wildcard_suffix(host).and_then(|s| self.wildcard.get(s)))
+            .or_else(|| {
+                let suffix = wildcard_suffix(host)?;
+                self.wildcard
+                    .get(suffix)
+                    .or_else(|| self.deep_wildcard_group(suffix))
+            })
             .or(self.any_host.as_ref())
+    }
+
+    /// The Gateway API wildcard group for a host whose one-label suffix is `suffix`, trying
+    /// ever shorter suffixes below it.
+    fn deep_wildcard_group(&self, mut suffix: &str) -> Option<&HostRoutes> {
+        if self.deep_wildcard.is_empty() {
+            return None;
+        }
+        while let Some(shorter) = wildcard_suffix(suffix) {
+            if let Some(group) = self.deep_wildcard.get(shorter) {
+                return Some(group);
+            }
+            suffix = shorter;
+        }
+        None
     }
 
     /// Every route, in the order the build placed them.
@@ -305,6 +457,7 @@ mod tests {
                 .map(|(b, weight)| WeightedBackend {
                     backend: (*b).clone(),
                     weight: *weight,
+                    filters: None,
                 })
                 .collect(),
         })
@@ -336,6 +489,8 @@ mod tests {
             let facts = RequestFacts {
                 method: &method,
                 headers: &headers,
+                query: None,
+                tls: false,
             };
             name(
                 slot.first(&|r: &Route| r.matches.hold(&facts))

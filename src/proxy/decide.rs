@@ -42,6 +42,8 @@ pub fn decide<B>(
     let facts = RequestFacts {
         method: req.method(),
         headers: req.headers(),
+        query: req.uri().query(),
+        tls: conn.tls.is_some(),
     };
     let route = table
         .find(host_text, req.uri().path(), |r| r.matches.hold(&facts))

@@ -32,6 +32,12 @@ pub enum ProxyError {
     Denied(String),
     #[error("no ready endpoints: {0}")]
     NoEndpoints(String),
+    /// A Gateway API backendRef that cannot be used, or a rule whose filters cannot be
+    /// honoured: the spec's 500.
+    #[error("the route's backend is invalid: {0}")]
+    InvalidBackend(String),
+    #[error("no response within the route's request timeout of {0:?}")]
+    RequestTimeout(Duration),
     #[error("could not connect to {target}")]
     Connect {
         target: Target,
@@ -82,6 +88,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Denied(_) | ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             // nginx: a connect timeout is 504, a refused connection 502.
             ProxyError::Connect {
                 source: ConnectError::TimedOut(_),
@@ -112,6 +120,12 @@ impl ProxyError {
             }
             // Which Service and why is the operator's business, and no secret.
             ProxyError::NoEndpoints(why) => format!("service unavailable: {why}\n"),
+            ProxyError::InvalidBackend(_) => {
+                "internal server error: this route's backend is invalid\n".into()
+            }
+            ProxyError::RequestTimeout(_) => {
+                "gateway timeout: upstream did not answer in time\n".into()
+            }
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => match self.status() {
                 StatusCode::GATEWAY_TIMEOUT => {
                     "gateway timeout: upstream did not answer in time\n".into()
@@ -189,7 +203,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// timeout, else the code of the HTTP status) and `grpc-message`, no body.
 pub fn grpc_error(e: &ProxyError) -> Response<ProxyBody> {
     let code = match e {
-        ProxyError::Timeout { .. } | ProxyError::SendTimeout { .. } => 4,
+        ProxyError::Timeout { .. }
+        | ProxyError::SendTimeout { .. }
+        | ProxyError::RequestTimeout(_) => 4,
         ProxyError::Connect {
             source: super::upstream::ConnectError::TimedOut(_),
             ..

@@ -18,6 +18,8 @@ pub struct Plan {
     pub path_and_query: Option<String>,
     /// The body limit to enforce while streaming.
     pub body_limit: Option<u64>,
+    /// The Host the pod gets, when a rewrite changed it.
+    pub host: Option<HeaderValue>,
 }
 
 /// Why the filters stopped a request.
@@ -34,6 +36,9 @@ pub struct Arrival<'a> {
     pub host: &'a str,
     /// The port clients use for https.
     pub https_port: u16,
+    /// The Gateway listener port the request arrived on (80 or 443 unless the flags map
+    /// others), for Gateway API redirects.
+    pub listener_port: u16,
 }
 
 /// Runs the request filters of `route`'s policy over `req`.
@@ -80,7 +85,28 @@ pub fn request_filters<B: Body>(
                     return Err(Stop::Answer(Box::new(response)));
                 }
             }
-            Filter::SetHeader(..) => {}
+            Filter::GatewayRedirect(r) => {
+                let uri = req.uri();
+                let host = without_port(at.host);
+                let location = r.location(scheme, host, at.listener_port, uri.path(), uri.query());
+                return Err(Stop::Answer(Box::new(redirect(r.code, &location))));
+            }
+            Filter::UrlRewrite(rw) => {
+                if let Some(change) = &rw.path {
+                    let uri = req.uri();
+                    let mut target = change.apply(uri.path());
+                    if let Some(q) = uri.query() {
+                        target.push('?');
+                        target.push_str(q);
+                    }
+                    plan.path_and_query = Some(target);
+                }
+                plan.host.clone_from(&rw.hostname);
+            }
+            Filter::Fail(reason) => {
+                return Err(Stop::Refuse(ProxyError::InvalidBackend(reason.clone())));
+            }
+            Filter::SetHeader(..) | Filter::RequestHeaders(_) | Filter::ResponseHeaders(_) => {}
         }
     }
     Ok(plan)
@@ -105,8 +131,12 @@ pub fn pod_headers(
     added: impl Iterator<Item = (http::HeaderName, HeaderValue)>,
 ) {
     for filter in &policy.filters {
-        if let Filter::SetHeader(name, value) = filter {
-            headers.insert(name.clone(), value.clone());
+        match filter {
+            Filter::SetHeader(name, value) => {
+                headers.insert(name.clone(), value.clone());
+            }
+            Filter::RequestHeaders(edits) => edits.apply(headers),
+            _ => {}
         }
     }
     if policy.access.as_ref().is_some_and(|a| a.basic.is_some()) {

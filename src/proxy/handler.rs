@@ -20,7 +20,7 @@ use crate::model::access::{TemplateFacts, expand, request_cookie};
 use crate::model::balance::{
     Affinity, Balance, rejects_same_site_none, rendezvous, rendezvous_top,
 };
-use crate::model::policy::Mirror;
+use crate::model::policy::{BackendFilters, Mirror, MirrorTarget};
 use crate::model::{Backend, Route, Target};
 use crate::state::Shared;
 use http::header::{self, HeaderValue};
@@ -40,6 +40,10 @@ pub struct Settings {
     pub tunnel_idle: std::time::Duration,
     /// The port clients use for https, for redirects from plain HTTP.
     pub https_redirect_port: u16,
+    /// The Gateway listener ports served on the http and https sockets
+    /// (`--gateway-http-port`, `--gateway-https-port`).
+    pub gateway_http_port: u16,
+    pub gateway_https_port: u16,
 }
 
 /// Forwards requests along the published table.
@@ -196,6 +200,10 @@ impl Proxy {
             tls: client.used_https(),
             host: decision.host.to_str().unwrap_or_default(),
             https_port: self.settings.https_redirect_port,
+            listener_port: match conn.tls {
+                Some(_) => self.settings.gateway_https_port,
+                None => self.settings.gateway_http_port,
+            },
         };
         let origin = route
             .policy
@@ -209,6 +217,7 @@ impl Proxy {
         facts.slot = passed.slot;
         let Picked {
             backend,
+            filters,
             fallback,
             start,
             session,
@@ -216,12 +225,12 @@ impl Proxy {
         let errors = route.policy.errors.as_ref();
         // Only routes with an error backend tell it about the request.
         let cx = (fallback || errors.is_some()).then(|| ErrorContext::of(&req, route.clone()));
-        let mirrored = match &route.policy.mirror {
-            Some(mirror) => match self.mirror_body(mirror, &mut req).await {
+        let mirrored = match route.policy.mirrors.is_empty() {
+            false => match self.mirror_body(&route.policy.mirrors, &mut req).await {
                 Ok(copy) => copy,
                 Err(response) => return Ok(*response),
             },
-            None => None,
+            true => None,
         };
         let buffered = mirrored.as_ref().map(|m| m.body.clone());
         let (mut out, upgrade, id) =
@@ -229,9 +238,21 @@ impl Proxy {
         crate::telemetry::propagate(&span, &mut out.headers);
         let added = passed.headers.into_iter().chain(certified);
         pod_headers(&route.policy, &mut out.headers, added);
+        if let Some(edits) = filters.and_then(|f| f.request.as_ref()) {
+            edits.apply(&mut out.headers);
+        }
         facts.request_id = Some(id);
         if let Some(m) = mirrored {
-            self.mirror(&m.mirror, &out, m.body, &m.request_uri, &client, &arrival);
+            for mirror in &route.policy.mirrors {
+                self.mirror(
+                    mirror,
+                    &out,
+                    m.body.clone(),
+                    &m.request_uri,
+                    &client,
+                    &arrival,
+                );
+            }
         }
         if let Some(cx) = cx.as_ref().filter(|_| fallback) {
             out.headers = cx.headers(out.headers, StatusCode::SERVICE_UNAVAILABLE);
@@ -246,9 +267,14 @@ impl Proxy {
             facts.upstream = Some(t.clone());
         };
         let policy = &route.policy.upstream;
-        let sent = attempts
-            .send(backend, start, policy, out, &mut on_attempt)
-            .await;
+        let sending = attempts.send(backend, start, policy, out, &mut on_attempt);
+        let sent = match policy.request_timeout {
+            None => sending.await,
+            Some(limit) => match tokio::time::timeout(limit, sending).await {
+                Ok(sent) => sent,
+                Err(_) => Err(ProxyError::RequestTimeout(limit)),
+            },
+        };
         measured.done(sent.as_ref().ok().map(|s| s.took));
         let sent = sent?;
         let session_cookie = session.and_then(|s| s.cookie(&sent.target, backend));
@@ -263,6 +289,9 @@ impl Proxy {
         let mut response = finish(sent, upgrade, self.settings.tunnel_idle, conn);
         if let Some(cookie) = session_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        if let Some(edits) = filters.and_then(|f| f.response.as_ref()) {
+            edits.apply(response.headers_mut());
         }
         let cookies = (passed.cookies, passed.always_cookies);
         Ok(decorate(response, &route, origin, Some(cookies)))
@@ -282,11 +311,12 @@ impl Proxy {
             true => self.turns.next(route.id),
             false => 0,
         };
-        let (backend, fallback) = choose_backend(route, turn, req.headers())?;
+        let (backend, filters, fallback) = choose_backend(route, turn, req.headers())?;
         let (start, session) =
             start_endpoint(route, &self.latencies, backend, turn, req, client, arrival);
         Ok(Picked {
             backend,
+            filters,
             fallback,
             start,
             session,
@@ -333,11 +363,10 @@ impl Proxy {
     /// client did not send the body in time (408).
     async fn mirror_body(
         &self,
-        mirror: &Arc<Mirror>,
+        mirrors: &[Arc<Mirror>],
         req: &mut Request<Incoming>,
     ) -> Result<Option<MirrorCopy>, Box<Response<ProxyBody>>> {
         let copy = |body: bytes::Bytes, req: &Request<Incoming>| MirrorCopy {
-            mirror: mirror.clone(),
             body,
             request_uri: req
                 .uri()
@@ -345,7 +374,7 @@ impl Proxy {
                 .map_or("/", |p| p.as_str())
                 .to_owned(),
         };
-        if req.body().is_end_stream() || !mirror.body {
+        if req.body().is_end_stream() || !mirrors.iter().any(|m| m.body) {
             return Ok(Some(copy(bytes::Bytes::new(), req)));
         }
         let declared = req
@@ -379,17 +408,42 @@ impl Proxy {
         client: &forward::Client,
         arrival: &Arrival<'_>,
     ) {
-        let remote = client.ip.to_string();
-        let facts = TemplateFacts {
-            scheme: if arrival.tls { "https" } else { "http" },
-            host: arrival.host,
-            request_uri,
-            remote_addr: &remote,
-            headers: &out.headers,
+        if let Some((numerator, denominator)) = mirror.fraction
+            && super::balance::roll(denominator) >= numerator
+        {
+            return;
+        }
+        let url = match &mirror.target {
+            MirrorTarget::Url(target) => {
+                let remote = client.ip.to_string();
+                let facts = TemplateFacts {
+                    scheme: if arrival.tls { "https" } else { "http" },
+                    host: arrival.host,
+                    request_uri,
+                    remote_addr: &remote,
+                    headers: &out.headers,
+                };
+                expand(target, &facts)
+            }
+            MirrorTarget::Backend(backend) => {
+                let targets = &backend.endpoints.targets;
+                let Some(pod) = targets.get(super::balance::roll(targets.len() as u32) as usize)
+                else {
+                    let labels = ReasonLabels { reason: "failed" };
+                    self.observers.metrics.mirrors.get_or_create(&labels).inc();
+                    return;
+                };
+                format!("http://{pod}{request_uri}")
+            }
+        };
+        let body = if mirror.body {
+            body
+        } else {
+            bytes::Bytes::new()
         };
         let copy = super::mirror::Copy {
             method: out.method.clone(),
-            url: expand(&mirror.target, &facts),
+            url,
             headers: out.headers.clone(),
             body,
         };
@@ -463,6 +517,9 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         let id = forward::request_headers(&mut headers, client, host, upgrade.is_some());
+        if let Some(rewritten) = plan.host {
+            headers.insert(header::HOST, rewritten);
+        }
         let uri = match (plan.path_and_query, parts.uri.path_and_query()) {
             (Some(rewritten), _) => {
                 Uri::try_from(rewritten).unwrap_or_else(|_| Uri::from_static("/"))
@@ -497,6 +554,8 @@ impl Proxy {
 /// Where a request goes: [`Proxy::pick`]'s answer.
 struct Picked<'r> {
     backend: &'r Arc<Backend>,
+    /// The backend's own header changes (Gateway API backendRef filters).
+    filters: Option<&'r BackendFilters>,
     /// The route's `default-backend` stands in for a backend without endpoints.
     fallback: bool,
     /// The endpoint to start with.
@@ -504,9 +563,8 @@ struct Picked<'r> {
     session: Option<Session<'r>>,
 }
 
-/// A mirrored request's copy: the route's mirror, the body both get, the original URI.
+/// What the copies of a mirrored request carry: the body, the original URI.
 struct MirrorCopy {
-    mirror: Arc<Mirror>,
     body: bytes::Bytes,
     request_uri: String,
 }
@@ -582,6 +640,11 @@ fn decorate(
         && let Some(allowed) = cors.allow_origin(origin.as_ref())
     {
         cors_headers(cors, allowed, response.headers_mut());
+    }
+    for filter in &route.policy.filters {
+        if let crate::model::Filter::ResponseHeaders(edits) = filter {
+            edits.apply(response.headers_mut());
+        }
     }
     if let Some((cookies, always)) = cookies {
         let status = response.status();
@@ -700,19 +763,26 @@ fn choose_backend<'r>(
     route: &'r Route,
     turn: usize,
     headers: &http::HeaderMap,
-) -> Result<(&'r Arc<Backend>, bool), ProxyError> {
+) -> Result<Chosen<'r>, ProxyError> {
     if let Some(canary) = &route.canary
         && takes_canary(&canary.rule, headers)
         && canary.backend.unavailable().is_none()
     {
-        return Ok((&canary.backend, false));
+        return Ok((&canary.backend, None, false));
     }
-    let backend = route.backend_for(turn);
+    let weighted = route.weighted_for(turn);
+    let (backend, filters) = (&weighted.backend, weighted.filters.as_deref());
     let Some(why) = backend.unavailable() else {
-        return Ok((backend, false));
+        return Ok((backend, filters, false));
     };
+    if backend.invalid_ref {
+        return Err(ProxyError::InvalidBackend(why));
+    }
     match &route.policy.upstream.fallback {
-        Some(fallback) if fallback.unavailable().is_none() => Ok((fallback, true)),
+        Some(fallback) if fallback.unavailable().is_none() => Ok((fallback, None, true)),
         _ => Err(ProxyError::NoEndpoints(why)),
     }
 }
+
+/// [`choose_backend`]'s answer: the backend, its own filters, whether it is the fallback.
+type Chosen<'r> = (&'r Arc<Backend>, Option<&'r BackendFilters>, bool);

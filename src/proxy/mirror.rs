@@ -6,7 +6,7 @@ use super::upstream::{ExchangeLimits, RequestBody, Upstreams};
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::model::Target;
-use crate::model::policy::Mirror;
+use crate::model::policy::{Mirror, MirrorTarget};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri};
@@ -90,11 +90,15 @@ fn request(mirror: &Mirror, copy: Copy) -> Option<((Target, bool), Request<Reque
         .body(RequestBody::buffered(copy.body))
         .ok()?;
     *req.headers_mut() = copy.headers;
-    let host = match &mirror.host {
-        Some(h) => h.clone(),
-        None => HeaderValue::from_str(authority.as_str()).ok()?,
+    let host = match (&mirror.host, &mirror.target) {
+        (Some(h), _) => Some(h.clone()),
+        // A Service's copy keeps the request's Host, as the pod would have seen it.
+        (None, MirrorTarget::Backend(_)) => None,
+        (None, MirrorTarget::Url(_)) => Some(HeaderValue::from_str(authority.as_str()).ok()?),
     };
-    req.headers_mut().insert(header::HOST, host);
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
     req.headers_mut().remove(header::CONTENT_LENGTH);
     Some((endpoint, req))
 }
@@ -133,9 +137,10 @@ mod tests {
         let mirrors = Mirrors::default();
         mirrors.in_flight.store(MAX_IN_FLIGHT, Ordering::SeqCst);
         let mirror = Mirror {
-            target: "http://127.0.0.1:9/".into(),
+            target: MirrorTarget::Url("http://127.0.0.1:9/".into()),
             host: None,
             body: true,
+            fraction: None,
         };
         let copy = || Copy {
             method: Method::GET,

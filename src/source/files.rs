@@ -2,7 +2,11 @@
 //! files, watched for changes. A file that stops parsing keeps serving its last good objects.
 
 use crate::model::{Diagnostic, Object, ObjectRef, Snapshot};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::httproutes::HttpRoute;
+use gateway_api::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
@@ -71,14 +75,24 @@ struct TypeMeta {
     kind: String,
 }
 
-/// What each kind must be written as.
-const KINDS: &[(&str, &str)] = &[
-    ("Ingress", "networking.k8s.io/v1"),
-    ("IngressClass", "networking.k8s.io/v1"),
-    ("Service", "v1"),
-    ("EndpointSlice", "discovery.k8s.io/v1"),
-    ("Secret", "v1"),
-    ("ConfigMap", "v1"),
+/// What each kind may be written as (the Gateway API's v1beta1 has the same schema as v1).
+const KINDS: &[(&str, &[&str])] = &[
+    ("Ingress", &["networking.k8s.io/v1"]),
+    ("IngressClass", &["networking.k8s.io/v1"]),
+    ("Service", &["v1"]),
+    ("EndpointSlice", &["discovery.k8s.io/v1"]),
+    ("Secret", &["v1"]),
+    ("ConfigMap", &["v1"]),
+    ("Namespace", &["v1"]),
+    ("GatewayClass", GATEWAY_API),
+    ("Gateway", GATEWAY_API),
+    ("HTTPRoute", GATEWAY_API),
+    ("ReferenceGrant", GATEWAY_API),
+];
+
+const GATEWAY_API: &[&str] = &[
+    "gateway.networking.k8s.io/v1",
+    "gateway.networking.k8s.io/v1beta1",
 ];
 
 /// Parses the text of one manifest file: multi-document YAML (JSON is YAML too), including
@@ -172,14 +186,15 @@ struct ListDoc {
 fn check_api_version(meta: &TypeMeta) -> Result<bool, String> {
     match KINDS.iter().find(|(kind, _)| *kind == meta.kind) {
         None => Ok(false),
-        Some((_, api)) if *api == meta.api_version => Ok(true),
-        Some((kind, api)) => Err(format!(
-            "{kind} {} is not supported; write it as apiVersion: {api}",
+        Some((_, apis)) if apis.contains(&meta.api_version.as_str()) => Ok(true),
+        Some((kind, apis)) => Err(format!(
+            "{kind} {} is not supported; write it as apiVersion: {}",
             if meta.api_version.is_empty() {
                 "without apiVersion"
             } else {
                 &meta.api_version
-            }
+            },
+            apis.join(" or ")
         )),
     }
 }
@@ -202,6 +217,11 @@ fn typed(meta: &TypeMeta, doc: &str) -> Result<Option<Object>, (Option<usize>, S
         "EndpointSlice" => read::<EndpointSlice>(doc),
         "Secret" => read::<Secret>(doc),
         "ConfigMap" => read::<ConfigMap>(doc),
+        "Namespace" => read::<Namespace>(doc),
+        "GatewayClass" => read::<GatewayClass>(doc),
+        "Gateway" => read::<Gateway>(doc),
+        "HTTPRoute" => read::<HttpRoute>(doc),
+        "ReferenceGrant" => read::<ReferenceGrant>(doc),
         _ => Ok(None),
     }
 }

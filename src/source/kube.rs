@@ -50,6 +50,7 @@ impl Stores {
                 .chain(all(&self.opaque_secrets))
                 .collect(),
             config_maps: self.config_map.as_ref().map(all).unwrap_or_default(),
+            ..Snapshot::default()
         }
         .sorted()
     }
