@@ -6,6 +6,7 @@ use super::canary::{Canary, CanaryRule};
 use super::class::OurClasses;
 pub use super::diagnostic::{Diagnostic, Severity};
 use super::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef, Unresolved};
+use super::gateway::{self, GatewayPorts, GatewayStatus, Placement};
 use super::host::{HostRule, wildcard_suffix};
 use super::ingress_nginx::{self, Annotations, Context, Level};
 use super::passthrough::Passthrough;
@@ -15,7 +16,8 @@ use super::policy::{Filter, Policy, Redirect, RedirectTo};
 use super::settings::Global;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
-    HostRoutes, Matches, Paths, Route, RouteId, RoutingTable, Slot, WeightedBackend,
+    HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot,
+    WeightedBackend,
 };
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
@@ -50,23 +52,6 @@ pub struct Options {
     pub gateway_ports: GatewayPorts,
 }
 
-/// `--gateway-http-port` and `--gateway-https-port`: the Gateway API listener ports served on
-/// the http and https sockets (the ports the chart's LoadBalancer Service exposes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GatewayPorts {
-    pub http: u16,
-    pub https: u16,
-}
-
-impl Default for GatewayPorts {
-    fn default() -> Self {
-        GatewayPorts {
-            http: 80,
-            https: 443,
-        }
-    }
-}
-
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -86,8 +71,11 @@ impl Default for Options {
 /// A host that TLS is terminated for, and the Secret whose certificate serves it.
 #[derive(Clone, Debug)]
 pub struct TlsBinding {
-    /// An exact or wildcard host.
+    /// An exact or wildcard host; `Any` stands in for the default certificate (a Gateway
+    /// listener without hostname).
     pub host: HostRule,
+    /// A wildcard that covers any number of labels (a Gateway API listener's).
+    pub deep: bool,
     pub secret: ObjectRef,
     pub ingress: ObjectRef,
     /// `tls.crt`: PEM, leaf first.
@@ -111,6 +99,8 @@ pub struct Built {
     pub client_auth: Vec<ClientAuthBinding>,
     /// Hosts whose TLS connections are spliced to pods (`ssl-passthrough`).
     pub passthrough: Passthrough,
+    /// The status of the Gateway API objects that are ours, for the status writer.
+    pub gateway: GatewayStatus,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -214,6 +204,15 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
         let id = RouteId::of("--default-backend");
         builder.default_route = Some(catch_all(id, object, HostRule::Any, policy, backend));
     }
+    let translated = gateway::translate(
+        snapshot,
+        &options.controller_name,
+        options.gateway_ports,
+        &builder.global.clone(),
+        &builder.services,
+        &builder.secrets,
+    );
+    builder.add_gateway(translated);
     for slice in &snapshot.endpoint_slices {
         let me = ObjectRef::of("EndpointSlice", &slice.metadata);
         for (field, reason) in super::endpoints::slice_problems(slice) {
@@ -298,6 +297,8 @@ struct Claim {
     route: Arc<Route>,
     /// Indices into `spec.rules` and `.http.paths`, formatted only if someone conflicts.
     at: (usize, usize),
+    /// The Ingress's creation time (seconds), to rank it among Gateway API routes.
+    created: Option<i64>,
 }
 
 #[derive(Default)]
@@ -309,8 +310,7 @@ struct HostClaims {
 /// A backend as first resolved; the error is kept so every route naming it is diagnosed.
 type Resolved = Result<Arc<Backend>, (Unresolved, Arc<Backend>)>;
 
-/// PEM bytes, shared by every host a Secret serves.
-pub type Pem = Arc<[u8]>;
+pub use super::secret::{Pem, secret_data, tls_material};
 
 struct Builder<'a> {
     options: &'a Options,
@@ -342,6 +342,11 @@ struct Builder<'a> {
     tls_index: FxHashMap<HostRule, usize>,
     client_auth: Vec<ClientAuthBinding>,
     passthrough: Passthrough,
+    /// Gateway API routes by host: their hosts are ranked lists ([`Paths::Ordered`]).
+    gateway_hosts: BTreeMap<HostRule, Vec<Placement>>,
+    gateway_status: GatewayStatus,
+    /// The creation time of the Ingress being placed (seconds).
+    created: Option<i64>,
     /// Canary paths by (host, match path, is Exact), waiting for their main route.
     canaries: FxHashMap<(HostRule, (String, bool)), PendingCanary>,
     /// Whether the Ingress being placed sends to cluster IPs (`service-upstream`).
@@ -408,6 +413,9 @@ impl<'a> Builder<'a> {
             tls_index: FxHashMap::default(),
             client_auth: Vec::new(),
             passthrough: Passthrough::default(),
+            gateway_hosts: BTreeMap::new(),
+            gateway_status: GatewayStatus::default(),
+            created: None,
             canaries: FxHashMap::default(),
             service_upstream: false,
             cluster_ips: FxHashMap::default(),
@@ -453,6 +461,11 @@ impl Builder<'_> {
 
     fn add_ingress(&mut self, ingress: &Ingress, annotations: &Annotations) {
         let me = Arc::new(ingress_ref(ingress));
+        self.created = ingress
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second());
         self.report(&me, annotations);
         let Some(spec) = ingress.spec.as_ref() else {
             self.diagnose(&me, "spec", "missing");
@@ -1008,7 +1021,8 @@ impl Builder<'_> {
         });
         self.routes.push(route.clone());
         let claims = &mut self.hosts.entry(host.clone()).or_default().claims;
-        claims.insert(key, Claim { route, at });
+        let created = self.created;
+        claims.insert(key, Claim { route, at, created });
     }
 
     /// Resolves `spec...backend` to a shared backend; problems become diagnostics on `field`.
@@ -1169,6 +1183,7 @@ impl Builder<'_> {
             self.tls_index.insert(host.clone(), self.tls.len());
             self.tls.push(TlsBinding {
                 host,
+                deep: false,
                 secret: secret_ref.clone(),
                 ingress: me.clone(),
                 cert_pem: cert_pem.clone(),
@@ -1176,9 +1191,99 @@ impl Builder<'_> {
             });
         }
     }
+    /// The Gateway API's routes, certificates, status and diagnostics.
+    fn add_gateway(&mut self, mut translated: gateway::Translated) {
+        self.diagnostics.append(&mut translated.diagnostics);
+        self.gateway_status = std::mem::take(&mut translated.status);
+        for cert in std::mem::take(&mut translated.certs) {
+            let (host, deep) = match &cert.host {
+                HostRule::Any => (HostRule::Any, false),
+                h @ HostRule::Wildcard(_) => (h.clone(), true),
+                h => (h.clone(), false),
+            };
+            if let Some(&k) = self.tls_index.get(&host) {
+                let winner = &self.tls[k];
+                if winner.secret != cert.secret {
+                    let reason = format!(
+                        "host {host} already uses {} from {}; {} is not used for it",
+                        winner.secret, winner.ingress, cert.secret
+                    );
+                    self.warn(&cert.gateway, "spec.listeners", reason);
+                }
+                continue;
+            }
+            self.tls_index.insert(host.clone(), self.tls.len());
+            self.tls.push(TlsBinding {
+                host,
+                deep,
+                secret: cert.secret,
+                ingress: cert.gateway,
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+            });
+        }
+        self.routes
+            .extend(translated.placements.iter().map(|p| p.route.clone()));
+        for (host, placements) in gateway::host_groups(&translated) {
+            if self.regex_hosts.contains(&host) {
+                let reason = format!(
+                    "host {host} has ingress-nginx regex paths (use-regex or rewrite-target on an Ingress); HTTPRoute rules for it are not served"
+                );
+                for p in placements.iter().filter(|p| p.host == host) {
+                    self.diagnose(&p.route.ingress, "spec.hostnames", reason.clone());
+                }
+                continue;
+            }
+            self.gateway_hosts.insert(host, placements);
+        }
+        self.diagnostics.dedup();
+    }
+
+    /// A host group with Gateway API routes: its Ingress claims and the placements, ranked.
+    fn ordered(claims: Option<&HostClaims>, placements: &[Placement]) -> Paths {
+        // Placements come ranked; Ingress claims join them by the same rank.
+        let mut ranked: Vec<(Rank, PathMatch, Arc<Route>)> = placements
+            .iter()
+            .map(|p| (p.rank.clone(), p.path.clone(), p.route.clone()))
+            .collect();
+        for claim in claims.into_iter().flat_map(|c| c.claims.values()) {
+            let Some(path) = &claim.route.path else {
+                continue;
+            };
+            let path = PathMatch::Rule(path.clone());
+            let rank = Rank::of(
+                &claim.route.host,
+                &path,
+                &claim.route.matches,
+                claim.created,
+                &claim.route.ingress,
+                claim.at,
+            );
+            ranked.push((rank, path, claim.route.clone()));
+        }
+        ranked.sort_by(|a, b| a.0.cmp(&b.0));
+        ranked.dedup_by(|a, b| Arc::ptr_eq(&a.2, &b.2));
+        Paths::Ordered(ranked.into_iter().map(|(_, p, r)| (p, r)).collect())
+    }
+
     fn finish(mut self) -> Built {
         let mut table = RoutingTable::default();
-        let hosts = std::mem::take(&mut self.hosts);
+        let mut hosts = std::mem::take(&mut self.hosts);
+        let gateway_hosts = std::mem::take(&mut self.gateway_hosts);
+        for (host, placements) in &gateway_hosts {
+            let claims = hosts.remove(host);
+            let paths = Self::ordered(claims.as_ref(), placements);
+            let root = self.roots.remove(host);
+            insert_group(&mut table, host, HostRoutes { paths, root });
+            // Below one label, a Gateway API wildcard is its routes alone.
+            if let HostRule::Wildcard(suffix) = host {
+                let group = HostRoutes {
+                    paths: Self::ordered(None, placements),
+                    root: None,
+                };
+                table.deep_wildcard.insert(suffix.as_str().into(), group);
+            }
+        }
         for (host, claims) in hosts {
             let paths = if self.regex_hosts.contains(&host) {
                 Self::regex_paths(&claims)
@@ -1208,6 +1313,7 @@ impl Builder<'_> {
             global: self.global,
             client_auth: self.client_auth,
             passthrough: self.passthrough,
+            gateway: self.gateway_status,
         }
     }
 
@@ -1390,51 +1496,4 @@ fn check_ca(pem: &[u8]) -> Result<(), String> {
         0 => Err("holds no CERTIFICATE".to_owned()),
         _ => Ok(()),
     }
-}
-
-/// A Secret's data, `stringData` merged over `data` as the API server would.
-pub fn secret_data(secret: &Secret) -> BTreeMap<&str, &[u8]> {
-    let mut out: BTreeMap<&str, &[u8]> = BTreeMap::new();
-    for (k, v) in secret.data.iter().flatten() {
-        out.insert(k, &v.0);
-    }
-    for (k, v) in secret.string_data.iter().flatten() {
-        out.insert(k, v.as_bytes());
-    }
-    out
-}
-
-/// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret (`stringData` counts, as the API
-/// server would merge it into `data`). Whether the PEM parses is the TLS module's business.
-pub fn tls_material(secret: &Secret) -> Result<(Pem, Pem), String> {
-    let name = format!(
-        "{}/{}",
-        secret.metadata.namespace.as_deref().unwrap_or_default(),
-        secret.metadata.name.as_deref().unwrap_or_default()
-    );
-    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
-    if type_ != "kubernetes.io/tls" {
-        return Err(format!(
-            "Secret {name} has type {type_}, not kubernetes.io/tls"
-        ));
-    }
-    let get = |key: &str| -> Option<Pem> {
-        let from_string = secret
-            .string_data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| v.as_bytes());
-        let from_data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| v.0.as_slice());
-        from_string
-            .or(from_data)
-            .filter(|v| !v.is_empty())
-            .map(Arc::from)
-    };
-    let cert = get("tls.crt").ok_or_else(|| format!("Secret {name} has no tls.crt"))?;
-    let key = get("tls.key").ok_or_else(|| format!("Secret {name} has no tls.key"))?;
-    Ok((cert, key))
 }

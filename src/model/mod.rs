@@ -10,11 +10,13 @@ pub mod client;
 pub mod diagnostic;
 pub mod endpoints;
 pub mod fixtures;
+pub mod gateway;
 pub mod host;
 pub mod ingress_nginx;
 pub mod passthrough;
 pub mod path;
 pub mod policy;
+pub mod secret;
 pub mod settings;
 pub mod snapshot;
 pub mod table;
@@ -24,10 +26,11 @@ pub mod values;
 mod tests;
 
 pub use build::{
-    Built, ClientAuthBinding, Diagnostic, GatewayPorts, Options, Pem, Severity, TlsBinding, build,
-    build_after, tls_material,
+    Built, ClientAuthBinding, Diagnostic, Options, Pem, Severity, TlsBinding, build, build_after,
+    tls_material,
 };
 pub use endpoints::{Backend, Endpoint, Endpoints, PortRef, ServiceRef, Target};
+pub use gateway::GatewayPorts;
 pub use host::HostRule;
 pub use path::{PathRule, PathType};
 pub use policy::{Filter, Policy};

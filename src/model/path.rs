@@ -10,6 +10,9 @@ pub enum PathType {
     Exact,
     Prefix,
     ImplementationSpecific,
+    /// Gateway API `RegularExpression`: never from an Ingress; the table matches it by its
+    /// compiled regex (`table::PathMatch`), never by [`PathRule::matches`].
+    RegularExpression,
 }
 
 impl PathType {
@@ -72,6 +75,9 @@ impl PathRule {
         let p = self.match_path();
         if self.path_type.is_exact() {
             return request_path == p;
+        }
+        if self.path_type == PathType::RegularExpression {
+            return false;
         }
         match request_path.strip_prefix(p) {
             Some(rest) => rest.is_empty() || rest.starts_with('/'),

@@ -52,7 +52,7 @@ pub struct Matches {
 }
 
 /// One condition of [`Matches`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Condition {
     Method(http::Method),
     /// The header is present with exactly this value.
@@ -131,6 +131,10 @@ pub struct Rank {
     method: std::cmp::Reverse<bool>,
     headers: std::cmp::Reverse<usize>,
     queries: std::cmp::Reverse<usize>,
+    /// The route's hostname: precise before wildcard, longer first. (The spec ranks
+    /// hostnames before paths, but its conformance tests merge a wildcard route's rules into
+    /// a precise host and rank by path first: `HTTPRouteMatchingAcrossRoutes`.)
+    host: (std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
     /// Creation time in seconds; objects without one (manifest files) count as newest.
     created: (bool, i64),
     object: (String, String),
@@ -139,15 +143,21 @@ pub struct Rank {
 }
 
 impl Rank {
-    /// The rank of a route with `path` and `matches`, from the object created at `created`
-    /// (seconds) and named `object`, at `position` (rule, match) within it.
+    /// The rank of a route for `host` with `path` and `matches`, from the object created at
+    /// `created` (seconds) and named `object`, at `position` (rule, match) within it.
     pub fn of(
+        host: &HostRule,
         path: &PathMatch,
         matches: &Matches,
         created: Option<i64>,
         object: &ObjectRef,
         position: (usize, usize),
     ) -> Rank {
+        let host = match host {
+            HostRule::Exact(h) => (h.len(), h.len()),
+            HostRule::Wildcard(s) => (0, s.len() + 2),
+            HostRule::Any => (0, 0),
+        };
         let (kind, len) = match path {
             PathMatch::Rule(p) if p.path_type.is_exact() => (0, p.path.len()),
             PathMatch::Regex(re) => (1, re.as_str().len()),
@@ -164,6 +174,7 @@ impl Rank {
             queries: Reverse(
                 matches.count(|c| matches!(c, Condition::Query(..) | Condition::QueryRegex(..))),
             ),
+            host: (Reverse(host.0), Reverse(host.1)),
             created: (created.is_none(), created.unwrap_or(0)),
             object: (object.namespace.clone(), object.name.clone()),
             position,

@@ -124,6 +124,9 @@ pub fn generated_default(provider: &CryptoProvider) -> Result<CertEntry, String>
 pub struct CertStore {
     exact: FxHashMap<Box<str>, Arc<CertEntry>>,
     wildcard: FxHashMap<Box<str>, Arc<CertEntry>>,
+    /// Gateway API listener wildcards, which cover any number of labels: tried after the
+    /// one-label ones, longest suffix first.
+    deep_wildcard: FxHashMap<Box<str>, Arc<CertEntry>>,
     default: Option<Arc<CertEntry>>,
     /// Each Secret in use and its certificate, for `/debug/routes` and metrics.
     pub by_secret: Vec<(ObjectRef, Arc<CertEntry>)>,
@@ -137,8 +140,22 @@ impl CertStore {
             self.exact
                 .get(h)
                 .or_else(|| wildcard_suffix(h).and_then(|s| self.wildcard.get(s)))
+                .or_else(|| self.deep(h))
         });
         found.or(self.default.as_ref())
+    }
+
+    fn deep(&self, mut host: &str) -> Option<&Arc<CertEntry>> {
+        if self.deep_wildcard.is_empty() {
+            return None;
+        }
+        while let Some(suffix) = wildcard_suffix(host) {
+            if let Some(entry) = self.deep_wildcard.get(suffix) {
+                return Some(entry);
+            }
+            host = suffix;
+        }
+        None
     }
 
     /// The default certificate.
@@ -201,6 +218,7 @@ pub fn build_store(
     };
     let mut diagnostics = Vec::new();
     let mut judged: FxHashMap<ObjectRef, Option<Arc<CertEntry>>> = FxHashMap::default();
+    let mut replaced_default = false;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -245,10 +263,21 @@ pub fn build_store(
             HostRule::Exact(h) => {
                 store.exact.insert(h.as_str().into(), entry);
             }
+            HostRule::Wildcard(s) if binding.deep => {
+                store.deep_wildcard.insert(s.as_str().into(), entry);
+            }
             HostRule::Wildcard(s) => {
                 store.wildcard.insert(s.as_str().into(), entry);
             }
-            HostRule::Any => {}
+            // A Gateway listener without hostname: its certificate stands in for the
+            // generated default (never for --default-ssl-certificate).
+            HostRule::Any => {
+                let generated = store.default.as_ref().is_some_and(|d| d.secret.is_none());
+                if generated && !replaced_default {
+                    store.default = Some(entry);
+                    replaced_default = true;
+                }
+            }
         }
     }
     (store, diagnostics)
