@@ -113,14 +113,18 @@ async fn answer(
         .and_then(|s| s.parse::<u16>().ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    // A header sent more than once shows as its values joined by commas, in order.
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
-            )
+        .keys()
+        .map(|k| {
+            let values: Vec<String> = req
+                .headers()
+                .get_all(k)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (k.to_string(), values.join(",").into())
         })
         .collect();
     let echo = serde_json::json!({

@@ -103,7 +103,13 @@ fn route_json(route: &Route) -> Value {
         "path": route.path.as_ref().map(|p| p.path.clone()),
         "pathType": route.path.as_ref().map(|p| p.path_type),
         "ingress": route.ingress.key(),
+        "object": route.ingress.to_string(),
         "service": backend.service.as_ref().map(|s| s.to_string()),
+        "backends": (route.backends.len() > 1).then(|| route.backends.iter().map(|b| json!({
+            "service": b.backend.service.as_ref().map(|s| s.to_string()),
+            "weight": b.weight,
+            "unavailable": b.backend.unavailable(),
+        })).collect::<Vec<_>>()),
         "redirectToHttps": route.redirects_to_https(),
         "id": route.id.to_string(),
         "filters": route.policy.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
@@ -213,5 +219,47 @@ pub fn routes_json(published: &Published) -> Value {
             "secret": b.secret.key(),
         })).collect::<Vec<_>>(),
         "diagnostics": diagnostics,
+        "gatewayApi": gateway_json(&built.gateway),
+    })
+}
+
+/// The Gateway API objects that are ours and their conditions, as the status writer puts
+/// them (also in file mode, where nothing is written).
+fn gateway_json(status: &crate::model::gateway::GatewayStatus) -> Value {
+    let conditions = |list: &[crate::model::gateway::StatusCondition]| -> Vec<Value> {
+        list.iter()
+            .map(|c| {
+                json!({
+                    "type": c.type_,
+                    "status": if c.status { "True" } else { "False" },
+                    "reason": c.reason,
+                    "message": c.message,
+                })
+            })
+            .collect()
+    };
+    json!({
+        "gatewayClasses": status.classes.iter().map(|c| json!({
+            "name": c.name,
+            "conditions": conditions(&c.conditions),
+        })).collect::<Vec<_>>(),
+        "gateways": status.gateways.iter().map(|g| json!({
+            "gateway": g.object.key(),
+            "conditions": conditions(&g.conditions),
+            "listeners": g.listeners.iter().map(|l| json!({
+                "name": l.name,
+                "attachedRoutes": l.attached_routes,
+                "conditions": conditions(&l.conditions),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "httpRoutes": status.routes.iter().map(|r| json!({
+            "httpRoute": r.object.key(),
+            "parents": r.parents.iter().map(|p| json!({
+                "gateway": p.gateway.key(),
+                "sectionName": p.section_name,
+                "port": p.port,
+                "conditions": conditions(&p.conditions),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }

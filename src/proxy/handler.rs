@@ -408,8 +408,9 @@ impl Proxy {
         client: &forward::Client,
         arrival: &Arrival<'_>,
     ) {
+        // `roll` is 1..=n: a copy for the first `numerator` of every `denominator`.
         if let Some((numerator, denominator)) = mirror.fraction
-            && super::balance::roll(denominator) >= numerator
+            && super::balance::roll(denominator) > numerator
         {
             return;
         }
@@ -427,8 +428,8 @@ impl Proxy {
             }
             MirrorTarget::Backend(backend) => {
                 let targets = &backend.endpoints.targets;
-                let Some(pod) = targets.get(super::balance::roll(targets.len() as u32) as usize)
-                else {
+                let pick = super::balance::roll(targets.len() as u32) as usize;
+                let Some(pod) = targets.get(pick.wrapping_sub(1)) else {
                     let labels = ReasonLabels { reason: "failed" };
                     self.observers.metrics.mirrors.get_or_create(&labels).inc();
                     return;
