@@ -98,6 +98,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 client.clone(),
                 config.watch_namespace.as_deref(),
                 config.options.config_map.as_ref(),
+                config.gateway_api,
             );
             tracing::info!(
                 namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
@@ -107,9 +108,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             // The listing itself woke the rebuild loop; the first snapshot, taken after this,
             // holds all of it. Later changes wake the loop again.
             while changes.try_recv().is_ok() {}
-            if let Some(publish) = config.publish.clone() {
+            if config.publish.is_some() || config.gateway_api {
                 let settings = crate::status::Settings {
-                    publish,
+                    publish: config.publish.clone(),
+                    controller_name: config.options.controller_name.clone(),
                     election_id: config.election_id.clone(),
                     namespace: std::env::var("POD_NAMESPACE")
                         .unwrap_or_else(|_| client.default_namespace().to_owned()),

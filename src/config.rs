@@ -223,6 +223,11 @@ pub struct RunArgs {
     /// only (IngressClasses are cluster-wide).
     #[arg(long, env = "VESTIBULE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Cluster mode: watch the Gateway API (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+    /// and Namespaces for listener selectors) and write their status. A kind whose CRD is
+    /// missing is skipped until it appears; `false` when the controller may not list them.
+    #[arg(long, env = "VESTIBULE_GATEWAY_API", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub gateway_api: bool,
     /// Cluster mode: write this LoadBalancer Service's addresses (`namespace/name`) into the
     /// `status.loadBalancer` of every Ingress of ours.
     #[arg(long, env = "VESTIBULE_PUBLISH_SERVICE", value_parser = parse_namespaced)]
@@ -304,6 +309,8 @@ pub struct Config {
     pub election_id: String,
     pub update_status_on_shutdown: bool,
     pub watch_namespace: Option<String>,
+    /// Watch the Gateway API kinds (cluster mode).
+    pub gateway_api: bool,
     pub debounce: Duration,
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
@@ -414,6 +421,7 @@ impl RunArgs {
             election_id: self.election_id.clone(),
             update_status_on_shutdown: self.update_status_on_shutdown,
             watch_namespace: self.watch_namespace.clone(),
+            gateway_api: self.gateway_api,
             debounce: self.debounce,
             http_addr: self.http_addr,
             https_addr: self.https_addr,

@@ -419,3 +419,288 @@ async fn traffic_flows_while_the_api_server_restarts() {
     })
     .await;
 }
+
+/// The HTTPRoute's `status.parents`, as written.
+fn parents_of(api: &ApiServer, name: &str) -> Vec<serde_json::Value> {
+    api.objects("HTTPRoute")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == name)
+        .and_then(|r| r["status"]["parents"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn condition<'a>(conditions: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    conditions
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn gateway_of(api: &ApiServer, name: &str) -> serde_json::Value {
+    api.objects("Gateway")
+        .into_iter()
+        .find(|g| g["metadata"]["name"] == name)
+        .unwrap_or_default()
+}
+
+// The Gateway API in cluster mode (issue #13): a missing CRD is skipped and picked up when it
+// appears; GatewayClass, Gateway and HTTPRoute status are written by the leader with the
+// spec's conditions and reasons; a ReferenceGrant appearing and disappearing, and a route
+// moving between Gateways, are followed; another controller's parent entry is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_objects_are_watched_and_their_status_written() {
+    let api = ApiServer::start().await;
+    api.set_installed("httproutes", "gateway.networking.k8s.io/v1", false);
+    let web = backend("web").await;
+    api.apply_all(&service_yaml("web", &[(web, None)]));
+    let shared = backend("shared").await;
+    api.apply_all(
+        &service_yaml("shared", &[(shared, None)])
+            .replace("namespace: test", "namespace: backends"),
+    );
+    api.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: test, labels: {team: a}}\n");
+    api.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: infra}\n");
+    api.apply("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: vestibule, generation: 1}\nspec: {controllerName: vestibule.dev/ingress-controller}\n");
+    api.apply("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: theirs}\nspec: {controllerName: example.com/other}\n");
+    api.apply(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra, generation: 3}
+spec:
+  gatewayClassName: vestibule
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}}
+  - {name: tcp, port: 9000, protocol: TCP}
+",
+    );
+    api.apply(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: second, namespace: test}
+spec:
+  gatewayClassName: vestibule
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: second.test}]
+",
+    );
+    let dir = manifest_dir();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let env = [
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("POD_NAME", "solo"),
+    ];
+    let v = Vestibule::start_with(&["--publish-status-address", "192.0.2.10"], &env);
+    assert!(
+        v.logs()
+            .join("\n")
+            .contains("skipping a kind until it can be listed"),
+        "one line for the missing CRD"
+    );
+    // GatewayClass: ours accepted with the features; theirs untouched.
+    assert!(
+        until(Duration::from_secs(10), || {
+            let classes = api.objects("GatewayClass");
+            let ours = classes
+                .iter()
+                .find(|c| c["metadata"]["name"] == "vestibule");
+            ours.is_some_and(|c| {
+                condition(&c["status"]["conditions"], "Accepted")["status"] == "True"
+            })
+        })
+        .await
+    );
+    let classes = api.objects("GatewayClass");
+    let ours = classes
+        .iter()
+        .find(|c| c["metadata"]["name"] == "vestibule")
+        .unwrap();
+    assert_eq!(
+        condition(&ours["status"]["conditions"], "Accepted")["observedGeneration"],
+        1
+    );
+    let features = ours["status"]["supportedFeatures"].as_array().unwrap();
+    assert!(features.iter().any(|f| f["name"] == "HTTPRoute"));
+    let theirs = classes
+        .iter()
+        .find(|c| c["metadata"]["name"] == "theirs")
+        .unwrap();
+    assert!(theirs["status"].is_null());
+    // Gateway: the published address, Accepted with a listener that is not served.
+    assert!(
+        until(Duration::from_secs(10), || {
+            !gateway_of(&api, "edge")["status"]["addresses"].is_null()
+        })
+        .await
+    );
+    let edge = gateway_of(&api, "edge");
+    assert_eq!(
+        edge["status"]["addresses"],
+        serde_json::json!([{"type": "IPAddress", "value": "192.0.2.10"}])
+    );
+    let accepted = condition(&edge["status"]["conditions"], "Accepted");
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("True"), Some("ListenersNotValid"))
+    );
+    assert_eq!(accepted["observedGeneration"], 3);
+    assert_eq!(
+        condition(&edge["status"]["conditions"], "Programmed")["status"],
+        "True"
+    );
+    let listeners = edge["status"]["listeners"].as_array().unwrap();
+    assert_eq!(
+        condition(&listeners[1]["conditions"], "Accepted")["reason"],
+        "UnsupportedProtocol"
+    );
+    assert_eq!(listeners[0]["attachedRoutes"], 0);
+    assert_eq!(
+        listeners[0]["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+    );
+
+    // The HTTPRoute CRD appears; a route with another controller's parent entry attaches.
+    api.set_installed("httproutes", "gateway.networking.k8s.io/v1", true);
+    let route = |parent: &str, parent_ns: &str, host: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: site, namespace: test, generation: 2}}
+spec:
+  parentRefs: [{{name: {parent}, namespace: {parent_ns}}}]
+  hostnames: [{host}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /shared}}}}]
+    backendRefs: [{{name: shared, namespace: backends, port: 80}}]
+  - backendRefs: [{{name: web, port: 80}}]
+status:
+  parents:
+  - parentRef: {{name: mesh}}
+    controllerName: example.com/mesh
+    conditions: [{{type: Accepted, status: \"True\", reason: Accepted, message: theirs, lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]
+"
+        )
+    };
+    api.apply(&route("edge", "infra", "gw.test"));
+    v.eventually("gw.test", "/", Duration::from_secs(15), |a| {
+        a.backend() == "web"
+    })
+    .await;
+    assert!(
+        until(Duration::from_secs(10), || parents_of(&api, "site").len()
+            == 2)
+        .await,
+        "{:?}",
+        parents_of(&api, "site")
+    );
+    let parents = parents_of(&api, "site");
+    assert_eq!(
+        parents[0]["controllerName"], "example.com/mesh",
+        "another controller's entry is kept"
+    );
+    let ours = &parents[1];
+    assert_eq!(ours["controllerName"], "vestibule.dev/ingress-controller");
+    assert_eq!(ours["parentRef"]["name"], "edge");
+    assert_eq!(ours["parentRef"]["namespace"], "infra");
+    assert_eq!(condition(&ours["conditions"], "Accepted")["status"], "True");
+    assert_eq!(
+        condition(&ours["conditions"], "Accepted")["observedGeneration"],
+        2
+    );
+    let refs = condition(&ours["conditions"], "ResolvedRefs");
+    assert_eq!(
+        (refs["status"].as_str(), refs["reason"].as_str()),
+        (Some("False"), Some("RefNotPermitted"))
+    );
+    assert_eq!(
+        get(v.http, "gw.test", "/shared").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert!(
+        until(
+            Duration::from_secs(10),
+            || gateway_of(&api, "edge")["status"]["listeners"][0]["attachedRoutes"] == 1
+        )
+        .await
+    );
+
+    // A ReferenceGrant (v1beta1) appears: the backend resolves; it goes away: 500 again.
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: test-to-backends, namespace: backends}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: test}]
+  to: [{group: \"\", kind: Service}]
+";
+    api.apply(grant);
+    v.eventually("gw.test", "/shared", Duration::from_secs(10), |a| {
+        a.backend() == "shared"
+    })
+    .await;
+    let resolved = || {
+        let p = parents_of(&api, "site");
+        p.get(1)
+            .map(|o| condition(&o["conditions"], "ResolvedRefs")["status"].clone())
+    };
+    assert!(
+        until(Duration::from_secs(10), || resolved()
+            == Some("True".into()))
+        .await
+    );
+    api.delete("ReferenceGrant", "backends", "test-to-backends");
+    v.eventually("gw.test", "/shared", Duration::from_secs(10), |a| {
+        a.status == StatusCode::INTERNAL_SERVER_ERROR
+    })
+    .await;
+    assert!(
+        until(Duration::from_secs(10), || resolved()
+            == Some("False".into()))
+        .await
+    );
+
+    // The route moves to the other Gateway: traffic and status follow, the old Gateway's
+    // listener no longer counts it.
+    api.apply(&route("second", "test", "second.test"));
+    v.eventually("second.test", "/", Duration::from_secs(10), |a| {
+        a.backend() == "web"
+    })
+    .await;
+    v.eventually("gw.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(
+        until(Duration::from_secs(10), || {
+            let p = parents_of(&api, "site");
+            p.len() == 2 && p[1]["parentRef"]["name"] == "second"
+        })
+        .await,
+        "{:?}",
+        parents_of(&api, "site")
+    );
+    assert!(
+        until(
+            Duration::from_secs(10),
+            || gateway_of(&api, "edge")["status"]["listeners"][0]["attachedRoutes"] == 0
+        )
+        .await
+    );
+    // Refused by the listener: a namespace the selector does not take.
+    api.apply(&route("edge", "infra", "gw.test").replace(
+        "namespace: test, generation: 2",
+        "namespace: infra, generation: 2",
+    ));
+    assert!(
+        until(Duration::from_secs(10), || {
+            let routes = api.objects("HTTPRoute");
+            let r = routes
+                .iter()
+                .find(|r| r["metadata"]["namespace"] == "infra");
+            r.and_then(|r| r["status"]["parents"].as_array().cloned())
+                .is_some_and(|p| {
+                    p.iter().any(|p| {
+                        condition(&p["conditions"], "Accepted")["reason"] == "NotAllowedByListeners"
+                    })
+                })
+        })
+        .await
+    );
+}

@@ -1,14 +1,20 @@
 //! Cluster mode: kube-rs reflectors for Ingress, IngressClass, Service, EndpointSlice, TLS and
 //! Opaque Secrets (by field selector; Opaque ones hold htpasswd files and CA bundles, read only
-//! when an Ingress names them) and the `--configmap` ConfigMap. The stores feed the same `model::build` as file mode; each
+//! when an Ingress names them), the `--configmap` ConfigMap, and the Gateway API kinds with
+//! Namespaces (each skipped while its CRD is missing). The stores feed the same `model::build` as file mode; each
 //! change wakes the rebuild loop, which debounces. New diagnostics become Kubernetes Events on
 //! the objects concerned.
 
 use crate::model::Snapshot;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::httproutes::HttpRoute;
+use gateway_api::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -29,7 +35,25 @@ pub struct Stores {
     opaque_secrets: Store<Secret>,
     /// Only with `--configmap`.
     config_map: Option<Store<ConfigMap>>,
+    /// Unless `--gateway-api=false`.
+    gateway: Option<GatewayStores>,
 }
+
+/// The Gateway API kinds, and Namespaces for `allowedRoutes` selectors. A kind whose CRD is
+/// not installed (or that the controller may not list) is empty until it can be listed.
+#[derive(Clone)]
+struct GatewayStores {
+    classes: Store<GatewayClass>,
+    gateways: Store<Gateway>,
+    routes: Store<HttpRoute>,
+    grants: Store<ReferenceGrant>,
+    /// Clusters with Gateway API CRDs older than v1.5 serve ReferenceGrant as v1beta1 only.
+    grants_v1beta1: Store<DynamicObject>,
+    namespaces: Store<Namespace>,
+}
+
+/// How often a kind that cannot be listed yet is tried again.
+const NOT_INSTALLED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Stores {
     /// The objects as the stores hold them now.
@@ -40,7 +64,7 @@ impl Stores {
         {
             store.state()
         }
-        Snapshot {
+        let mut snapshot = Snapshot {
             ingresses: all(&self.ingresses),
             ingress_classes: all(&self.ingress_classes),
             services: all(&self.services),
@@ -51,8 +75,37 @@ impl Stores {
                 .collect(),
             config_maps: self.config_map.as_ref().map(all).unwrap_or_default(),
             ..Snapshot::default()
+        };
+        if let Some(g) = &self.gateway {
+            snapshot.gateway_classes = all(&g.classes);
+            snapshot.gateways = all(&g.gateways);
+            snapshot.http_routes = all(&g.routes);
+            snapshot.namespaces = all(&g.namespaces);
+            let mut grants = all(&g.grants);
+            // The same grant served as both versions counts once.
+            for old in g.grants_v1beta1.state() {
+                let same = |r: &std::sync::Arc<ReferenceGrant>| {
+                    r.metadata.namespace == old.metadata.namespace
+                        && r.metadata.name == old.metadata.name
+                };
+                if grants.iter().any(same) {
+                    continue;
+                }
+                match serde_json::to_value(&*old).and_then(serde_json::from_value) {
+                    Ok(grant) => grants.push(std::sync::Arc::new(grant)),
+                    Err(e) => {
+                        tracing::warn!(grant = ?old.metadata.name, error = %e, "ReferenceGrant v1beta1 not read")
+                    }
+                }
+            }
+            snapshot.reference_grants = grants;
         }
-        .sorted()
+        snapshot.sorted()
+    }
+
+    /// Whether the Gateway API kinds are watched (`--gateway-api`).
+    pub fn watches_gateway_api(&self) -> bool {
+        self.gateway.is_some()
     }
 
     /// Resolves once every reflector has listed its kind.
@@ -66,6 +119,14 @@ impl Stores {
         if let Some(store) = &self.config_map {
             store.wait_until_ready().await?;
         }
+        if let Some(g) = &self.gateway {
+            g.classes.wait_until_ready().await?;
+            g.gateways.wait_until_ready().await?;
+            g.routes.wait_until_ready().await?;
+            g.grants.wait_until_ready().await?;
+            g.grants_v1beta1.wait_until_ready().await?;
+            g.namespaces.wait_until_ready().await?;
+        }
         Ok(())
     }
 }
@@ -77,6 +138,7 @@ pub fn watch(
     client: Client,
     namespace: Option<&str>,
     config_map: Option<&(String, String)>,
+    gateway_api: bool,
 ) -> (Stores, mpsc::Receiver<()>, Vec<JoinHandle<()>>) {
     let (tx, rx) = mpsc::channel(1);
     let namespaced =
@@ -110,7 +172,55 @@ pub fn watch(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let gateway = gateway_api.then(|| {
+        let scoped = |client: &Client| match namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+        let (gateways, routes, grants) = scoped(&client);
+        let v1beta1 = ApiResource {
+            group: "gateway.networking.k8s.io".to_owned(),
+            version: "v1beta1".to_owned(),
+            api_version: "gateway.networking.k8s.io/v1beta1".to_owned(),
+            kind: "ReferenceGrant".to_owned(),
+            plural: "referencegrants".to_owned(),
+        };
+        let old_grants = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &v1beta1),
+            None => Api::all_with(client.clone(), &v1beta1),
+        };
+        let config = watcher::Config::default();
+        GatewayStores {
+            classes: reflect_once_listed(
+                Api::all(client.clone()),
+                (),
+                config.clone(),
+                &tx,
+                &mut tasks,
+            ),
+            gateways: reflect_once_listed(gateways, (), config.clone(), &tx, &mut tasks),
+            routes: reflect_once_listed(routes, (), config.clone(), &tx, &mut tasks),
+            grants: reflect_once_listed(grants, (), config.clone(), &tx, &mut tasks),
+            grants_v1beta1: reflect_once_listed(
+                old_grants,
+                v1beta1,
+                config.clone(),
+                &tx,
+                &mut tasks,
+            ),
+            namespaces: reflect_once_listed(Api::all(client.clone()), (), config, &tx, &mut tasks),
+        }
+    });
     let stores = Stores {
+        gateway,
         ingresses: reflect(ingresses, all.clone(), trim, &tx, &mut tasks),
         ingress_classes: reflect(Api::all(client), all.clone(), trim, &tx, &mut tasks),
         services: reflect(services, all.clone(), trim, &tx, &mut tasks),
@@ -167,6 +277,70 @@ where
             .for_each(|event| {
                 match event {
                     // A full channel already holds a wake-up that will see this change.
+                    Ok(_) => {
+                        let _ = changed.try_send(());
+                    }
+                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
+                }
+                std::future::ready(())
+            })
+            .await
+    }));
+    store
+}
+
+/// A reflector for a kind that may not be there: its CRD not installed, or the controller
+/// not allowed to list it (the chart's `gatewayAPI.enabled`). Until it can be listed its
+/// store is empty and ready, with one log line; it is tried again every few seconds and
+/// watched from the moment it answers.
+fn reflect_once_listed<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    config: watcher::Config,
+    changed: &mpsc::Sender<()>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    let mut writer = reflector::store::Writer::new(dyntype.clone());
+    let store = writer.as_reader();
+    let changed = changed.clone();
+    let kind = K::kind(&dyntype).into_owned();
+    let version = K::version(&dyntype).into_owned();
+    tasks.push(tokio::spawn(async move {
+        let mut absent = false;
+        loop {
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                    if !absent {
+                        let why = match s.code {
+                            404 => "its CRD is not installed",
+                            _ => "the controller may not list it (RBAC)",
+                        };
+                        tracing::info!(kind, version, why, "skipping a kind until it can be listed");
+                        writer.apply_watcher_event(&watcher::Event::Init);
+                        writer.apply_watcher_event(&watcher::Event::InitDone);
+                        absent = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind, version, error = %e, "cannot list; retrying")
+                }
+            }
+            tokio::time::sleep(NOT_INSTALLED_RETRY).await;
+        }
+        if absent {
+            tracing::info!(kind, version, "the kind can be listed now; watching it");
+        }
+        watcher(api, config)
+            .default_backoff()
+            .modify(trim)
+            .reflect(writer)
+            .for_each(|event| {
+                match event {
                     Ok(_) => {
                         let _ = changed.try_send(());
                     }
@@ -247,6 +421,18 @@ fn object_reference(
         "IngressClass" => (
             "networking.k8s.io/v1",
             find(&snapshot.ingress_classes, object),
+        ),
+        "GatewayClass" => (
+            "gateway.networking.k8s.io/v1",
+            find(&snapshot.gateway_classes, object),
+        ),
+        "Gateway" => (
+            "gateway.networking.k8s.io/v1",
+            find(&snapshot.gateways, object),
+        ),
+        "HTTPRoute" => (
+            "gateway.networking.k8s.io/v1",
+            find(&snapshot.http_routes, object),
         ),
         _ => return None,
     };

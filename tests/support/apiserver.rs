@@ -57,7 +57,42 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
         "Lease",
         "/apis/coordination.k8s.io/v1",
     ),
+    (
+        "gatewayclasses",
+        "gateway.networking.k8s.io/v1",
+        "GatewayClass",
+        "/apis/gateway.networking.k8s.io/v1",
+    ),
+    (
+        "gateways",
+        "gateway.networking.k8s.io/v1",
+        "Gateway",
+        "/apis/gateway.networking.k8s.io/v1",
+    ),
+    (
+        "httproutes",
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "/apis/gateway.networking.k8s.io/v1",
+    ),
+    (
+        "referencegrants",
+        "gateway.networking.k8s.io/v1",
+        "ReferenceGrant",
+        "/apis/gateway.networking.k8s.io/v1",
+    ),
+    // One storage, two versions, as the API server serves a CRD with both.
+    (
+        "referencegrants",
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        "/apis/gateway.networking.k8s.io/v1beta1",
+    ),
+    ("namespaces", "v1", "Namespace", "/api/v1"),
 ];
+
+/// Kinds that are cluster-scoped.
+const CLUSTER_SCOPED: &[&str] = &["ingressclasses", "gatewayclasses", "namespaces"];
 
 #[derive(Clone, Debug)]
 struct Change {
@@ -75,6 +110,8 @@ struct State {
     history: Vec<Change>,
     /// History before this resourceVersion is gone (a watch from older gets 410).
     compacted_before: u64,
+    /// (plural, apiVersion) not served, as for a CRD that is not installed: 404.
+    uninstalled: std::collections::BTreeSet<(String, String)>,
 }
 
 /// Handle to a running fake API server.
@@ -175,7 +212,7 @@ impl ApiServer {
         let (plural, api, _) = plural_of(object["kind"].as_str().unwrap());
         object["apiVersion"] = json!(api);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-        let namespace = if plural == "ingressclasses" {
+        let namespace = if CLUSTER_SCOPED.contains(&plural) {
             String::new()
         } else {
             namespace.unwrap_or_else(|| "default".to_owned())
@@ -210,6 +247,17 @@ impl ApiServer {
                 self.apply(doc);
             }
         }
+    }
+
+    /// Stops or starts serving a kind at one API version, as removing or installing its CRD
+    /// would (the objects stay stored).
+    pub fn set_installed(&self, plural: &str, api_version: &str, installed: bool) {
+        let key = (plural.to_owned(), api_version.to_owned());
+        let mut state = self.state.lock().unwrap();
+        match installed {
+            true => state.uninstalled.remove(&key),
+            false => state.uninstalled.insert(key),
+        };
     }
 
     /// Deletes an object.
@@ -264,6 +312,14 @@ impl ApiServer {
                 &format!("no route {path}"),
             );
         };
+        let key = (target.plural.to_owned(), target.api.to_owned());
+        if self.state.lock().unwrap().uninstalled.contains(&key) {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("the server could not find the requested resource {path}"),
+            );
+        }
         let method = req.method().clone();
         let body: Value = req
             .into_body()
@@ -659,6 +715,7 @@ fn merge(target: &mut Value, patch: &Value) {
 
 struct Target {
     plural: &'static str,
+    api: &'static str,
     namespace: Option<String>,
     name: Option<String>,
     /// The `/status` subresource.
@@ -668,7 +725,7 @@ struct Target {
 /// `/api/v1/services`, `/api/v1/namespaces/ns/services[/name[/status]]` (and the same under
 /// `/apis/...`), `/apis/networking.k8s.io/v1/ingressclasses[/name]`.
 fn route(path: &str) -> Option<Target> {
-    for (plural, _, _, prefix) in KINDS {
+    for (plural, api, _, prefix) in KINDS {
         let Some(rest) = path.strip_prefix(prefix) else {
             continue;
         };
@@ -690,6 +747,7 @@ fn route(path: &str) -> Option<Target> {
         let status = parts.next() == Some("status");
         return Some(Target {
             plural,
+            api,
             namespace,
             name,
             status,

@@ -1,6 +1,9 @@
-//! Ingress `status.loadBalancer`: the addresses clients reach Vestibule at (the chart's
-//! LoadBalancer Service, or fixed addresses), written into every Ingress of ours by the one
-//! replica that holds a coordination.k8s.io/v1 Lease. Every replica serves traffic.
+//! Status, written by the one replica that holds a coordination.k8s.io/v1 Lease (every
+//! replica serves traffic): Ingress `status.loadBalancer`, the addresses clients reach
+//! Vestibule at (the chart's LoadBalancer Service, or fixed addresses), here; the Gateway API
+//! kinds' conditions in [`gateway`].
+
+mod gateway;
 
 use crate::model::ObjectRef;
 use crate::source::kube::Stores;
@@ -29,7 +32,10 @@ pub enum Publish {
 /// Leader election and status settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub publish: Publish,
+    /// `None`: no Ingress addresses are written (Gateway API status still is).
+    pub publish: Option<Publish>,
+    /// `--controller-name`, as HTTPRoute `status.parents[].controllerName`.
+    pub controller_name: String,
     /// Name of the Lease.
     pub election_id: String,
     /// Namespace of the Lease: `POD_NAMESPACE`, else the client's default namespace.
@@ -314,9 +320,23 @@ pub async fn run(
             leading = now_leading;
         }
         if leading {
-            match addresses(&stores, &elector.settings.publish) {
-                Ok(desired) => reconcile(&client, &stores, &shared, &desired, &mut written).await,
-                Err(e) => tracing::warn!(error = %e, "cannot read the addresses to publish"),
+            let desired = match &elector.settings.publish {
+                None => None,
+                Some(publish) => match addresses(&stores, publish) {
+                    Ok(desired) => Some(desired),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the addresses to publish");
+                        None
+                    }
+                },
+            };
+            if let Some(desired) = &desired {
+                reconcile(&client, &stores, &shared, desired, &mut written).await;
+            }
+            if stores.watches_gateway_api() {
+                let controller = &elector.settings.controller_name;
+                let found = desired.as_deref().unwrap_or_default();
+                gateway::reconcile(&client, &stores, &shared, controller, found).await;
             }
         }
         tokio::select! {
@@ -330,7 +350,7 @@ pub async fn run(
     if let Err(e) = elector.release().await {
         tracing::warn!(error = %e, "could not release the Lease");
     }
-    if elector.settings.update_on_shutdown {
+    if elector.settings.update_on_shutdown && elector.settings.publish.is_some() {
         // Another replica that remains takes the Lease within a couple of its retry periods.
         tokio::time::sleep(retry * 2 + Duration::from_millis(500)).await;
         if !elector.other_holder().await {
