@@ -2,7 +2,8 @@
 """Checks the Helm chart with the official Helm SDK (helm-python-sdk: lint and render, as
 `helm lint` and `helm template`) and validates the rendered manifests against the Kubernetes
 1.33 schemas (kubernetes-validate --strict), for several value sets. Also: the values schema
-rejects unknown and mistyped values, and the ClusterRole grants exactly what cluster mode uses.
+rejects unknown and mistyped values, the ClusterRole grants exactly what cluster mode uses, and
+gatewayAPI.* adds the Gateway API's RBAC, flags and GatewayClass.
 Exits non-zero on any problem. Run through charts/check.sh, which installs the tools."""
 
 import json
@@ -28,6 +29,8 @@ VALUE_SETS = {
     "clusterip-watch-namespace": {"service": {"type": "ClusterIP"}, "controller": {"watchNamespace": "shop"}},
     "configmap-proxy-protocol": {"controller": {"proxyProtocol": True, "sslPassthrough": True,
                                                 "config": {"use-forwarded-headers": "true", "proxy-body-size": "8m"}}},
+    "gateway-api": {"gatewayAPI": {"enabled": True}},
+    "gateway-api-no-class": {"gatewayAPI": {"enabled": True, "gatewayClass": {"create": False}}},
 }
 
 # What the ClusterRole may grant: (apiGroup, resource) -> verbs.
@@ -42,12 +45,25 @@ ALLOWED = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 
+# What the ClusterRole adds with gatewayAPI.enabled.
+GATEWAY_API = {
+    ("gateway.networking.k8s.io", "gatewayclasses"): {"list", "watch"},
+    ("gateway.networking.k8s.io", "gateways"): {"list", "watch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"list", "watch"},
+    ("gateway.networking.k8s.io", "referencegrants"): {"list", "watch"},
+    ("gateway.networking.k8s.io", "gatewayclasses/status"): {"update"},
+    ("gateway.networking.k8s.io", "gateways/status"): {"update"},
+    ("gateway.networking.k8s.io", "httproutes/status"): {"update"},
+    ("", "namespaces"): {"list", "watch"},
+}
+
 REJECTED = {
     "unknown key": {"replicas": 3},
     "unknown nested key": {"service": {"typ": "NodePort"}},
     "mistyped": {"replicaCount": "two"},
     "bad enum": {"kind": "StatefulSet"},
     "bad service type": {"service": {"type": "ExternalName"}},
+    "unknown gatewayAPI key": {"gatewayAPI": {"enable": True}},
 }
 
 problems = []
@@ -67,7 +83,7 @@ def documents(rendered):
                 yield path, doc
 
 
-def check_rbac(name, docs):
+def check_rbac(name, docs, gateway_api):
     roles = [d for _, d in docs if d.get("kind") == "ClusterRole"]
     if len(roles) != 1:
         return fail(f"{name}: expected one ClusterRole, found {len(roles)}")
@@ -78,8 +94,29 @@ def check_rbac(name, docs):
         for group in rule.get("apiGroups", []):
             for resource in rule.get("resources", []):
                 granted.setdefault((group, resource), set()).update(rule.get("verbs", []))
-    if granted != ALLOWED:
-        fail(f"{name}: ClusterRole grants {granted}, expected exactly {ALLOWED}")
+    expected = {**ALLOWED, **(GATEWAY_API if gateway_api else {})}
+    if granted != expected:
+        fail(f"{name}: ClusterRole grants {granted}, expected exactly {expected}")
+
+
+def check_gateway_api(name, values, docs, args):
+    """The Gateway API flags and the GatewayClass follow gatewayAPI.*; the GatewayClass (a
+    CRD kind the Kubernetes schemas do not know) is checked here instead."""
+    enabled = values.get("gatewayAPI", {}).get("enabled", False)
+    create = values.get("gatewayAPI", {}).get("gatewayClass", {}).get("create", True)
+    if f"--gateway-api={'true' if enabled else 'false'}" not in args:
+        fail(f"{name}: --gateway-api does not follow gatewayAPI.enabled: {args}")
+    if enabled and not {"--gateway-http-port=80", "--gateway-https-port=443"} <= set(args):
+        fail(f"{name}: the Gateway listener ports are not the Service's: {args}")
+    classes = [d for _, d in docs if d.get("kind") == "GatewayClass"]
+    want = 1 if enabled and create else 0
+    if len(classes) != want:
+        return fail(f"{name}: {len(classes)} GatewayClass(es), expected {want}")
+    for c in classes:
+        if c.get("apiVersion") != "gateway.networking.k8s.io/v1" or \
+                c.get("spec", {}).get("controllerName") != "vestibule.dev/ingress-controller" or \
+                set(c.get("spec", {})) != {"controllerName"}:
+            fail(f"{name}: GatewayClass is not ours: {c}")
 
 
 def main():
@@ -107,6 +144,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             files = []
             for i, (path, doc) in enumerate(docs):
+                if doc.get("apiVersion", "").startswith("gateway.networking.k8s.io/"):
+                    continue
                 file = os.path.join(tmp, f"{i:02d}-{os.path.basename(path)}")
                 with open(file, "w") as f:
                     yaml.safe_dump(doc, f)
@@ -115,9 +154,10 @@ def main():
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 fail(f"{name}: kubernetes-validate:\n{result.stdout}{result.stderr}")
-        check_rbac(name, docs)
+        check_rbac(name, docs, values.get("gatewayAPI", {}).get("enabled", False))
         workload = next(d for _, d in docs if d["kind"] in ("Deployment", "DaemonSet"))
         args = workload["spec"]["template"]["spec"]["containers"][0]["args"]
+        check_gateway_api(name, values, docs, args)
         if "--publish-service=ingress/vestibule" not in args:
             fail(f"{name}: --publish-service is not the chart's Service: {args}")
         print(f"ok   {name}: {len(docs)} objects ({', '.join(kinds)})")
