@@ -243,7 +243,9 @@ impl Route {
         if total == 0 {
             return first;
         }
-        let mut at = turn as u64 % total;
+        // Turns walk the weight slots by a stride coprime with the total, so every `total`
+        // turns give each backend exactly its weight, interleaved rather than in runs.
+        let mut at = (turn as u64 % total) * spread_stride(total) % total;
         for b in &self.backends {
             if at < u64::from(b.weight) {
                 return b;
@@ -265,6 +267,19 @@ impl Route {
             .iter()
             .any(|f| matches!(f, super::policy::Filter::HttpsRedirect(_)))
     }
+}
+
+/// A stride near `total` / φ that is coprime with `total`: stepping by it visits every slot
+/// once per `total` steps, spread out.
+fn spread_stride(total: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut stride = ((total as f64) * 0.618_034).round().max(1.0) as u64;
+    while gcd(stride, total) != 1 {
+        stride += 1;
+    }
+    stride
 }
 
 /// What one router key leads to: routes in precedence order (Exact before Prefix at one key,
@@ -483,7 +498,14 @@ mod tests {
         let (a, b, c) = (backend("a"), backend("b"), backend("c"));
         let r = route(&[(&a, 3), (&b, 1), (&c, 0)], Vec::new());
         let picks: Vec<&str> = (0..8).map(|t| name(r.backend_for(t))).collect();
-        assert_eq!(picks, ["a", "a", "a", "b", "a", "a", "a", "b"]);
+        assert_eq!(picks, ["a", "b", "a", "a", "a", "b", "a", "a"]);
+        // 80/20 is interleaved: the first ten turns already split 8/2 or 9/1, and every
+        // hundred exactly 80/20.
+        let r = route(&[(&a, 80), (&b, 20)], Vec::new());
+        let first: usize = (0..10).filter(|t| name(r.backend_for(*t)) == "b").count();
+        assert!((1..=2).contains(&first), "{first}");
+        let all: usize = (0..100).filter(|t| name(r.backend_for(*t)) == "b").count();
+        assert_eq!(all, 20);
         // All weights 0: the first backend, rather than nothing.
         let r = route(&[(&a, 0), (&b, 0)], Vec::new());
         assert_eq!(name(r.backend_for(5)), "a");
