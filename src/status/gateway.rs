@@ -280,3 +280,95 @@ fn same_parent(r: &HttpRouteStatusParentsParentRef, p: &ParentState) -> bool {
         && r.section_name == p.section_name
         && r.port == p.port
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(status: bool, reason: &'static str) -> StatusCondition {
+        StatusCondition {
+            type_: "Accepted",
+            status,
+            reason,
+            message: "m".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_stays() {
+        let then = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        let before = vec![Condition {
+            type_: "Accepted".to_owned(),
+            status: "True".to_owned(),
+            reason: "Accepted".to_owned(),
+            message: "old".to_owned(),
+            observed_generation: Some(1),
+            last_transition_time: then.clone(),
+        }];
+        // Same status, new generation and reason: the time stays, the rest follows.
+        let same = conditions(&[wanted(true, "ListenersNotValid")], Some(2), Some(&before));
+        assert_eq!(same[0].last_transition_time, then);
+        assert_eq!(
+            (same[0].observed_generation, same[0].reason.as_str()),
+            (Some(2), "ListenersNotValid")
+        );
+        // The status flips: a new time.
+        let flipped = conditions(&[wanted(false, "Invalid")], Some(2), Some(&before));
+        assert_ne!(flipped[0].last_transition_time, then);
+        assert_eq!(flipped[0].status, "False");
+    }
+
+    #[test]
+    fn other_controllers_parents_are_kept_and_ours_replaced() {
+        let theirs = HttpRouteStatusParents {
+            conditions: Vec::new(),
+            controller_name: "example.com/mesh".to_owned(),
+            parent_ref: HttpRouteStatusParentsParentRef {
+                name: "mesh".to_owned(),
+                ..Default::default()
+            },
+        };
+        let stale = HttpRouteStatusParents {
+            controller_name: "ours".to_owned(),
+            parent_ref: HttpRouteStatusParentsParentRef {
+                name: "gone".to_owned(),
+                ..Default::default()
+            },
+            ..theirs.clone()
+        };
+        let current = HttpRouteStatus {
+            parents: vec![theirs.clone(), stale],
+        };
+        let route = RouteState {
+            object: crate::model::ObjectRef {
+                kind: "HTTPRoute",
+                namespace: "ns".to_owned(),
+                name: "r".to_owned(),
+            },
+            generation: Some(4),
+            parents: vec![ParentState {
+                gateway: crate::model::ObjectRef {
+                    kind: "Gateway",
+                    namespace: "infra".to_owned(),
+                    name: "edge".to_owned(),
+                },
+                section_name: Some("http".to_owned()),
+                port: None,
+                conditions: vec![wanted(true, "Accepted")],
+            }],
+        };
+        let out = route_status(Some(&route), "ours", Some(&current));
+        assert_eq!(out.parents.len(), 2);
+        assert_eq!(out.parents[0], theirs);
+        let ours = &out.parents[1];
+        assert_eq!(ours.parent_ref.name, "edge");
+        assert_eq!(ours.parent_ref.namespace.as_deref(), Some("infra"));
+        assert_eq!(ours.parent_ref.kind.as_deref(), Some("Gateway"));
+        assert_eq!(ours.conditions[0].observed_generation, Some(4));
+        // No longer ours at all: only theirs remains.
+        assert_eq!(
+            route_status(None, "ours", Some(&current)).parents,
+            vec![theirs]
+        );
+    }
+}
