@@ -572,6 +572,7 @@ async fn mirrors_copy_requests_and_timeouts_answer_504() {
     let (mirror_b, seen_b) = slow_pod(200, Duration::ZERO).await;
     let (never, seen_never) = slow_pod(200, Duration::ZERO).await;
     let (slow, _) = slow_pod(200, Duration::from_secs(3)).await;
+    let (half, seen_half) = slow_pod(200, Duration::ZERO).await;
     let mut yaml = "apiVersion: v1
 kind: Service
 metadata: {name: mirror-a, namespace: gateway-conformance-infra}
@@ -585,6 +586,11 @@ spec: {ports: [{port: 8080}]}
 apiVersion: v1
 kind: Service
 metadata: {name: never, namespace: gateway-conformance-infra}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: half, namespace: gateway-conformance-infra}
 spec: {ports: [{port: 8080}]}
 ---
 apiVersion: v1
@@ -605,6 +611,10 @@ spec:
     - {type: RequestMirror, requestMirror: {backendRef: {name: mirror-b, port: 8080}}}
     - {type: RequestMirror, requestMirror: {backendRef: {name: never, port: 8080}, percent: 0}}
     backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /half}}]
+    filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: half, port: 8080}, fraction: {numerator: 1, denominator: 2}}}
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
   - matches: [{path: {type: PathPrefix, value: /request-timeout}}]
     timeouts: {request: 500ms}
     backendRefs: [{name: slow, port: 8080}]
@@ -620,6 +630,7 @@ spec:
         ("mirror-a", mirror_a),
         ("mirror-b", mirror_b),
         ("never", never),
+        ("half", half),
         ("slow", slow),
     ] {
         yaml.push_str(&slice(INFRA, name, "", addr));
@@ -644,6 +655,13 @@ spec:
         0,
         "a 0% mirror copies nothing"
     );
+    // A 1/2 fraction copies about half of 40 requests.
+    for _ in 0..40 {
+        request(v.http, "GET", "mirror.test", "/half", &[]).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copied = seen_half.load(Ordering::SeqCst);
+    assert!((8..=32).contains(&copied), "{copied} of 40");
     for path in ["/request-timeout", "/backend-timeout"] {
         let started = Instant::now();
         let a = request(v.http, "GET", "mirror.test", path, &[]).await;

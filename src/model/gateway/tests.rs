@@ -213,6 +213,26 @@ spec:
             "{headers:?}"
         );
     }
+    // HTTPHeaderMatch.Name: of entries with equivalent names only the first counts.
+    let b = built(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: twice, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: same-namespace}]
+  rules:
+  - matches: [{headers: [{name: version, value: one}, {name: Version, value: two}]}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+",
+    );
+    assert_eq!(
+        answer(&b, "a.test", "GET", "/", &[("version", "one")]),
+        "infra-backend-v1"
+    );
+    assert_eq!(
+        answer(&b, "a.test", "GET", "/", &[("version", "two")]),
+        "404"
+    );
 }
 
 #[test]
