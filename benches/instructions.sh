@@ -11,6 +11,7 @@
 #   benches/instructions.sh OLD_BINARY NEW_BINARY # two builds side by side
 #   VESTIBULE_BENCH_ROUTES=plain benches/instructions.sh   # only the plain route
 #   VESTIBULE_BENCH_ROUTES="rr2 ewma2" benches/instructions.sh   # round robin and ewma, two pods
+#   VESTIBULE_BENCH_ROUTES="plain httproute" benches/instructions.sh   # an Ingress and an HTTPRoute
 #
 # Needs (Debian): valgrind nghttp2-client (h2load) wrk curl.
 set -euo pipefail
@@ -95,6 +96,31 @@ endpoints: [{addresses: ["127.0.0.1"]}]
 EOF
   done
 }
+# The same route as an HTTPRoute through a Gateway (a ranked host group).
+{
+  cat <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: vestibule}
+spec: {controllerName: vestibule.dev/ingress-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g, namespace: b}
+spec:
+  gatewayClassName: vestibule
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: b}
+spec:
+  parentRefs: [{name: g}]
+  hostnames: [bench.local]
+  rules: [{backendRefs: [{name: up, port: 80}]}]
+EOF
+  backend_yaml
+} > "$work/httproute.yaml"
 two_pods_yaml "" > "$work/rr2.yaml"
 two_pods_yaml "nginx.ingress.kubernetes.io/load-balance: ewma" > "$work/ewma2.yaml"
 target/release/examples/echo "127.0.0.1:$pod_port" up 2>/dev/null &
@@ -127,6 +153,10 @@ for binary in "${binaries[@]}"; do
 for routes in ${VESTIBULE_BENCH_ROUTES:-plain annotated}; do
   # An old build warns of nothing and reads no annotation: its annotated row would lie.
   if [ "$routes" != plain ] && ! "$binary" validate "$work/$routes.yaml" 2>&1 | grep -q '0 errors'; then
+    continue
+  fi
+  # Nor does it serve HTTPRoutes.
+  if [ "$routes" = httproute ] && ! "$binary" --help | grep -q gateway-http-port; then
     continue
   fi
   row=()
