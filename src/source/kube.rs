@@ -268,25 +268,39 @@ where
     let (store, writer) = reflector::store();
     let changed = changed.clone();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let events = watcher(api, config)
+    tasks.push(tokio::spawn(follow(
+        api, config, trim, writer, changed, kind,
+    )));
+    store
+}
+
+/// Watches `api` into `writer` until aborted, waking the rebuild loop on every change.
+async fn follow<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    writer: reflector::store::Writer<K>,
+    changed: mpsc::Sender<()>,
+    kind: String,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    watcher(api, config)
         .default_backoff()
         .modify(trim)
-        .reflect(writer);
-    tasks.push(tokio::spawn(async move {
-        events
-            .for_each(|event| {
-                match event {
-                    // A full channel already holds a wake-up that will see this change.
-                    Ok(_) => {
-                        let _ = changed.try_send(());
-                    }
-                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
+        .reflect(writer)
+        .for_each(|event| {
+            match event {
+                // A full channel already holds a wake-up that will see this change.
+                Ok(_) => {
+                    let _ = changed.try_send(());
                 }
-                std::future::ready(())
-            })
-            .await
-    }));
-    store
+                Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
+            }
+            std::future::ready(())
+        })
+        .await
 }
 
 /// A reflector for a kind that may not be there: its CRD not installed, or the controller
@@ -320,7 +334,12 @@ where
                             404 => "its CRD is not installed",
                             _ => "the controller may not list it (RBAC)",
                         };
-                        tracing::info!(kind, version, why, "skipping a kind until it can be listed");
+                        tracing::info!(
+                            kind,
+                            version,
+                            why,
+                            "skipping a kind until it can be listed"
+                        );
                         writer.apply_watcher_event(&watcher::Event::Init);
                         writer.apply_watcher_event(&watcher::Event::InitDone);
                         absent = true;
@@ -335,20 +354,7 @@ where
         if absent {
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
-        watcher(api, config)
-            .default_backoff()
-            .modify(trim)
-            .reflect(writer)
-            .for_each(|event| {
-                match event {
-                    Ok(_) => {
-                        let _ = changed.try_send(());
-                    }
-                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
-                }
-                std::future::ready(())
-            })
-            .await
+        follow(api, config, trim, writer, changed, kind).await
     }));
     store
 }

@@ -295,12 +295,7 @@ impl<'a> Compiler<'a> {
                         .request_header_modifier
                         .as_ref()
                         .ok_or_else(|| (at(""), "requestHeaderModifier is missing".to_owned()))?;
-                    let edits = header_edits(
-                        m.set.iter().flatten().map(|h| (&h.name, &h.value)),
-                        m.add.iter().flatten().map(|h| (&h.name, &h.value)),
-                        m.remove.iter().flatten(),
-                    )
-                    .map_err(|e| (at(".requestHeaderModifier"), e))?;
+                    let edits = edits_of!(m).map_err(|e| (at(".requestHeaderModifier"), e))?;
                     out.push(Filter::RequestHeaders(edits));
                 }
                 HttpRouteRulesFiltersType::ResponseHeaderModifier => {
@@ -308,12 +303,7 @@ impl<'a> Compiler<'a> {
                         .response_header_modifier
                         .as_ref()
                         .ok_or_else(|| (at(""), "responseHeaderModifier is missing".to_owned()))?;
-                    let edits = header_edits(
-                        m.set.iter().flatten().map(|h| (&h.name, &h.value)),
-                        m.add.iter().flatten().map(|h| (&h.name, &h.value)),
-                        m.remove.iter().flatten(),
-                    )
-                    .map_err(|e| (at(".responseHeaderModifier"), e))?;
+                    let edits = edits_of!(m).map_err(|e| (at(".responseHeaderModifier"), e))?;
                     out.push(Filter::ResponseHeaders(edits));
                 }
                 HttpRouteRulesFiltersType::RequestRedirect => {
@@ -677,6 +667,19 @@ fn path_change(
     }
 }
 
+/// The edits of a `RequestHeaderModifier` or `ResponseHeaderModifier` (the crate generates a
+/// type for each; their fields are the same).
+macro_rules! edits_of {
+    ($m:expr) => {
+        header_edits(
+            $m.set.iter().flatten().map(|h| (&h.name, &h.value)),
+            $m.add.iter().flatten().map(|h| (&h.name, &h.value)),
+            $m.remove.iter().flatten(),
+        )
+    };
+}
+use edits_of;
+
 /// A header modifier's set, add and remove lists, checked.
 fn header_edits<'s>(
     set: impl Iterator<Item = (&'s String, &'s String)>,
@@ -702,13 +705,6 @@ fn header_edits<'s>(
     })
 }
 
-/// A header modifier's set, add and remove lists.
-type Lists<'s> = (
-    Vec<(&'s String, &'s String)>,
-    Vec<(&'s String, &'s String)>,
-    Vec<&'s String>,
-);
-
 /// A backendRef's own filters: header modifiers only (others are not supported there).
 fn backend_filters(
     list: &[gateway_api::httproutes::HttpRouteRulesBackendRefsFilters],
@@ -719,45 +715,20 @@ fn backend_filters(
         let f: HttpRouteRulesFilters = serde_json::to_value(f)
             .and_then(serde_json::from_value)
             .map_err(|e| (format!("[{j}]"), e.to_string()))?;
-        let edits = |m: Option<Lists<'_>>| {
-            m.map(|(s, a, r)| header_edits(s.into_iter(), a.into_iter(), r.into_iter()))
-        };
         match f.r#type {
             HttpRouteRulesFiltersType::RequestHeaderModifier => {
-                let m = f.request_header_modifier.as_ref().map(|m| {
-                    (
-                        m.set
-                            .iter()
-                            .flatten()
-                            .map(|h| (&h.name, &h.value))
-                            .collect(),
-                        m.add
-                            .iter()
-                            .flatten()
-                            .map(|h| (&h.name, &h.value))
-                            .collect(),
-                        m.remove.iter().flatten().collect(),
-                    )
-                });
-                out.request = edits(m).transpose().map_err(|e| (format!("[{j}]"), e))?;
+                let m = f.request_header_modifier.as_ref();
+                out.request = m
+                    .map(|m| edits_of!(m))
+                    .transpose()
+                    .map_err(|e| (format!("[{j}]"), e))?;
             }
             HttpRouteRulesFiltersType::ResponseHeaderModifier => {
-                let m = f.response_header_modifier.as_ref().map(|m| {
-                    (
-                        m.set
-                            .iter()
-                            .flatten()
-                            .map(|h| (&h.name, &h.value))
-                            .collect(),
-                        m.add
-                            .iter()
-                            .flatten()
-                            .map(|h| (&h.name, &h.value))
-                            .collect(),
-                        m.remove.iter().flatten().collect(),
-                    )
-                });
-                out.response = edits(m).transpose().map_err(|e| (format!("[{j}]"), e))?;
+                let m = f.response_header_modifier.as_ref();
+                out.response = m
+                    .map(|m| edits_of!(m))
+                    .transpose()
+                    .map_err(|e| (format!("[{j}]"), e))?;
             }
             other => {
                 return Err((
