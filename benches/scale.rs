@@ -158,7 +158,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 struct Run {
     child: Child,
-    http: SocketAddr,
 }
 
 impl Drop for Run {
@@ -213,7 +212,7 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
     }
     let started = Instant::now();
     let child = command.spawn().expect("start vestibule");
-    let run = Run { child, http };
+    let run = Run { child };
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let last = host(apps - 1);
     loop {

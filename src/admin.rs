@@ -76,7 +76,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 fn route_json(route: &Route) -> Value {
     let backend = route.backend();
-    let endpoints: Vec<Value> = backend
+    let resolved = backend.resolved();
+    let endpoints: Vec<Value> = resolved
         .endpoints
         .all
         .iter()
@@ -86,13 +87,13 @@ fn route_json(route: &Route) -> Value {
                 "ready": e.ready,
                 "serving": e.serving,
                 "terminating": e.terminating,
-                "receivesTraffic": backend.endpoints.targets.contains(&e.target),
+                "receivesTraffic": resolved.endpoints.targets.contains(&e.target),
             })
         })
         .collect();
-    let why_unavailable = match (&backend.problem, backend.endpoints.targets.is_empty()) {
+    let why_unavailable = match (&resolved.problem, resolved.endpoints.targets.is_empty()) {
         (Some(p), _) => Some(p.clone()),
-        (None, true) if backend.endpoints.all.is_empty() => Some(
+        (None, true) if resolved.endpoints.all.is_empty() => Some(
             "the Service has no endpoints: does its selector match any pod, and does the EndpointSlice port name match the Service port name?".to_owned(),
         ),
         (None, true) => Some("no endpoint is ready (or serving while terminating)".to_owned()),

@@ -77,7 +77,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             tokio::spawn(async move {
                 let _keep_watching = watcher;
                 let state = (reloader, manifests, dir, shared);
-                on_changes(changes, debounce, state, |(reloader, manifests, dir, shared)| {
+                on_changes(changes, debounce, || false, state, |(reloader, manifests, dir, shared)| {
                     match reloader.reload_files(manifests, dir, shared) {
                         Ok(look_again) => look_again,
                         Err(e) => {
@@ -135,6 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 status_task = Some(tokio::spawn(run));
             }
             let events = crate::source::kube::EventSink::new(client);
+            stores.take_touched();
             let snapshot = stores.snapshot();
             events.emit(
                 &snapshot,
@@ -143,17 +144,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
+                let watching = stores.clone();
                 let state = (reloader, stores, events, shared);
                 on_changes(
                     changes,
                     debounce,
+                    move || watching.only_endpoints_touched(),
                     state,
                     |(reloader, stores, events, shared)| {
+                        let touched = stores.take_touched();
+                        if !touched.other && reloader.refresh_endpoints(shared, stores, &touched) {
+                            reloader.observe_changes(&touched);
+                            return None;
+                        }
                         let snapshot = stores.snapshot();
                         events.emit(
                             &snapshot,
                             reloader.publish(shared, &snapshot, None, Vec::new()),
                         );
+                        reloader.observe_changes(&touched);
                         None
                     },
                 )
@@ -256,10 +265,17 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
 async fn on_changes<S: Send + 'static>(
     mut changes: mpsc::Receiver<()>,
     debounce: Duration,
+    endpoints_only: impl Fn() -> bool,
     mut state: S,
     rebuild: fn(&mut S) -> Option<Duration>,
 ) {
     let longest = (debounce * 10).max(Duration::from_secs(1));
+    // Only EndpointSlices changed: they are applied without a rebuild, so a short quiet
+    // period batches a burst of pod churn without holding it back.
+    let quiet = || match endpoints_only() {
+        true => debounce.min(ENDPOINT_QUIET),
+        false => debounce,
+    };
     let mut look_again: Option<Duration> = None;
     loop {
         let woken = match look_again {
@@ -276,7 +292,7 @@ async fn on_changes<S: Send + 'static>(
         loop {
             tokio::select! {
                 more = changes.recv() => if more.is_none() { return },
-                _ = tokio::time::sleep(debounce) => break,
+                _ = tokio::time::sleep(quiet()) => break,
                 _ = tokio::time::sleep_until(latest) => break,
             }
         }
@@ -323,6 +339,9 @@ fn connection_cap(wanted: usize) -> usize {
         _ => wanted,
     }
 }
+
+/// The quiet period for a burst of EndpointSlice changes alone.
+const ENDPOINT_QUIET: Duration = Duration::from_millis(5);
 
 /// Everything a reload carries over from the previous one.
 struct Reloader {
@@ -452,6 +471,78 @@ impl Reloader {
             "published routing table"
         );
         new
+    }
+
+    /// Publishes the endpoints of the Services whose EndpointSlices alone changed, into the
+    /// backends of the table in force; `false` when only a full build will do (no table yet,
+    /// a slice with problems now or before, a Service that no longer resolves).
+    fn refresh_endpoints(
+        &mut self,
+        shared: &Shared,
+        stores: &crate::source::kube::Stores,
+        touched: &crate::source::kube::Touched,
+    ) -> bool {
+        let started = Instant::now();
+        let current = shared.current();
+        if current.generation == 0 {
+            return false;
+        }
+        let diagnosed = current.built.diagnostics.iter().any(|d| {
+            d.object.kind == "EndpointSlice"
+                && touched
+                    .slices
+                    .iter()
+                    .any(|(ns, name)| d.object.namespace == *ns && d.object.name == *name)
+        });
+        if diagnosed {
+            return false;
+        }
+        let (services, slices) = stores.endpoint_objects(touched);
+        let broken = slices.iter().any(|s| {
+            let key = (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            );
+            touched.slices.contains(&key) && !crate::model::endpoints::slice_problems(s).is_empty()
+        });
+        if broken {
+            return false;
+        }
+        let refreshed = crate::model::refresh::refresh_endpoints(
+            &current.built,
+            &services,
+            &slices,
+            &touched.services,
+        );
+        let Some(refreshed) = refreshed else {
+            return false;
+        };
+        let mut counted = BTreeSet::new();
+        for r in &refreshed {
+            if counted.insert(&r.service) {
+                self.metrics.endpoints_moved(&r.before, &r.after);
+            }
+            r.backend.publish(r.after.clone());
+        }
+        self.metrics.endpoint_updates.inc();
+        tracing::debug!(
+            services = touched.services.len(),
+            backends = refreshed.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "published endpoints without a rebuild"
+        );
+        true
+    }
+
+    /// Observes, per kind, how long its first change waited to be served.
+    fn observe_changes(&self, touched: &crate::source::kube::Touched) {
+        for (kind, since) in &touched.since {
+            let labels = crate::metrics::KindLabels { kind: kind.clone() };
+            self.metrics
+                .change_to_serving
+                .get_or_create(&labels)
+                .observe(since.elapsed().as_secs_f64());
+        }
     }
 
     /// `--default-ssl-certificate` if given and usable, else the generated one.

@@ -2,6 +2,7 @@
 //! takes values from the configuration (namespaces, Ingresses, Services, Secrets) or a fixed
 //! set; never paths, hosts as sent, or client addresses.
 
+use crate::model::endpoints::Resolution;
 use crate::state::Published;
 use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +112,10 @@ pub struct Metrics {
     pub mirrors: Family<ReasonLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
     pub reload_duration: Histogram,
+    /// From an object's change (its watch event) to a table serving it, by kind.
+    pub change_to_serving: Family<KindLabels, Histogram, ChangeBuckets>,
+    /// EndpointSlice changes published into the backends without a rebuild.
+    pub endpoint_updates: Counter,
     pub last_reload_success: Gauge<f64, AtomicU64>,
     routes: Gauge,
     hosts: Gauge,
@@ -197,6 +202,19 @@ impl Metrics {
             Unit::Seconds,
             reload_duration.clone(),
         );
+        let change_to_serving = Family::new_with_constructor(ChangeBuckets);
+        registry.register_with_unit(
+            "change_to_serving",
+            "From an object's change (watch event) to a table serving it, by kind (cluster mode)",
+            Unit::Seconds,
+            change_to_serving.clone(),
+        );
+        let endpoint_updates = Counter::default();
+        registry.register(
+            "endpoint_updates",
+            "EndpointSlice changes published into the backends without a rebuild",
+            endpoint_updates.clone(),
+        );
         let last_reload_success = Gauge::default();
         registry.register_with_unit(
             "config_last_reload_success_timestamp",
@@ -257,6 +275,8 @@ impl Metrics {
             mirrors,
             reloads,
             reload_duration,
+            change_to_serving,
+            endpoint_updates,
             last_reload_success,
             routes,
             hosts,
@@ -283,41 +303,31 @@ impl Metrics {
     }
 
     /// Refreshes the gauges that describe the published table.
+    /// A Service port's endpoints moved from `before` to `after` without a rebuild.
+    pub fn endpoints_moved(&self, before: &Resolution, after: &Resolution) {
+        let (was, is) = (endpoint_states(before), endpoint_states(after));
+        for (i, state) in ENDPOINT_STATES.iter().enumerate() {
+            self.endpoints
+                .get_or_create(&StateLabels { state })
+                .inc_by(is[i] - was[i]);
+        }
+    }
+
     pub fn published(&self, published: &Published, now_unix: f64) {
         let built = &published.built;
         self.routes.set(built.table.routes().len() as i64);
         self.hosts.set(built.table.host_count() as i64);
-        let (mut ready, mut draining, mut not_ready) = (0, 0, 0);
-        let mut seen = std::collections::HashSet::new();
-        for route in built
-            .table
-            .routes()
-            .iter()
-            .chain(built.table.default_route())
-        {
-            // Count each backend once, however many routes share it.
-            if !seen.insert(std::sync::Arc::as_ptr(route.backend())) {
-                continue;
-            }
-            for e in &route.backend().endpoints.all {
-                match (e.ready, e.serving && e.terminating) {
-                    (true, _) => ready += 1,
-                    (false, true) => draining += 1,
-                    (false, false) => not_ready += 1,
-                }
+        // Each Service port once, however many routes and backends share it.
+        let mut counts = [0i64; 3];
+        for backends in built.backends.values() {
+            if let Some(b) = backends.first() {
+                let c = endpoint_states(&b.resolved());
+                (0..3).for_each(|i| counts[i] += c[i]);
             }
         }
-        self.endpoints
-            .get_or_create(&StateLabels { state: "ready" })
-            .set(ready);
-        self.endpoints
-            .get_or_create(&StateLabels {
-                state: "serving_terminating",
-            })
-            .set(draining);
-        self.endpoints
-            .get_or_create(&StateLabels { state: "not_ready" })
-            .set(not_ready);
+        for (state, n) in ENDPOINT_STATES.iter().zip(counts) {
+            self.endpoints.get_or_create(&StateLabels { state }).set(n);
+        }
         self.diagnostics.clear();
         for d in &built.diagnostics {
             let field: String = strip_indices(&d.field);
@@ -382,4 +392,36 @@ mod tests {
         assert_eq!(status_class(404), "4xx");
         assert_eq!(status_class(101), "1xx");
     }
+}
+
+/// The `kind` label of the change → serving histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+/// Buckets for change → serving: 1 ms to about 30 s.
+#[derive(Clone)]
+pub struct ChangeBuckets;
+
+impl prometheus_client::metrics::family::MetricConstructor<Histogram> for ChangeBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.001, 2.0, 16))
+    }
+}
+
+/// The `state` labels of `vestibule_endpoints`.
+const ENDPOINT_STATES: [&str; 3] = ["ready", "serving_terminating", "not_ready"];
+
+/// How many endpoints of a backend are in each of [`ENDPOINT_STATES`].
+fn endpoint_states(r: &Resolution) -> [i64; 3] {
+    let mut out = [0; 3];
+    for e in &r.endpoints.all {
+        match (e.ready, e.serving && e.terminating) {
+            (true, _) => out[0] += 1,
+            (false, true) => out[1] += 1,
+            (false, false) => out[2] += 1,
+        }
+    }
+    out
 }

@@ -704,3 +704,74 @@ spec:
         .await
     );
 }
+
+// Issue #16: an EndpointSlice change alone is published into the backends without a
+// rebuild (ingress-nginx's balancer takes endpoints without a reload); a slice with a
+// problem still gets a full build and its diagnostic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_change_is_published_without_a_rebuild() {
+    let (api, _dir, v) = cluster(&[]).await;
+    let moved = backend("moved").await;
+    let count =
+        |text: &str, name: &str, labels: &str| metric_value(text, name, labels).unwrap_or(0.0);
+    let before = v.metrics().await;
+    let slices_only = |yaml: String| {
+        for doc in yaml
+            .split("---\n")
+            .filter(|d| d.contains("kind: EndpointSlice"))
+        {
+            api.apply(doc);
+        }
+    };
+    slices_only(service_yaml("web", &[(moved, None)]));
+    v.eventually("site.test", "/", WITHIN, |a| a.backend() == "moved")
+        .await;
+    let after = v.metrics().await;
+    let reloads = "vestibule_config_reloads_total";
+    assert_eq!(
+        count(&after, reloads, "result=\"success\""),
+        count(&before, reloads, "result=\"success\""),
+        "no rebuild"
+    );
+    assert!(count(&after, "vestibule_endpoint_updates_total", "") >= 1.0);
+    assert!(
+        count(
+            &after,
+            "vestibule_change_to_serving_seconds_count",
+            "kind=\"EndpointSlice\""
+        ) >= 1.0
+    );
+    assert_eq!(
+        count(&after, "vestibule_endpoints", "state=\"ready\""),
+        1.0,
+        "web's one endpoint, counted once"
+    );
+    // A broken slice: rebuilt, diagnosed, and the rest still served.
+    api.apply(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-0, namespace: test, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: 0}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n",
+        moved.ip()
+    ));
+    let diagnosed = || async {
+        let d = get(v.admin, "admin", "/debug/routes").await.json();
+        d["diagnostics"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["object"] == "EndpointSlice test/web-0"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !diagnosed().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken slice is diagnosed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rebuilt = v.metrics().await;
+    assert!(
+        count(&rebuilt, reloads, "result=\"success\"")
+            > count(&after, reloads, "result=\"success\"")
+    );
+    assert_eq!(
+        get(v.http, "more.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -101,6 +101,9 @@ pub struct Built {
     pub passthrough: Passthrough,
     /// The status of the Gateway API objects that are ours, for the status writer.
     pub gateway: GatewayStatus,
+    /// Every backend whose endpoints come from a Service port's EndpointSlices, by Service
+    /// port: [`refresh_endpoints`] publishes new endpoints into them.
+    pub backends: FxHashMap<ServiceRef, Vec<Arc<Backend>>>,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -345,6 +348,7 @@ struct Builder<'a> {
     /// Gateway API routes by host: their hosts are ranked lists ([`Paths::Ordered`]).
     gateway_hosts: BTreeMap<HostRule, Vec<Placement>>,
     gateway_status: GatewayStatus,
+    gateway_backends: Vec<(ServiceRef, Arc<Backend>)>,
     /// The creation time of the Ingress being placed (seconds).
     created: Option<i64>,
     /// Canary paths by (host, match path, is Exact), waiting for their main route.
@@ -415,6 +419,7 @@ impl<'a> Builder<'a> {
             passthrough: Passthrough::default(),
             gateway_hosts: BTreeMap::new(),
             gateway_status: GatewayStatus::default(),
+            gateway_backends: Vec::new(),
             created: None,
             canaries: FxHashMap::default(),
             service_upstream: false,
@@ -1092,16 +1097,12 @@ impl Builder<'_> {
             }
         }
         let entry = self.backends.entry(service.clone()).or_insert_with(|| {
-            match self.services.resolve(&service) {
-                Ok(endpoints) => {
-                    let problem = (endpoints.all.is_empty()
-                        && self.services.has_invalid_slices(&service))
-                    .then(|| {
-                        "its EndpointSlices list no usable endpoint (see their diagnostics)"
-                            .to_owned()
-                    });
-                    Ok(Arc::new(Backend::new(Some(service), endpoints, problem)))
-                }
+            match super::endpoints::resolution(&self.services, &service) {
+                Ok(r) => Ok(Arc::new(Backend::new(
+                    Some(service),
+                    r.endpoints,
+                    r.problem,
+                ))),
                 Err(why) => {
                     let reason = why.reason().to_owned();
                     let backend = Backend::new(Some(service), Endpoints::default(), Some(reason));
@@ -1194,6 +1195,7 @@ impl Builder<'_> {
     /// The Gateway API's routes, certificates, status and diagnostics.
     fn add_gateway(&mut self, mut translated: gateway::Translated) {
         self.diagnostics.append(&mut translated.diagnostics);
+        self.gateway_backends = std::mem::take(&mut translated.backends);
         self.gateway_status = std::mem::take(&mut translated.status);
         for cert in std::mem::take(&mut translated.certs) {
             let (host, deep) = match &cert.host {
@@ -1267,6 +1269,7 @@ impl Builder<'_> {
     }
 
     fn finish(mut self) -> Built {
+        let backends = self.backends_by_service();
         let mut table = RoutingTable::default();
         let mut hosts = std::mem::take(&mut self.hosts);
         let gateway_hosts = std::mem::take(&mut self.gateway_hosts);
@@ -1314,7 +1317,22 @@ impl Builder<'_> {
             client_auth: self.client_auth,
             passthrough: self.passthrough,
             gateway: self.gateway_status,
+            backends,
         }
+    }
+
+    /// The backends that follow EndpointSlices (not cluster IPs, not the unresolved).
+    fn backends_by_service(&mut self) -> FxHashMap<ServiceRef, Vec<Arc<Backend>>> {
+        let mut out: FxHashMap<ServiceRef, Vec<Arc<Backend>>> = FxHashMap::default();
+        for (service, resolved) in std::mem::take(&mut self.backends) {
+            if let Ok(b) = resolved {
+                out.entry(service).or_default().push(b);
+            }
+        }
+        for (service, b) in std::mem::take(&mut self.gateway_backends) {
+            out.entry(service).or_default().push(b);
+        }
+        out
     }
 
     /// The matchit router of one host group: Exact before Prefix at each key.

@@ -160,20 +160,30 @@ impl Unresolved {
     }
 }
 
-/// Where one route sends requests: a Service port and what was found behind it. Immutable:
-/// per-request state (round-robin turns, ejections) lives in the proxy.
+/// Where one route sends requests: a Service port and what was found behind it. Per-request
+/// state (round-robin turns, ejections) lives in the proxy. What the EndpointSlices say is
+/// published in the backend itself ([`Backend::resolved`]): an EndpointSlice change swaps it
+/// in place, without a rebuild, as ingress-nginx's balancer takes endpoints without a reload;
+/// everything else about a backend is fixed when it is built.
 #[derive(Debug)]
 pub struct Backend {
     /// The Service port named by the Ingress; `None` for backends Vestibule cannot serve
     /// (resource backends).
     pub service: Option<ServiceRef>,
-    pub endpoints: Endpoints,
-    /// Why the backend can have no endpoints at all (missing Service or port, unsupported kind).
-    pub problem: Option<String>,
+    resolution: arc_swap::ArcSwap<Resolution>,
     /// A Gateway API backendRef that cannot be used (missing Service or port, unknown kind,
     /// not permitted across namespaces): its requests get 500, as the spec requires, where an
     /// Ingress's get 503.
     pub invalid_ref: bool,
+}
+
+/// A backend's endpoints as its Service's EndpointSlices give them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    pub endpoints: Endpoints,
+    /// Why the backend can have no endpoints at all (missing Service or port, unsupported
+    /// kind, only unusable EndpointSlices).
+    pub problem: Option<String>,
 }
 
 impl Backend {
@@ -184,22 +194,51 @@ impl Backend {
     ) -> Self {
         Backend {
             service,
-            endpoints,
-            problem,
+            resolution: arc_swap::ArcSwap::from_pointee(Resolution { endpoints, problem }),
             invalid_ref: false,
         }
     }
 
+    /// The endpoints in force. The guard is for reading now; hold
+    /// [`Backend::resolved_full`] across an await.
+    pub fn resolved(&self) -> arc_swap::Guard<Arc<Resolution>> {
+        self.resolution.load()
+    }
+
+    /// [`Backend::resolved`], owned.
+    pub fn resolved_full(&self) -> Arc<Resolution> {
+        self.resolution.load_full()
+    }
+
+    /// Publishes new endpoints: requests from now on use them.
+    pub fn publish(&self, resolution: Resolution) {
+        self.resolution.store(Arc::new(resolution));
+    }
+
     /// Why requests cannot be sent here, if they cannot.
     pub fn unavailable(&self) -> Option<String> {
-        if !self.endpoints.targets.is_empty() {
+        let r = self.resolved();
+        if !r.endpoints.targets.is_empty() {
             return None;
         }
-        Some(self.problem.clone().unwrap_or_else(|| match &self.service {
+        Some(r.problem.clone().unwrap_or_else(|| match &self.service {
             Some(s) => format!("Service {s} has no ready endpoints"),
             None => "no endpoints".to_owned(),
         }))
     }
+}
+
+/// What a Service port's EndpointSlices give a backend: its endpoints, and why it can have
+/// none when every slice is unusable. The same for a full build and for an EndpointSlice
+/// change alone.
+pub fn resolution(
+    index: &ServiceIndex<'_>,
+    service: &ServiceRef,
+) -> Result<Resolution, Unresolved> {
+    let endpoints = index.resolve(service)?;
+    let problem = (endpoints.all.is_empty() && index.has_invalid_slices(service))
+        .then(|| "its EndpointSlices list no usable endpoint (see their diagnostics)".to_owned());
+    Ok(Resolution { endpoints, problem })
 }
 
 /// The Services and EndpointSlices of a snapshot, indexed once per build.

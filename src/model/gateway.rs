@@ -84,6 +84,8 @@ pub struct Translated {
     pub placements: Vec<Placement>,
     /// The hostname of every served listener (`Any` for none), by socket.
     pub listeners: Vec<(Socket, HostRule)>,
+    /// The backends of Service ports, whose endpoints an EndpointSlice change replaces.
+    pub backends: Vec<(super::endpoints::ServiceRef, Arc<super::endpoints::Backend>)>,
     /// Certificates of HTTPS listeners, by listener hostname.
     pub certs: Vec<ListenerCert>,
     pub status: GatewayStatus,
@@ -319,6 +321,7 @@ pub fn translate(
     for route in &snapshot.http_routes {
         attach(route, &mut gateways, &namespaces, &mut rules, &mut out);
     }
+    out.backends = rules.into_backends().collect();
     for g in &gateways {
         for l in &g.listeners {
             if let Some(socket) = l.socket {

@@ -16,6 +16,7 @@ pub mod ingress_nginx;
 pub mod passthrough;
 pub mod path;
 pub mod policy;
+pub mod refresh;
 pub mod secret;
 pub mod settings;
 pub mod snapshot;

@@ -257,7 +257,7 @@ impl Route {
 
     /// Whether requests can go more than one way (several backends, or several endpoints).
     pub fn has_choice(&self) -> bool {
-        self.backends.len() > 1 || self.backend().endpoints.targets.len() > 1
+        self.backends.len() > 1 || self.backend().resolved().endpoints.targets.len() > 1
     }
 
     /// Whether plain-HTTP requests are redirected to https.

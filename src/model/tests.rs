@@ -657,6 +657,7 @@ fn targets(built: &Built, host: &str) -> Vec<String> {
     let route = built.table.lookup(host, "/").expect("routed");
     route
         .backend()
+        .resolved()
         .endpoints
         .targets
         .iter()
@@ -856,7 +857,7 @@ fn endpoint_slices_the_api_server_would_refuse_are_diagnosed_and_unused() {
         assert!(targets(&built, "h").is_empty(), "{port} {address}");
         let route = built.table.lookup("h", "/").unwrap();
         assert_eq!(
-            route.backend().problem.as_deref(),
+            route.backend().resolved().problem.clone().as_deref(),
             Some("its EndpointSlices list no usable endpoint (see their diagnostics)"),
             "not the misleading selector hint"
         );
@@ -924,15 +925,18 @@ fn missing_service_or_port_answers_503_and_is_diagnosed() {
             .table
             .lookup("h", path)
             .expect("route exists and answers 503");
-        assert!(route.backend().endpoints.targets.is_empty(), "{path}");
-        assert!(route.backend().problem.is_some(), "{path}");
+        assert!(
+            route.backend().resolved().endpoints.targets.is_empty(),
+            "{path}"
+        );
+        assert!(route.backend().resolved().problem.is_some(), "{path}");
     }
     assert!(
         built.table.lookup("h", "/").is_none(),
         "/ is not routed at all"
     );
     let ok = built.table.lookup("h", "/ok").unwrap();
-    assert_eq!(ok.backend().endpoints.targets.len(), 1);
+    assert_eq!(ok.backend().resolved().endpoints.targets.len(), 1);
 }
 
 #[test]

@@ -65,7 +65,10 @@ impl Attempts<'_> {
         mut out: Outgoing,
         mut on_attempt: impl FnMut(&Target),
     ) -> Result<Sent, ProxyError> {
-        let targets = &backend.endpoints.targets;
+        // Held for the whole exchange: an EndpointSlice change swaps the backend's endpoints
+        // for the next request, not under this one's retries.
+        let resolved = backend.resolved_full();
+        let targets = &resolved.endpoints.targets;
         let retry = &policy.retry;
         let tries = match retry.tries {
             0 => targets.len(),

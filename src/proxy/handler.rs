@@ -427,7 +427,8 @@ impl Proxy {
                 expand(target, &facts)
             }
             MirrorTarget::Backend(backend) => {
-                let targets = &backend.endpoints.targets;
+                let resolved = backend.resolved();
+                let targets = &resolved.endpoints.targets;
                 let pick = super::balance::roll(targets.len() as u32) as usize;
                 let Some(pod) = targets.get(pick.wrapping_sub(1)) else {
                     let labels = ReasonLabels { reason: "failed" };
@@ -670,7 +671,8 @@ impl Session<'_> {
     /// The `Set-Cookie` a response carries: for a new session (or one whose endpoint is
     /// gone), and, with `session-cookie-change-on-failure`, when another endpoint answered.
     fn cookie(&self, used: &Target, backend: &Backend) -> Option<HeaderValue> {
-        let targets = &backend.endpoints.targets;
+        let resolved = backend.resolved();
+        let targets = &resolved.endpoints.targets;
         let moved = self.known.is_some_and(|i| targets.get(i) != Some(used));
         if self.known.is_some() && !(moved && self.affinity.change_on_failure) {
             return None;
@@ -694,7 +696,8 @@ fn start_endpoint<'r>(
     client: &forward::Client,
     arrival: &Arrival<'_>,
 ) -> (usize, Option<Session<'r>>) {
-    let targets = &backend.endpoints.targets;
+    let resolved = backend.resolved();
+    let targets = &resolved.endpoints.targets;
     match &route.policy.upstream.balance {
         Balance::RoundRobin => (turn, None),
         Balance::Ewma => (latencies.choose(targets), None),

@@ -111,7 +111,7 @@ pub async fn intercept_errors(
     let Some(errors) = errors.filter(|e| e.codes.contains(&status.as_u16())) else {
         return Ok(sent);
     };
-    if errors.backend.endpoints.targets.is_empty() {
+    if errors.backend.resolved().endpoints.targets.is_empty() {
         return Ok(sent);
     }
     drop(sent);

@@ -283,7 +283,8 @@ async fn pass_through(
     static TURN: AtomicUsize = AtomicUsize::new(0);
     let _slot = slot;
     let _drain = on.drain.clone();
-    let targets = &backend.endpoints.targets;
+    let resolved = backend.resolved_full();
+    let targets = &resolved.endpoints.targets;
     if targets.is_empty() {
         return tracing::debug!(%client, "TLS passthrough: no ready endpoint; closing");
     }

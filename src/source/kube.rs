@@ -24,9 +24,68 @@ use std::hash::Hash;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// What changed since the rebuild loop last looked: the EndpointSlices (and their Services),
+/// and whether anything else did.
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// (namespace, Service) of every EndpointSlice added, changed or deleted.
+    pub services: Vec<(String, String)>,
+    /// (namespace, name) of those EndpointSlices.
+    pub slices: Vec<(String, String)>,
+    /// Another kind changed, or a watch relisted: only a full build will do.
+    pub other: bool,
+    /// When each kind first changed since the last look, for the change → serving metric.
+    pub since: Vec<(String, std::time::Instant)>,
+}
+
+impl Touched {
+    fn saw(&mut self, kind: &str) {
+        if !self.since.iter().any(|(k, _)| k == kind) {
+            self.since
+                .push((kind.to_owned(), std::time::Instant::now()));
+        }
+    }
+}
+
+type TouchLog = std::sync::Arc<std::sync::Mutex<Touched>>;
+
+/// How a kind's events are noted in the [`Touched`] log.
+type Note<K> = fn(&watcher::Event<K>, &TouchLog, &str);
+
+fn note_other<K>(_: &watcher::Event<K>, log: &TouchLog, kind: &str) {
+    if let Ok(mut t) = log.lock() {
+        t.other = true;
+        t.saw(kind);
+    }
+}
+
+fn note_slice(event: &watcher::Event<EndpointSlice>, log: &TouchLog, kind: &str) {
+    let Ok(mut t) = log.lock() else { return };
+    t.saw(kind);
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let label = s.metadata.labels.as_ref();
+            if let Some(service) = label.and_then(|l| l.get("kubernetes.io/service-name")) {
+                let key = (ns.clone(), service.clone());
+                if !t.services.contains(&key) {
+                    t.services.push(key);
+                }
+            }
+            let key = (ns, s.metadata.name.clone().unwrap_or_default());
+            if !t.slices.contains(&key) {
+                t.slices.push(key);
+            }
+        }
+        // A relist: whatever may have changed meanwhile.
+        _ => t.other = true,
+    }
+}
+
 /// The reflector stores of the kinds Vestibule reads.
 #[derive(Clone)]
 pub struct Stores {
+    touched: TouchLog,
     ingresses: Store<Ingress>,
     ingress_classes: Store<IngressClass>,
     services: Store<Service>,
@@ -103,6 +162,57 @@ impl Stores {
         snapshot.sorted()
     }
 
+    /// What changed since the last call.
+    pub fn take_touched(&self) -> Touched {
+        self.touched
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default()
+    }
+
+    /// Whether only EndpointSlices changed since the last [`Stores::take_touched`].
+    pub fn only_endpoints_touched(&self) -> bool {
+        self.touched.lock().is_ok_and(|t| !t.other)
+    }
+
+    /// The Services of `touched` and their EndpointSlices (and the touched slices, whatever
+    /// their Service), as the stores hold them now.
+    pub fn endpoint_objects(
+        &self,
+        touched: &Touched,
+    ) -> (
+        Vec<std::sync::Arc<Service>>,
+        Vec<std::sync::Arc<EndpointSlice>>,
+    ) {
+        let wanted = |ns: Option<&String>, name: Option<&String>| {
+            touched
+                .services
+                .iter()
+                .any(|(n, s)| ns == Some(n) && name == Some(s))
+        };
+        let services = self
+            .services
+            .state()
+            .into_iter()
+            .filter(|s| wanted(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
+            .collect();
+        let slices = self
+            .endpoint_slices
+            .state()
+            .into_iter()
+            .filter(|s| {
+                let label = s.metadata.labels.as_ref();
+                let (ns, name) = (s.metadata.namespace.as_ref(), s.metadata.name.as_ref());
+                wanted(ns, label.and_then(|l| l.get("kubernetes.io/service-name")))
+                    || touched
+                        .slices
+                        .iter()
+                        .any(|(n, s)| ns == Some(n) && name == Some(s))
+            })
+            .collect();
+        (services, slices)
+    }
+
     /// Whether the Gateway API kinds are watched (`--gateway-api`).
     pub fn watches_gateway_api(&self) -> bool {
         self.gateway.is_some()
@@ -140,7 +250,12 @@ pub fn watch(
     config_map: Option<&(String, String)>,
     gateway_api: bool,
 ) -> (Stores, mpsc::Receiver<()>, Vec<JoinHandle<()>>) {
-    let (tx, rx) = mpsc::channel(1);
+    let (changed, rx) = mpsc::channel(1);
+    let touched = TouchLog::default();
+    let tx = Wake {
+        changed,
+        touched: touched.clone(),
+    };
     let namespaced =
         |client: &Client| -> (Api<Ingress>, Api<Service>, Api<EndpointSlice>, Api<Secret>) {
             match namespace {
@@ -220,11 +335,12 @@ pub fn watch(
         }
     });
     let stores = Stores {
+        touched,
         gateway,
         ingresses: reflect(ingresses, all.clone(), trim, &tx, &mut tasks),
         ingress_classes: reflect(Api::all(client), all.clone(), trim, &tx, &mut tasks),
         services: reflect(services, all.clone(), trim, &tx, &mut tasks),
-        endpoint_slices: reflect(slices, all, trim_slice, &tx, &mut tasks),
+        endpoint_slices: reflect_noting(slices, all, trim_slice, note_slice, &tx, &mut tasks),
         secrets: reflect(secrets, tls_only, trim, &tx, &mut tasks),
         opaque_secrets: reflect(opaque, opaque_only, trim, &tx, &mut tasks),
         config_map,
@@ -258,7 +374,23 @@ fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
-    changed: &mpsc::Sender<()>,
+    wake: &Wake,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    reflect_noting(api, config, trim, note_other, wake, tasks)
+}
+
+/// [`reflect`], with how its events are noted.
+fn reflect_noting<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    note: Note<K>,
+    wake: &Wake,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<K>
 where
@@ -266,21 +398,30 @@ where
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let changed = changed.clone();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let wake = wake.clone();
     tasks.push(tokio::spawn(follow(
-        api, config, trim, writer, changed, kind,
+        api, config, trim, writer, note, wake, kind,
     )));
     store
 }
 
-/// Watches `api` into `writer` until aborted, waking the rebuild loop on every change.
+/// What a watch needs to wake the rebuild loop: the channel, and the log of what changed.
+#[derive(Clone)]
+struct Wake {
+    changed: mpsc::Sender<()>,
+    touched: TouchLog,
+}
+
+/// Watches `api` into `writer` until aborted, noting each change and waking the rebuild
+/// loop.
 async fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
     writer: reflector::store::Writer<K>,
-    changed: mpsc::Sender<()>,
+    note: Note<K>,
+    wake: Wake,
     kind: String,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -293,8 +434,9 @@ async fn follow<K>(
         .for_each(|event| {
             match event {
                 // A full channel already holds a wake-up that will see this change.
-                Ok(_) => {
-                    let _ = changed.try_send(());
+                Ok(event) => {
+                    note(&event, &wake.touched, &kind);
+                    let _ = wake.changed.try_send(());
                 }
                 Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
             }
@@ -311,7 +453,7 @@ fn reflect_once_listed<K>(
     api: Api<K>,
     dyntype: K::DynamicType,
     config: watcher::Config,
-    changed: &mpsc::Sender<()>,
+    wake: &Wake,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<K>
 where
@@ -320,7 +462,7 @@ where
 {
     let mut writer = reflector::store::Writer::new(dyntype.clone());
     let store = writer.as_reader();
-    let changed = changed.clone();
+    let wake = wake.clone();
     let kind = K::kind(&dyntype).into_owned();
     let version = K::version(&dyntype).into_owned();
     tasks.push(tokio::spawn(async move {
@@ -354,7 +496,7 @@ where
         if absent {
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
-        follow(api, config, trim, writer, changed, kind).await
+        follow(api, config, trim, writer, note_other, wake, kind).await
     }));
     store
 }

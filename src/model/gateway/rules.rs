@@ -84,6 +84,11 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The backends built for Services, to publish their endpoints anew.
+    pub fn into_backends(self) -> impl Iterator<Item = (ServiceRef, Arc<Backend>)> {
+        self.backends.into_iter()
+    }
+
     pub fn compile(
         &mut self,
         route: &HttpRoute,

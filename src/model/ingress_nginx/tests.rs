@@ -612,7 +612,7 @@ fn body_limits_timeouts_retries_and_fallbacks_land_in_the_policy() {
         .as_ref()
         .expect("default-backend resolved");
     assert_eq!(
-        fallback.endpoints.targets.len(),
+        fallback.resolved().endpoints.targets.len(),
         1,
         "its first port, as ingress-nginx"
     );
@@ -949,6 +949,7 @@ fn service_upstream_sends_to_the_cluster_ip() {
     let targets = |host: &str| {
         let r = built.table.lookup(host, "/").unwrap();
         r.backend()
+            .resolved()
             .endpoints
             .targets
             .iter()
