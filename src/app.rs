@@ -64,21 +64,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let source_task = match config.manifests.clone() {
         Some(dir) => {
             // Watch before the first read, so a change made while reading is not missed.
-            let (watcher, changes) = files::watch(&dir).context("watching --manifests")?;
+            let (watcher, changes, log) = files::watch(&dir).context("watching --manifests")?;
             // Long enough that a writer descheduled between truncating and writing a file is
             // not taken for one who emptied it.
             let settle = config.debounce.max(Duration::from_millis(250));
             let mut manifests = ManifestDir::settling_for(settle);
+            let everything = files::Changed {
+                rescan: true,
+                ..files::Changed::default()
+            };
+            // What the watcher saw while the tree was read is read again at the first wake.
             reloader
-                .reload_files(&mut manifests, &dir, &shared)
+                .reload_files(&mut manifests, &dir, &shared, everything)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
                 let _keep_watching = watcher;
-                let state = (reloader, manifests, dir, shared);
-                on_changes(changes, debounce, || false, state, |(reloader, manifests, dir, shared)| {
-                    match reloader.reload_files(manifests, dir, shared) {
+                let slice_only = manifests.slice_only_files();
+                let pending = log.clone();
+                let endpoints_only = move || {
+                    pending
+                        .lock()
+                        .is_ok_and(|c| ManifestDir::slice_files_only(&slice_only, &c))
+                };
+                let state = (reloader, manifests, dir, shared, log);
+                on_changes(changes, debounce, endpoints_only, state, |(reloader, manifests, dir, shared, log)| {
+                    let changed = log.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+                    match reloader.reload_files(manifests, dir, shared, changed) {
                         Ok(look_again) => look_again,
                         Err(e) => {
                             reloader.metrics.reloads.get_or_create(&ResultLabels { result: "error" }).inc();
@@ -379,9 +392,48 @@ impl Reloader {
         manifests: &mut ManifestDir,
         dir: &Path,
         shared: &Shared,
+        changed: files::Changed,
     ) -> std::io::Result<Option<Duration>> {
         let started = Instant::now();
-        let outcome = manifests.reload(dir)?;
+        let since = changed.since;
+        let outcome = manifests.reload_changed(dir, changed)?;
+        let observe = |metrics: &Metrics, outcome: &files::Reload| {
+            if let Some(since) = since {
+                for kind in &outcome.kinds {
+                    let labels = crate::metrics::KindLabels {
+                        kind: (*kind).to_owned(),
+                    };
+                    let waited = since.elapsed().as_secs_f64();
+                    metrics
+                        .change_to_serving
+                        .get_or_create(&labels)
+                        .observe(waited);
+                }
+            }
+        };
+        let published = shared.current().generation > 0;
+        if published
+            && outcome.kinds.is_empty()
+            && outcome.errors.is_empty()
+            && outcome.look_again.is_none()
+        {
+            // Nothing that routing reads changed (a file written back as it was).
+            return Ok(None);
+        }
+        let endpoints_only = outcome.kinds.iter().all(|k| *k == "EndpointSlice");
+        if endpoints_only && outcome.errors.is_empty() && outcome.kept_last_good.is_empty() {
+            let (services, slices) = manifests.endpoint_objects(&outcome.services, &outcome.slices);
+            if self.publish_endpoints(
+                shared,
+                &services,
+                &slices,
+                &outcome.services,
+                &outcome.slices,
+            ) {
+                observe(&self.metrics, &outcome);
+                return Ok(outcome.look_again);
+            }
+        }
         for e in &outcome.errors {
             tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
         }
@@ -399,6 +451,7 @@ impl Reloader {
             Some(&merged.origins),
             file_problems,
         );
+        observe(&self.metrics, &outcome);
         Ok(outcome.look_again)
     }
 
@@ -473,14 +526,34 @@ impl Reloader {
         new
     }
 
-    /// Publishes the endpoints of the Services whose EndpointSlices alone changed, into the
-    /// backends of the table in force; `false` when only a full build will do (no table yet,
-    /// a slice with problems now or before, a Service that no longer resolves).
+    /// [`Reloader::publish_endpoints`] for what the reflectors saw.
     fn refresh_endpoints(
         &mut self,
         shared: &Shared,
         stores: &crate::source::kube::Stores,
         touched: &crate::source::kube::Touched,
+    ) -> bool {
+        let (services, slices) = stores.endpoint_objects(touched);
+        self.publish_endpoints(
+            shared,
+            &services,
+            &slices,
+            &touched.services,
+            &touched.slices,
+        )
+    }
+
+    /// Publishes the endpoints of the Services whose EndpointSlices alone changed (`services`
+    /// and `slices` hold those Services and their slices, and the changed slices), into the
+    /// backends of the table in force; `false` when only a full build will do (no table yet,
+    /// a slice with problems now or before, a Service that no longer resolves).
+    fn publish_endpoints(
+        &mut self,
+        shared: &Shared,
+        services: &[Arc<k8s_openapi::api::core::v1::Service>],
+        slices: &[Arc<k8s_openapi::api::discovery::v1::EndpointSlice>],
+        touched_services: &[(String, String)],
+        touched_slices: &[(String, String)],
     ) -> bool {
         let started = Instant::now();
         let current = shared.current();
@@ -489,30 +562,28 @@ impl Reloader {
         }
         let diagnosed = current.built.diagnostics.iter().any(|d| {
             d.object.kind == "EndpointSlice"
-                && touched
-                    .slices
+                && touched_slices
                     .iter()
                     .any(|(ns, name)| d.object.namespace == *ns && d.object.name == *name)
         });
         if diagnosed {
             return false;
         }
-        let (services, slices) = stores.endpoint_objects(touched);
         let broken = slices.iter().any(|s| {
             let key = (
                 s.metadata.namespace.clone().unwrap_or_default(),
                 s.metadata.name.clone().unwrap_or_default(),
             );
-            touched.slices.contains(&key) && !crate::model::endpoints::slice_problems(s).is_empty()
+            touched_slices.contains(&key) && !crate::model::endpoints::slice_problems(s).is_empty()
         });
         if broken {
             return false;
         }
         let refreshed = crate::model::refresh::refresh_endpoints(
             &current.built,
-            &services,
-            &slices,
-            &touched.services,
+            services,
+            slices,
+            touched_services,
         );
         let Some(refreshed) = refreshed else {
             return false;
@@ -526,7 +597,7 @@ impl Reloader {
         }
         self.metrics.endpoint_updates.inc();
         tracing::debug!(
-            services = touched.services.len(),
+            services = touched_services.len(),
             backends = refreshed.len(),
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "published endpoints without a rebuild"

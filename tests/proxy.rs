@@ -977,3 +977,67 @@ async fn admin_endpoints_explain_the_table() {
     assert_eq!(sleepy["endpoints"][0]["ready"], false);
     assert!(sleepy["unavailable"].as_str().unwrap().contains("ready"));
 }
+
+// Issue #16, file mode: only the files that changed are read; a file of EndpointSlices alone
+// is published into the backends without a rebuild; a file written back unchanged costs no
+// reload at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_file_changes_endpoints_without_a_rebuild() {
+    let (dir, v) = blue_green(&[]).await;
+    let moved = backend("moved").await;
+    let slices = |addr: SocketAddr| {
+        service_yaml("blue", &[(addr, None)])
+            .split("---\n")
+            .filter(|d| d.contains("kind: EndpointSlice"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    let reloads = |m: &str| metric_value(m, "vestibule_config_reloads_total", "result=\"success\"");
+    // The Service's slice moves to a file of its own: one rebuild.
+    let services = std::fs::read_to_string(dir.path().join("services.yaml")).unwrap();
+    let without: Vec<&str> = services
+        .split("---\n")
+        .filter(|d| !(d.contains("kind: EndpointSlice") && d.contains("name: blue-0")))
+        .collect();
+    write_atomic(dir.path(), "services.yaml", &without.join("---\n"));
+    let blue = v
+        .eventually("blue.test", "/", SOON, |a| {
+            a.status == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await;
+    drop(blue);
+    write_atomic(dir.path(), "slices.yaml", &slices(moved));
+    v.eventually("blue.test", "/", SOON, |a| a.backend() == "moved")
+        .await;
+    let before = v.metrics().await;
+    let other = backend("other").await;
+    write_atomic(dir.path(), "slices.yaml", &slices(other));
+    v.eventually("blue.test", "/", SOON, |a| a.backend() == "other")
+        .await;
+    let after = v.metrics().await;
+    assert_eq!(
+        reloads(&after),
+        reloads(&before),
+        "no rebuild for the slice file"
+    );
+    assert!(
+        metric_value(&after, "vestibule_endpoint_updates_total", "").unwrap_or(0.0)
+            > metric_value(&before, "vestibule_endpoint_updates_total", "").unwrap_or(0.0)
+    );
+    assert!(
+        metric_value(
+            &after,
+            "vestibule_change_to_serving_seconds_count",
+            "kind=\"EndpointSlice\""
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Written back as it was: nothing to publish.
+    let ingress = std::fs::read_to_string(dir.path().join("ingress.yaml")).unwrap();
+    write_atomic(dir.path(), "ingress.yaml", &ingress);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(reloads(&v.metrics().await), reloads(&after));
+    // The rest still follows: green still answers /api.
+    assert_eq!(get(v.http, "shop.test", "/api").await.backend(), "green");
+}

@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -366,6 +366,12 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// What each file looked like when read (length, modification time, inode): a file that
+    /// looks the same is not read again.
+    stamps: BTreeMap<PathBuf, Stamp>,
+    /// Files that hold EndpointSlices and nothing else: a change to them alone can be
+    /// published without a rebuild, so the reload loop need not wait for quiet.
+    slice_only: std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>>,
     /// How long a file must have been seen empty before its objects go.
     settle: Duration,
     /// Files that had objects and were last read empty: since when, and their modification
@@ -373,9 +379,36 @@ pub struct ManifestDir {
     empty_since: BTreeMap<PathBuf, (Instant, Option<std::time::SystemTime>)>,
 }
 
+/// A file's length, modification time and inode.
+type Stamp = (u64, Option<std::time::SystemTime>, u64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (meta.len(), meta.modified().ok(), meta.ino())
+}
+
+/// What the watcher saw since the last reload: files to read again, or everything.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub paths: BTreeSet<PathBuf>,
+    /// Something the paths do not name (a directory, a symlink swap, a lost event): list
+    /// the whole tree again (files that look unchanged are still not read).
+    pub rescan: bool,
+    /// When the first of these changes was seen.
+    pub since: Option<Instant>,
+}
+
+/// The watcher's findings, shared with its callback.
+pub type ChangeLog = std::sync::Arc<std::sync::Mutex<Changed>>;
+
 /// The outcome of one [`ManifestDir::reload`].
 #[derive(Debug, Default)]
 pub struct Reload {
+    /// Objects whose kind changed in this reload (added, changed or removed), and the
+    /// EndpointSlices among them by (namespace, name) with their Services.
+    pub kinds: BTreeSet<&'static str>,
+    pub slices: Vec<(String, String)>,
+    pub services: Vec<(String, String)>,
     pub errors: Vec<ParseError>,
     /// Files whose last good objects are kept because the current text does not parse.
     pub kept_last_good: Vec<PathBuf>,
@@ -424,64 +457,211 @@ impl ManifestDir {
     pub fn settling_for(settle: Duration) -> Self {
         ManifestDir {
             files: BTreeMap::new(),
+            stamps: BTreeMap::new(),
+            slice_only: Default::default(),
             settle,
             empty_since: BTreeMap::new(),
         }
     }
 
-    /// Reads every manifest under `root` again. A file with errors keeps its previous
-    /// objects if it had any; at first sight it contributes the documents that did parse.
+    /// Reads every manifest under `root` again (files that look unchanged are kept as read).
+    /// A file with errors keeps its previous objects if it had any; at first sight it
+    /// contributes the documents that did parse.
     pub fn reload(&mut self, root: &Path) -> std::io::Result<Reload> {
+        self.reload_changed(
+            root,
+            Changed {
+                rescan: true,
+                ..Changed::default()
+            },
+        )
+    }
+
+    /// Reads again the files `changed` names (and those waiting to settle), or with
+    /// `rescan` every file under `root` that does not look as it did.
+    pub fn reload_changed(&mut self, root: &Path, changed: Changed) -> std::io::Result<Reload> {
         let mut outcome = Reload::default();
-        let mut next = BTreeMap::new();
-        for path in manifest_files(root)? {
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                // Vanished between listing and reading (an atomic replace in progress): the
-                // next event brings it back.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    outcome.errors.push(ParseError {
-                        file: path.clone(),
-                        line: None,
-                        reason: e.to_string(),
-                    });
-                    if let Some(old) = self.files.remove(&path) {
-                        next.insert(path, old);
-                    }
+        let mut next = std::mem::take(&mut self.files);
+        let candidates: Vec<PathBuf> = match changed.rescan {
+            true => {
+                let listed = manifest_files(root)?;
+                let keep: BTreeSet<&PathBuf> = listed.iter().collect();
+                let gone: Vec<PathBuf> =
+                    next.keys().filter(|p| !keep.contains(p)).cloned().collect();
+                for path in gone {
+                    self.forget(&path, &mut next, &mut outcome);
+                }
+                listed
+            }
+            false => changed
+                .paths
+                .into_iter()
+                .chain(self.empty_since.keys().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        for path in candidates {
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && is_manifest(&path) => m,
+                _ => {
+                    self.forget(&path, &mut next, &mut outcome);
                     continue;
                 }
             };
-            if text.trim().is_empty()
-                && self.files.get(&path).is_some_and(|old| !old.is_empty())
-                && let Some(wait) = self.unsettled(&path)
-            {
-                outcome.look_again = Some(outcome.look_again.map_or(wait, |w| w.min(wait)));
-                if let Some(old) = self.files.remove(&path) {
-                    next.insert(path, old);
-                }
+            let stamp = stamp(&meta);
+            if self.stamps.get(&path) == Some(&stamp) && !self.empty_since.contains_key(&path) {
                 continue;
             }
-            self.empty_since.remove(&path);
-            let parsed = parse(&path, &text);
-            if parsed.errors.is_empty() {
-                next.insert(path, parsed.objects);
-                continue;
-            }
-            outcome.errors.extend(parsed.errors);
-            match self.files.remove(&path) {
-                Some(old) => {
-                    outcome.kept_last_good.push(path.clone());
-                    next.insert(path, old);
+            let old = next.remove(&path);
+            let read = self.read_one(&path, old.as_deref(), &mut outcome);
+            let kept = match read {
+                Read::New(objects) => {
+                    self.stamps.insert(path.clone(), stamp);
+                    let only = !objects.is_empty()
+                        && objects
+                            .iter()
+                            .all(|o| matches!(o, Object::EndpointSlice(_)));
+                    if let Ok(mut set) = self.slice_only.lock() {
+                        match only {
+                            true => set.insert(path.clone()),
+                            false => set.remove(&path),
+                        };
+                    }
+                    note_changes(old.as_deref().unwrap_or_default(), &objects, &mut outcome);
+                    objects
                 }
-                None => {
-                    next.insert(path, parsed.objects);
+                Read::Keep => old.unwrap_or_default(),
+                Read::Vanished => {
+                    if let Some(old) = old {
+                        note_changes(&old, &[], &mut outcome);
+                    }
+                    self.stamps.remove(&path);
+                    continue;
                 }
-            }
+            };
+            next.insert(path, kept);
         }
         self.empty_since.retain(|p, _| next.contains_key(p));
         self.files = next;
         Ok(outcome)
+    }
+
+    /// Whether every file of `changed` holds EndpointSlices alone (as last read).
+    pub fn slice_files_only(
+        slice_only: &std::sync::Mutex<BTreeSet<PathBuf>>,
+        changed: &Changed,
+    ) -> bool {
+        let Ok(only) = slice_only.lock() else {
+            return false;
+        };
+        !changed.rescan
+            && !changed.paths.is_empty()
+            && changed.paths.iter().all(|p| only.contains(p))
+    }
+
+    /// The set [`ManifestDir::slice_files_only`] reads, kept up to date by each reload.
+    pub fn slice_only_files(&self) -> std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>> {
+        self.slice_only.clone()
+    }
+
+    /// The Services named in `services` and their EndpointSlices (and the slices named in
+    /// `slices`), as read.
+    #[allow(clippy::type_complexity)]
+    pub fn endpoint_objects(
+        &self,
+        services: &[(String, String)],
+        slices: &[(String, String)],
+    ) -> (
+        Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
+        Vec<std::sync::Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    ) {
+        let named = |list: &[(String, String)], ns: Option<&String>, name: Option<&String>| {
+            list.iter().any(|(n, s)| ns == Some(n) && name == Some(s))
+        };
+        let (mut found_services, mut found_slices) = (Vec::new(), Vec::new());
+        for o in self.files.values().flatten() {
+            match o {
+                Object::Service(s)
+                    if named(
+                        services,
+                        s.metadata.namespace.as_ref(),
+                        s.metadata.name.as_ref(),
+                    ) =>
+                {
+                    found_services.push(std::sync::Arc::new(s.clone()));
+                }
+                Object::EndpointSlice(s) => {
+                    let (ns, name) = (s.metadata.namespace.as_ref(), s.metadata.name.as_ref());
+                    let label = s
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"));
+                    if named(services, ns, label) || named(slices, ns, name) {
+                        found_slices.push(std::sync::Arc::new(s.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (found_services, found_slices)
+    }
+
+    /// A file that is gone: its objects go with it.
+    fn forget(
+        &mut self,
+        path: &Path,
+        files: &mut BTreeMap<PathBuf, Vec<Object>>,
+        outcome: &mut Reload,
+    ) {
+        if let Some(old) = files.remove(path) {
+            note_changes(&old, &[], outcome);
+        }
+        if let Ok(mut set) = self.slice_only.lock() {
+            set.remove(path);
+        }
+        self.stamps.remove(path);
+        self.empty_since.remove(path);
+    }
+
+    /// Reads one file: its new objects, or keep the old ones (it does not parse, or it
+    /// turned empty too recently), or it vanished.
+    fn read_one(&mut self, path: &Path, old: Option<&[Object]>, outcome: &mut Reload) -> Read {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            // Vanished between listing and reading (an atomic replace in progress): the
+            // next event brings it back.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Vanished,
+            Err(e) => {
+                outcome.errors.push(ParseError {
+                    file: path.to_owned(),
+                    line: None,
+                    reason: e.to_string(),
+                });
+                return Read::Keep;
+            }
+        };
+        if text.trim().is_empty()
+            && old.is_some_and(|old| !old.is_empty())
+            && let Some(wait) = self.unsettled(path)
+        {
+            outcome.look_again = Some(outcome.look_again.map_or(wait, |w| w.min(wait)));
+            return Read::Keep;
+        }
+        self.empty_since.remove(path);
+        let parsed = parse(path, &text);
+        if parsed.errors.is_empty() {
+            return Read::New(parsed.objects);
+        }
+        outcome.errors.extend(parsed.errors);
+        match old {
+            Some(_) => {
+                outcome.kept_last_good.push(path.to_owned());
+                Read::Keep
+            }
+            None => Read::New(parsed.objects),
+        }
     }
 
     /// How much longer `path`, read empty now, must stay empty before that counts, if at all.
@@ -509,22 +689,122 @@ impl ManifestDir {
     }
 }
 
+/// What reading one file gave.
+enum Read {
+    New(Vec<Object>),
+    Keep,
+    Vanished,
+}
+
+/// Notes in `outcome` what differs between a file's objects before and after.
+fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
+    let index = |list: &[Object]| -> BTreeMap<ObjectRef, usize> {
+        list.iter()
+            .enumerate()
+            .map(|(i, o)| (o.object_ref(), i))
+            .collect()
+    };
+    let (was, is) = (index(before), index(after));
+    let same = |o: &Object, other: &[Object], keys: &BTreeMap<ObjectRef, usize>| {
+        keys.get(&o.object_ref())
+            .is_some_and(|&i| objects_equal(o, &other[i]))
+    };
+    let removed = before.iter().filter(|o| !same(o, after, &is));
+    let added = after.iter().filter(|o| !same(o, before, &was));
+    for o in removed.chain(added) {
+        outcome.kinds.insert(o.object_ref().kind);
+        if let Object::EndpointSlice(s) = o {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());
+            if !outcome.slices.contains(&key) {
+                outcome.slices.push(key);
+            }
+            let service = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"));
+            if let Some(service) = service {
+                let key = (ns, service.clone());
+                if !outcome.services.contains(&key) {
+                    outcome.services.push(key);
+                }
+            }
+        }
+    }
+}
+
+fn objects_equal(a: &Object, b: &Object) -> bool {
+    match (a, b) {
+        (Object::Ingress(x), Object::Ingress(y)) => x == y,
+        (Object::IngressClass(x), Object::IngressClass(y)) => x == y,
+        (Object::Service(x), Object::Service(y)) => x == y,
+        (Object::EndpointSlice(x), Object::EndpointSlice(y)) => x == y,
+        (Object::Secret(x), Object::Secret(y)) => x == y,
+        (Object::ConfigMap(x), Object::ConfigMap(y)) => x == y,
+        (Object::Namespace(x), Object::Namespace(y)) => x == y,
+        (Object::GatewayClass(x), Object::GatewayClass(y)) => x == y,
+        (Object::Gateway(x), Object::Gateway(y)) => x == y,
+        (Object::HttpRoute(x), Object::HttpRoute(y)) => x == y,
+        (Object::ReferenceGrant(x), Object::ReferenceGrant(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// Watches `root` for changes. The receiver yields once per burst of file events; call
-/// [`ManifestDir::reload`] after it. The directory is watched (not each file), so atomic
+/// [`ManifestDir::reload_changed`] after it with what the log collected. The directory is watched (not each file), so atomic
 /// renames and ConfigMap `..data` symlink swaps are seen. Keep the watcher alive.
+#[allow(clippy::type_complexity)]
 pub fn watch(
     root: &Path,
-) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
+) -> notify::Result<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::Receiver<()>,
+    ChangeLog,
+)> {
     use notify::Watcher;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let log = ChangeLog::default();
+    let noted = log.clone();
+    let base = root.to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let note = |e: Option<&notify::Event>| {
+            let Ok(mut c) = noted.lock() else { return };
+            c.since.get_or_insert_with(Instant::now);
+            match e {
+                Some(e) if !e.need_rescan() => {
+                    for p in &e.paths {
+                        // A manifest named directly is read alone; anything else (a
+                        // directory, a `..data` swap) may change what the tree holds.
+                        let hidden = p
+                            .strip_prefix(&base)
+                            .unwrap_or(p)
+                            .components()
+                            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+                        match is_manifest(p) && !hidden {
+                            true => {
+                                c.paths.insert(p.clone());
+                            }
+                            false => c.rescan = true,
+                        }
+                    }
+                }
+                _ => c.rescan = true,
+            }
+        };
         match event {
+            // Reading a file (ours included) changes nothing.
             Ok(e) if e.kind.is_access() => {}
             // A full channel already holds a wake-up: this change will be seen by that reload.
-            Ok(_) => {
+            Ok(e) => {
+                note(Some(&e));
                 let _ = tx.try_send(());
             }
-            Err(e) => tracing::warn!(error = %e, "file watch error"),
+            Err(e) => {
+                note(None);
+                let _ = tx.try_send(());
+                tracing::warn!(error = %e, "file watch error; the tree is listed again")
+            }
         }
     })?;
     let (target, mode) = if root.is_dir() {
@@ -537,7 +817,7 @@ pub fn watch(
         (parent.to_owned(), notify::RecursiveMode::NonRecursive)
     };
     watcher.watch(&target, mode)?;
-    Ok((watcher, rx))
+    Ok((watcher, rx, log))
 }
 
 #[cfg(test)]
