@@ -751,6 +751,35 @@ fn objects_equal(a: &Object, b: &Object) -> bool {
     }
 }
 
+/// What a path in a file event means for the tree.
+enum Seen {
+    /// A manifest file: read it (alone).
+    Manifest,
+    /// A file that is no manifest, or a hidden one (an editor's or `write_atomic`'s
+    /// temporary): nothing.
+    Nothing,
+    /// A directory or a link (a ConfigMap's `..data` swap), or something gone that may have
+    /// been one: what the tree holds may have changed.
+    Tree,
+}
+
+fn event_path(root: &Path, path: &Path) -> Seen {
+    let hidden = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    let kind = std::fs::symlink_metadata(path).map(|m| m.file_type());
+    match kind {
+        Ok(t) if t.is_file() && !hidden && is_manifest(path) => Seen::Manifest,
+        Ok(t) if t.is_file() => Seen::Nothing,
+        // Gone: a manifest's removal is read as such; a hidden file's is nothing.
+        Err(_) if !hidden && is_manifest(path) => Seen::Manifest,
+        Err(_) if hidden => Seen::Nothing,
+        _ => Seen::Tree,
+    }
+}
+
 /// Watches `root` for changes. The receiver yields once per burst of file events; call
 /// [`ManifestDir::reload_changed`] after it with what the log collected. The directory is watched (not each file), so atomic
 /// renames and ConfigMap `..data` symlink swaps are seen. Keep the watcher alive.
@@ -774,18 +803,12 @@ pub fn watch(
             match e {
                 Some(e) if !e.need_rescan() => {
                     for p in &e.paths {
-                        // A manifest named directly is read alone; anything else (a
-                        // directory, a `..data` swap) may change what the tree holds.
-                        let hidden = p
-                            .strip_prefix(&base)
-                            .unwrap_or(p)
-                            .components()
-                            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-                        match is_manifest(p) && !hidden {
-                            true => {
+                        match event_path(&base, p) {
+                            Seen::Manifest => {
                                 c.paths.insert(p.clone());
                             }
-                            false => c.rescan = true,
+                            Seen::Nothing => {}
+                            Seen::Tree => c.rescan = true,
                         }
                     }
                 }
