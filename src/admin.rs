@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz`, `/readyz` (ready after the first publish, not while
 //! draining), `/metrics` (Prometheus) and `/debug/routes` (the live table as JSON, with why a
-//! route has no endpoints).
+//! route has no endpoints; filtered by `?host=`, `?namespace=`, `?ingress=`, paged by
+//! `?limit=&continue=`, and streamed, so a table of 100k apps is never one string).
 
 use crate::metrics::Metrics;
 use crate::model::Route;
@@ -8,7 +9,8 @@ use crate::state::{Published, Shared};
 use crate::tls::certs::rfc3339;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -39,7 +41,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, metrics: Arc<Metr
     }
 }
 
-fn answer(req: &Request<Incoming>, shared: &Shared, metrics: &Metrics) -> Response<Full<Bytes>> {
+type Body = BoxBody<Bytes, Infallible>;
+
+fn answer(req: &Request<Incoming>, shared: &Shared, metrics: &Metrics) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -47,18 +51,16 @@ fn answer(req: &Request<Incoming>, shared: &Shared, metrics: &Metrics) -> Respon
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if shared.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/debug/routes" => {
-            let body =
-                serde_json::to_vec_pretty(&routes_json(&shared.current())).unwrap_or_default();
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
+        "/debug/routes" => match RoutesQuery::parse(req.uri().query()) {
+            Ok(query) => debug_routes(shared.current(), query),
+            Err(reason) => {
+                let mut r = Response::new(Full::new(Bytes::from(reason)).boxed());
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                r
+            }
+        },
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+            let mut r = Response::new(Full::new(Bytes::from(metrics.encode())).boxed());
             let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
@@ -68,9 +70,162 @@ fn answer(req: &Request<Incoming>, shared: &Shared, metrics: &Metrics) -> Respon
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
     *r.status_mut() = status;
+    r
+}
+
+/// `/debug/routes`'s query: which routes, and from where.
+#[derive(Debug, Default)]
+struct RoutesQuery {
+    host: Option<String>,
+    namespace: Option<String>,
+    /// The name of the object a route comes from (an Ingress or an HTTPRoute).
+    ingress: Option<String>,
+    limit: Option<usize>,
+    /// (generation, index of the next route) from the previous page.
+    from: Option<(u64, usize)>,
+}
+
+impl RoutesQuery {
+    fn parse(query: Option<&str>) -> Result<RoutesQuery, String> {
+        let mut q = RoutesQuery::default();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned();
+            match key {
+                "host" => q.host = Some(value.to_ascii_lowercase()),
+                "namespace" => q.namespace = Some(value),
+                "ingress" => q.ingress = Some(value),
+                "limit" => {
+                    let n: usize = value
+                        .parse()
+                        .map_err(|_| format!("limit={value:?} is not a number\n"))?;
+                    q.limit = Some(n.max(1));
+                }
+                "continue" => {
+                    let parsed = value
+                        .split_once('-')
+                        .and_then(|(g, i)| Some((g.parse().ok()?, i.parse().ok()?)));
+                    q.from = Some(parsed.ok_or_else(|| {
+                        format!("continue={value:?} is not a token of this server\n")
+                    })?);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (host, namespace, ingress, limit, continue)\n"
+                    ));
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    fn wants(&self, route: &Route) -> bool {
+        self.host
+            .as_ref()
+            .is_none_or(|h| route.host.to_string() == *h)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| route.ingress.namespace == *n)
+            && self
+                .ingress
+                .as_ref()
+                .is_none_or(|n| route.ingress.name == *n)
+    }
+}
+
+/// Routes serialized per chunk of the streamed answer.
+const ROUTES_PER_CHUNK: usize = 256;
+
+/// The table as JSON, streamed: the routes that match, a page at a time (`continue` names
+/// the next), then on the first page the default backend, TLS, diagnostics and Gateway API
+/// status. A token from an older table is refused (410): the order may have changed.
+fn debug_routes(published: Arc<Published>, query: RoutesQuery) -> Response<Body> {
+    let start = match query.from {
+        Some((generation, _)) if generation != published.generation => {
+            let mut r = text(
+                StatusCode::GONE,
+                "the table changed since that page; start again without continue\n",
+            );
+            *r.status_mut() = StatusCode::GONE;
+            return r;
+        }
+        Some((_, index)) => index,
+        None => 0,
+    };
+    let head = format!("{{\"generation\":{},\"routes\":[", published.generation);
+    let state = (published, query, start, 0usize, false, Some(head));
+    let chunks = futures_util::stream::unfold(
+        state,
+        |(published, query, mut at, mut sent, mut any, head)| async move {
+            if let Some(head) = head {
+                let chunk = Bytes::from(head);
+                return Some((
+                    Ok(hyper::body::Frame::data(chunk)),
+                    (published, query, at, sent, any, None),
+                ));
+            }
+            let routes = published.built.table.routes();
+            let limit = query.limit.unwrap_or(usize::MAX);
+            if at > routes.len() {
+                return None;
+            }
+            let mut out = Vec::new();
+            while at < routes.len() && sent < limit && out.len() < 64 * 1024 {
+                let r = &routes[at];
+                at += 1;
+                if !query.wants(r) {
+                    continue;
+                }
+                if any {
+                    out.push(b',');
+                }
+                out.push(b'\n');
+                any = true;
+                sent += 1;
+                let _ = serde_json::to_writer(&mut out, &route_json(r));
+                if sent % ROUTES_PER_CHUNK == 0 {
+                    break;
+                }
+            }
+            if out.is_empty() {
+                // The tail: where the next page starts, and the rest of the table once.
+                let more = (sent >= limit && routes[at..].iter().any(|r| query.wants(r)))
+                    .then(|| format!("{}-{at}", published.generation));
+                let mut tail = serde_json::Map::new();
+                tail.insert("continue".to_owned(), json!(more));
+                if query.from.is_none() {
+                    if let Value::Object(rest) = rest_json(&published) {
+                        tail.extend(rest);
+                    }
+                }
+                let text = serde_json::to_string(&Value::Object(tail)).unwrap_or_default();
+                let chunk = format!("\n],{}", &text[1..]);
+                return Some((
+                    Ok(hyper::body::Frame::data(Bytes::from(chunk))),
+                    (published, query, usize::MAX, sent, any, None),
+                ));
+            }
+            Some((
+                Ok(hyper::body::Frame::data(Bytes::from(out))),
+                (published, query, at, sent, any, None),
+            ))
+        },
+    );
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -173,10 +328,9 @@ fn protection(policy: &crate::model::Policy) -> Vec<String> {
     out
 }
 
-/// The published table as `/debug/routes` shows it.
-pub fn routes_json(published: &Published) -> Value {
+/// What `/debug/routes` shows besides the routes.
+fn rest_json(published: &Published) -> Value {
     let built = &published.built;
-    let routes: Vec<Value> = built.table.routes().iter().map(|r| route_json(r)).collect();
     let not_after = |secret| {
         let certs = &published.certs.by_secret;
         certs
@@ -210,8 +364,6 @@ pub fn routes_json(published: &Published) -> Value {
         })
         .collect();
     json!({
-        "generation": published.generation,
-        "routes": routes,
         "defaultBackend": built.table.default_route().map(|r| route_json(r)),
         "tls": tls,
         "passthrough": built.passthrough.hosts(),

@@ -1041,3 +1041,82 @@ async fn a_slice_file_changes_endpoints_without_a_rebuild() {
     // The rest still follows: green still answers /api.
     assert_eq!(get(v.http, "shop.test", "/api").await.backend(), "green");
 }
+
+// Issue #16: /debug/routes filters by host, namespace and object, pages with limit and
+// continue (a token of an older table is refused), and streams its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_routes_filters_and_pages() {
+    let (dir, v) = blue_green(&[]).await;
+    let page = |query: &'static str| async move {
+        let a = get(v.admin, "admin", &format!("/debug/routes{query}")).await;
+        (a.status, a.json())
+    };
+    let hosts = |j: &serde_json::Value| -> Vec<String> {
+        j["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r["host"].as_str().unwrap(),
+                    r["path"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (_, all) = page("").await;
+    assert_eq!(hosts(&all).len(), 3);
+    assert!(
+        all["diagnostics"].is_array(),
+        "the first page has the rest of the table"
+    );
+    let (_, shop) = page("?host=shop.test").await;
+    assert_eq!(hosts(&shop), ["shop.test/api", "shop.test/"]);
+    let (_, none) = page("?namespace=elsewhere").await;
+    assert!(hosts(&none).is_empty());
+    let (_, by_name) = page("?ingress=shop&namespace=test").await;
+    assert_eq!(hosts(&by_name).len(), 3);
+    // Pages of one: three pages, then no token.
+    let (_, first) = page("?limit=1").await;
+    assert_eq!(hosts(&first).len(), 1);
+    let token = first["continue"].as_str().unwrap().to_owned();
+    let mut seen = hosts(&first);
+    let mut next = token.clone();
+    loop {
+        let a = get(
+            v.admin,
+            "admin",
+            &format!("/debug/routes?limit=1&continue={next}"),
+        )
+        .await;
+        let j = a.json();
+        assert!(
+            j.get("diagnostics").is_none(),
+            "later pages carry routes only"
+        );
+        seen.extend(hosts(&j));
+        match j["continue"].as_str() {
+            Some(t) => next = t.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, hosts(&all));
+    // A new table: the old token is refused.
+    write_atomic(
+        dir.path(),
+        "extra.yaml",
+        &ingress_yaml("extra", &[("extra.test", "Prefix", "/", "blue")]),
+    );
+    v.eventually("extra.test", "/", SOON, |a| a.backend() == "blue")
+        .await;
+    let stale = get(
+        v.admin,
+        "admin",
+        &format!("/debug/routes?limit=1&continue={token}"),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::GONE);
+    let (status, _) = page("?colour=blue").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
