@@ -205,7 +205,7 @@ impl IngressBuilder {
 
 impl From<IngressBuilder> for super::Object {
     fn from(b: IngressBuilder) -> Self {
-        super::Object::Ingress(b.0)
+        super::Object::Ingress(std::sync::Arc::new(b.0))
     }
 }
 
@@ -240,7 +240,7 @@ impl IngressClassBuilder {
 
 impl From<IngressClassBuilder> for super::Object {
     fn from(b: IngressClassBuilder) -> Self {
-        super::Object::IngressClass(b.0)
+        super::Object::IngressClass(std::sync::Arc::new(b.0))
     }
 }
 
@@ -293,7 +293,7 @@ impl ServiceBuilder {
 
 impl From<ServiceBuilder> for super::Object {
     fn from(b: ServiceBuilder) -> Self {
-        super::Object::Service(b.0)
+        super::Object::Service(std::sync::Arc::new(b.0))
     }
 }
 
@@ -380,7 +380,7 @@ impl SliceBuilder {
 
 impl From<SliceBuilder> for super::Object {
     fn from(b: SliceBuilder) -> Self {
-        super::Object::EndpointSlice(b.0)
+        super::Object::EndpointSlice(std::sync::Arc::new(b.0))
     }
 }
 

@@ -589,7 +589,7 @@ impl ManifestDir {
                         s.metadata.name.as_ref(),
                     ) =>
                 {
-                    found_services.push(std::sync::Arc::new(s.clone()));
+                    found_services.push(s.clone());
                 }
                 Object::EndpointSlice(s) => {
                     let (ns, name) = (s.metadata.namespace.as_ref(), s.metadata.name.as_ref());
@@ -599,7 +599,7 @@ impl ManifestDir {
                         .as_ref()
                         .and_then(|l| l.get("kubernetes.io/service-name"));
                     if named(services, ns, label) || named(slices, ns, name) {
-                        found_slices.push(std::sync::Arc::new(s.clone()));
+                        found_slices.push(s.clone());
                     }
                 }
                 _ => {}
