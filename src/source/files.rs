@@ -501,20 +501,17 @@ impl ManifestDir {
                 .into_iter()
                 .collect(),
         };
-        for path in candidates {
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() && is_manifest(&path) => m,
-                _ => {
+        for (path, prepared) in self.prepare(candidates) {
+            let (stamp, text) = match prepared {
+                Prepared::Gone => {
                     self.forget(&path, &mut next, &mut outcome);
                     continue;
                 }
+                Prepared::Unchanged => continue,
+                Prepared::Read(stamp, text) => (stamp, text),
             };
-            let stamp = stamp(&meta);
-            if self.stamps.get(&path) == Some(&stamp) && !self.empty_since.contains_key(&path) {
-                continue;
-            }
             let old = next.remove(&path);
-            let read = self.read_one(&path, old.as_deref(), &mut outcome);
+            let read = self.read_one(&path, old.as_deref(), text, &mut outcome);
             let kept = match read {
                 Read::New(objects) => {
                     self.stamps.insert(path.clone(), stamp);
@@ -627,8 +624,14 @@ impl ManifestDir {
 
     /// Reads one file: its new objects, or keep the old ones (it does not parse, or it
     /// turned empty too recently), or it vanished.
-    fn read_one(&mut self, path: &Path, old: Option<&[Object]>, outcome: &mut Reload) -> Read {
-        let text = match std::fs::read_to_string(path) {
+    fn read_one(
+        &mut self,
+        path: &Path,
+        old: Option<&[Object]>,
+        text: std::io::Result<(String, Option<ParsedFile>)>,
+        outcome: &mut Reload,
+    ) -> Read {
+        let (text, parsed) = match text {
             Ok(t) => t,
             // Vanished between listing and reading (an atomic replace in progress): the
             // next event brings it back.
@@ -650,7 +653,7 @@ impl ManifestDir {
             return Read::Keep;
         }
         self.empty_since.remove(path);
-        let parsed = parse(path, &text);
+        let parsed = parsed.unwrap_or_else(|| parse(path, &text));
         if parsed.errors.is_empty() {
             return Read::New(parsed.objects);
         }
@@ -662,6 +665,51 @@ impl ManifestDir {
             }
             None => Read::New(parsed.objects),
         }
+    }
+
+    /// Each candidate's fate: gone (or no manifest), unchanged (it looks as it did when
+    /// read), or read and, unless empty, parsed. Many files are prepared on several threads
+    /// (the first read of a large tree), a few on this one.
+    fn prepare(&self, candidates: Vec<PathBuf>) -> Vec<(PathBuf, Prepared)> {
+        let one = |path: &PathBuf| -> Prepared {
+            let meta = match std::fs::metadata(path) {
+                Ok(m) if m.is_file() && is_manifest(path) => m,
+                _ => return Prepared::Gone,
+            };
+            let stamp = stamp(&meta);
+            if self.stamps.get(path) == Some(&stamp) && !self.empty_since.contains_key(path) {
+                return Prepared::Unchanged;
+            }
+            let text = std::fs::read_to_string(path).map(|t| {
+                let parsed = (!t.trim().is_empty()).then(|| parse(path, &t));
+                (t, parsed)
+            });
+            Prepared::Read(stamp, text)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if candidates.len() < 64 || threads < 2 {
+            return candidates
+                .into_iter()
+                .map(|p| {
+                    let r = one(&p);
+                    (p, r)
+                })
+                .collect();
+        }
+        let chunk = candidates.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = candidates
+                .chunks(chunk)
+                .map(|part| {
+                    scope
+                        .spawn(move || part.iter().map(|p| (p.clone(), one(p))).collect::<Vec<_>>())
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        })
     }
 
     /// How much longer `path`, read empty now, must stay empty before that counts, if at all.
@@ -687,6 +735,14 @@ impl ManifestDir {
     pub fn merged(&self) -> Merged {
         merge(self.files.iter().map(|(p, o)| (p.as_path(), o.as_slice())))
     }
+}
+
+/// A candidate file, looked at (on any thread) before its objects are taken in.
+enum Prepared {
+    Gone,
+    Unchanged,
+    /// Its stamp, and its text with the parse (none for an empty text).
+    Read(Stamp, std::io::Result<(String, Option<ParsedFile>)>),
 }
 
 /// What reading one file gave.
