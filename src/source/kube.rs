@@ -281,7 +281,7 @@ pub fn watch(
     let config_map = config_map.map(|(ns, name)| {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let one = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        reflect(api, one, trim, &tx, &mut tasks)
+        reflect(api, one, trim, note_other, &tx, &mut tasks)
     });
     let opaque: Api<Secret> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -337,12 +337,19 @@ pub fn watch(
     let stores = Stores {
         touched,
         gateway,
-        ingresses: reflect(ingresses, all.clone(), trim, &tx, &mut tasks),
-        ingress_classes: reflect(Api::all(client), all.clone(), trim, &tx, &mut tasks),
-        services: reflect(services, all.clone(), trim, &tx, &mut tasks),
-        endpoint_slices: reflect_noting(slices, all, trim_slice, note_slice, &tx, &mut tasks),
-        secrets: reflect(secrets, tls_only, trim, &tx, &mut tasks),
-        opaque_secrets: reflect(opaque, opaque_only, trim, &tx, &mut tasks),
+        ingresses: reflect(ingresses, all.clone(), trim, note_other, &tx, &mut tasks),
+        ingress_classes: reflect(
+            Api::all(client),
+            all.clone(),
+            trim,
+            note_other,
+            &tx,
+            &mut tasks,
+        ),
+        services: reflect(services, all.clone(), trim, note_other, &tx, &mut tasks),
+        endpoint_slices: reflect(slices, all, trim_slice, note_slice, &tx, &mut tasks),
+        secrets: reflect(secrets, tls_only, trim, note_other, &tx, &mut tasks),
+        opaque_secrets: reflect(opaque, opaque_only, trim, note_other, &tx, &mut tasks),
         config_map,
     };
     (stores, rx, tasks)
@@ -370,22 +377,9 @@ fn trim_slice(slice: &mut EndpointSlice) {
     }
 }
 
+/// A reflector for one kind: its store, filled and kept by a task that notes each event
+/// with `note` and wakes the rebuild loop.
 fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    trim: fn(&mut K),
-    wake: &Wake,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-{
-    reflect_noting(api, config, trim, note_other, wake, tasks)
-}
-
-/// [`reflect`], with how its events are noted.
-fn reflect_noting<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
