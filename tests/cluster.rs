@@ -76,6 +76,12 @@ async fn routing_follows_objects_created_changed_and_deleted() {
     })
     .await;
     assert!(!v.logs().join("\n").contains("hunter2"));
+    // No status to write (no --publish-*, no GatewayClass of ours): no Lease either.
+    assert!(
+        api.objects("Lease").is_empty(),
+        "{:?}",
+        api.objects("Lease")
+    );
 }
 
 // configmap.md, watched in cluster mode; an Opaque Secret an Ingress names (auth-secret) is

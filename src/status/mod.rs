@@ -314,6 +314,17 @@ pub async fn run(
     let mut leading = false;
     let mut written = BTreeSet::new();
     loop {
+        // Without --publish-* there is only Gateway API status to write: no Lease traffic
+        // until a GatewayClass of ours exists.
+        let needed =
+            elector.settings.publish.is_some() || !shared.peek().built.gateway.classes.is_empty();
+        if !needed && !leading {
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
+            }
+            continue;
+        }
         let now_leading = elector.round().await;
         if now_leading != leading {
             tracing::info!(identity = %elector.settings.identity, lease = %elector.settings.election_id, leading = now_leading, "leader election");
