@@ -245,7 +245,8 @@ impl Route {
         }
         // Turns walk the weight slots by a stride coprime with the total, so every `total`
         // turns give each backend exactly its weight, interleaved rather than in runs.
-        let mut at = (turn as u64 % total) * spread_stride(total) % total;
+        let step = u128::from(turn as u64 % total) * u128::from(spread_stride(total));
+        let mut at = (step % u128::from(total)) as u64;
         for b in &self.backends {
             if at < u64::from(b.weight) {
                 return b;
@@ -506,6 +507,12 @@ mod tests {
         assert!((1..=2).contains(&first), "{first}");
         let all: usize = (0..100).filter(|t| name(r.backend_for(*t)) == "b").count();
         assert_eq!(all, 20);
+        // Weights that no CRD validated: the arithmetic does not overflow.
+        let r = route(
+            &[(&a, u32::MAX), (&b, u32::MAX), (&c, u32::MAX)],
+            Vec::new(),
+        );
+        assert!(["a", "b", "c"].contains(&name(r.backend_for(usize::MAX))));
         // All weights 0: the first backend, rather than nothing.
         let r = route(&[(&a, 0), (&b, 0)], Vec::new());
         assert_eq!(name(r.backend_for(5)), "a");

@@ -433,8 +433,11 @@ impl<'a> Compiler<'a> {
         for (k, b) in refs.iter().enumerate() {
             let at = format!("{field}.backendRefs[{k}]");
             let weight = b.weight.unwrap_or(1);
+            // BackendRef.Weight: 0 to 1,000,000 (the CRD validates it; manifests need not).
             let weight = u32::try_from(weight)
-                .map_err(|_| (format!("{at}.weight"), format!("{weight} is negative")))?;
+                .ok()
+                .filter(|w| *w <= 1_000_000)
+                .ok_or_else(|| (format!("{at}.weight"), format!("{weight} is not 0-1000000")))?;
             let backend = self.backend_ref(
                 object,
                 (b.group.as_deref(), b.kind.as_deref()),

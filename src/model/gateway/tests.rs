@@ -1142,3 +1142,28 @@ spec:
     // The Ingress still serves hosts the Gateway does not touch.
     assert_eq!(get(&b, "elsewhere.test", "/"), "404");
 }
+
+#[test]
+fn weights_beyond_the_spec_drop_the_rule() {
+    // BackendRef.Weight: 0 to 1,000,000 (httproute_types.go); a manifest is not validated by
+    // the CRD, so the build checks it.
+    let b = built(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: heavy, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [heavy.test]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /heavy}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080, weight: 2000000}]
+  - backendRefs: [{name: infra-backend-v2, port: 8080, weight: 1000000}]
+",
+    );
+    assert_eq!(get(&b, "heavy.test", "/heavy"), "infra-backend-v2");
+    assert!(
+        b.diagnostics
+            .iter()
+            .any(|d| d.field == "spec.rules[0].backendRefs[0].weight")
+    );
+}
