@@ -560,6 +560,9 @@ impl Reloader {
         if current.generation == 0 {
             return false;
         }
+        if touched_services.is_empty() && touched_slices.is_empty() {
+            return true;
+        }
         let diagnosed = current.built.diagnostics.iter().any(|d| {
             d.object.kind == "EndpointSlice"
                 && touched_slices

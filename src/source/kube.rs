@@ -394,8 +394,9 @@ where
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let wake = wake.clone();
+    let noting = (note, false);
     tasks.push(tokio::spawn(follow(
-        api, config, trim, writer, note, wake, kind,
+        api, config, trim, writer, noting, wake, kind,
     )));
     store
 }
@@ -408,19 +409,22 @@ struct Wake {
 }
 
 /// Watches `api` into `writer` until aborted, noting each change and waking the rebuild
-/// loop.
+/// loop. The first listing is part of start-up (the first build reads the stores once every
+/// kind is listed) unless `listing_is_a_change` (a kind that appeared later); a relist after
+/// it is noted as a change.
 async fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
     writer: reflector::store::Writer<K>,
-    note: Note<K>,
+    (note, listing_is_a_change): (Note<K>, bool),
     wake: Wake,
     kind: String,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
+    let mut listed = listing_is_a_change;
     watcher(api, config)
         .default_backoff()
         .modify(trim)
@@ -429,7 +433,16 @@ async fn follow<K>(
             match event {
                 // A full channel already holds a wake-up that will see this change.
                 Ok(event) => {
-                    note(&event, &wake.touched, &kind);
+                    let listing = matches!(
+                        event,
+                        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone
+                    );
+                    if listed || !listing {
+                        note(&event, &wake.touched, &kind);
+                    }
+                    if matches!(event, watcher::Event::InitDone) {
+                        listed = true;
+                    }
                     let _ = wake.changed.try_send(());
                 }
                 Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying, the last state keeps serving"),
@@ -490,7 +503,8 @@ where
         if absent {
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
-        follow(api, config, trim, writer, note_other, wake, kind).await
+        // A kind that appeared after start-up: its first listing is news.
+        follow(api, config, trim, writer, (note_other, absent), wake, kind).await
     }));
     store
 }
