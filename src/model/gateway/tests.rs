@@ -9,7 +9,6 @@
 use super::*;
 use crate::model::table::RequestFacts;
 use crate::model::{Built, Filter, Options, build};
-use std::path::Path;
 
 const BASE: &str = include_str!("../../../tests/fixtures/gateway/base.yaml");
 const INFRA: &str = "gateway-conformance-infra";
@@ -33,13 +32,36 @@ fn built(yaml: &str) -> Built {
     }
     text.push_str("\n---\n");
     text.push_str(yaml);
-    let parsed = crate::source::files::parse(Path::new("case.yaml"), &text);
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     let mut snapshot = Snapshot::default();
-    for o in parsed.objects {
-        snapshot.push(o);
+    for doc in text.split("\n---\n").filter(|d| !d.trim().is_empty()) {
+        push_document(&mut snapshot, doc);
     }
     build(&snapshot.sorted(), &Options::default())
+}
+
+/// One YAML document of a kind these tests use, as the object it is (namespaced kinds without
+/// a namespace land in `default`, as file mode puts them).
+fn push_document(snapshot: &mut Snapshot, doc: &str) {
+    fn read<T: serde::de::DeserializeOwned>(doc: &str) -> T {
+        serde_yaml_ng::from_str(doc).unwrap_or_else(|e| panic!("{e}: {doc}"))
+    }
+    let kind: serde_yaml_ng::Value = read(doc);
+    let mut object: crate::model::Object = match kind["kind"].as_str().unwrap_or_default() {
+        "Namespace" => read::<k8s_openapi::api::core::v1::Namespace>(doc).into(),
+        "Service" => read::<k8s_openapi::api::core::v1::Service>(doc).into(),
+        "Secret" => read::<Secret>(doc).into(),
+        "EndpointSlice" => read::<k8s_openapi::api::discovery::v1::EndpointSlice>(doc).into(),
+        "Ingress" => read::<k8s_openapi::api::networking::v1::Ingress>(doc).into(),
+        "GatewayClass" => read::<gateway_api::gatewayclasses::GatewayClass>(doc).into(),
+        "Gateway" => read::<Gateway>(doc).into(),
+        "HTTPRoute" => read::<HttpRoute>(doc).into(),
+        "ReferenceGrant" => read::<gateway_api::referencegrants::ReferenceGrant>(doc).into(),
+        other => panic!("kind {other:?} in a test document"),
+    };
+    if object.is_namespaced() && object.metadata_mut().namespace.is_none() {
+        object.metadata_mut().namespace = Some("default".to_owned());
+    }
+    snapshot.push(object);
 }
 
 /// Where a plain-HTTP request goes: the backend Service's name, `404`, `500`, or
