@@ -16,7 +16,7 @@ use super::policy::{Filter, Policy, Redirect, RedirectTo};
 use super::settings::Global;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
-    HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot,
+    HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot, Spread,
     WeightedBackend,
 };
 use http::StatusCode;
@@ -262,6 +262,7 @@ fn catch_all(
     policy: Arc<Policy>,
     backend: Arc<Backend>,
 ) -> Arc<Route> {
+    let backends = single(backend);
     Arc::new(Route {
         id,
         ingress,
@@ -270,7 +271,8 @@ fn catch_all(
         pattern: None,
         matches: Matches::default(),
         policy,
-        backends: single(backend),
+        spread: Spread::of(&backends),
+        backends,
         canary: None,
     })
 }
@@ -1007,6 +1009,7 @@ impl Builder<'_> {
             },
         };
         let backend = self.ingress_backend(b, me, &format!("{}.backend", field(at)));
+        let backends = single(backend);
         let route = Arc::new(Route {
             id: RouteId::of((&me.namespace, &me.name, host, &path.path, path.path_type)),
             ingress: me.clone(),
@@ -1015,7 +1018,8 @@ impl Builder<'_> {
             pattern,
             matches: Matches::default(),
             policy,
-            backends: single(backend),
+            spread: Spread::of(&backends),
+            backends,
             canary: self
                 .canaries
                 .get_mut(&(host.clone(), key.clone()))

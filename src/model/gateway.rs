@@ -15,7 +15,7 @@ use super::host::HostRule;
 use super::secret::{Pem, tls_material};
 use super::settings::Global;
 use super::snapshot::{ObjectRef, Snapshot};
-use super::table::{Condition, Matches, PathMatch, Rank, Route, RouteId};
+use super::table::{Condition, Matches, PathMatch, Rank, Route, RouteId, Spread};
 use gateway_api::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom,
     GatewayListenersAllowedRoutesNamespacesSelector, GatewayListenersTlsMode,
@@ -901,6 +901,7 @@ fn attach(
                     matches,
                     policy: one.policy.clone(),
                     backends: one.backends.clone(),
+                    spread: Spread::of(&one.backends),
                     canary: None,
                 });
                 out.placements.push(Placement {

@@ -220,6 +220,26 @@ pub struct Route {
     pub backends: Vec<WeightedBackend>,
     /// An ingress-nginx canary's alternative backend, if one is attached.
     pub canary: Option<Arc<super::canary::Canary>>,
+    /// The backends' total weight and the stride that walks it ([`Spread::of`]), worked out
+    /// once per build rather than per request.
+    pub spread: Spread,
+}
+
+/// How turns walk a weighted backend set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    pub total: u64,
+    pub stride: u64,
+}
+
+impl Spread {
+    pub fn of(backends: &[WeightedBackend]) -> Spread {
+        let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+        Spread {
+            total,
+            stride: spread_stride(total.max(1)),
+        }
+    }
 }
 
 impl Route {
@@ -239,13 +259,13 @@ impl Route {
         if self.backends.len() == 1 {
             return first;
         }
-        let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let Spread { total, stride } = self.spread;
         if total == 0 {
             return first;
         }
         // Turns walk the weight slots by a stride coprime with the total, so every `total`
         // turns give each backend exactly its weight, interleaved rather than in runs.
-        let step = u128::from(turn as u64 % total) * u128::from(spread_stride(total));
+        let step = u128::from(turn as u64 % total) * u128::from(stride);
         let mut at = (step % u128::from(total)) as u64;
         for b in &self.backends {
             if at < u64::from(b.weight) {
@@ -466,8 +486,17 @@ mod tests {
     }
 
     fn route(backends: &[(&Arc<Backend>, u32)], conditions: Vec<Condition>) -> Arc<Route> {
+        let backends: Vec<WeightedBackend> = backends
+            .iter()
+            .map(|(b, weight)| WeightedBackend {
+                backend: (*b).clone(),
+                weight: *weight,
+                filters: None,
+            })
+            .collect();
         Arc::new(Route {
             id: RouteId::of("r"),
+            spread: Spread::of(&backends),
             ingress: Arc::new(ObjectRef {
                 kind: "Ingress",
                 namespace: "ns".to_owned(),
@@ -479,14 +508,7 @@ mod tests {
             matches: Matches { conditions },
             policy: Arc::new(Policy::default()),
             canary: None,
-            backends: backends
-                .iter()
-                .map(|(b, weight)| WeightedBackend {
-                    backend: (*b).clone(),
-                    weight: *weight,
-                    filters: None,
-                })
-                .collect(),
+            backends,
         })
     }
 
