@@ -528,6 +528,9 @@ spec:
     backendRefs: [{group: unknown.example.com, kind: Widget, name: x, port: 8080}]
   - matches: [{path: {type: PathPrefix, value: /half}}]
     backendRefs: [{name: infra-backend-v1, port: 8080}, {name: nonexistent, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /extension}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Thing, name: x}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -547,7 +550,8 @@ spec:
     assert_eq!(counts.get("infra-backend-v1"), Some(&70), "{counts:?}");
     assert_eq!(counts.get("infra-backend-v2"), Some(&30), "{counts:?}");
     assert_eq!(counts.get("infra-backend-v3"), None, "{counts:?}");
-    for path in ["/zero", "/missing", "/kind"] {
+    // An ExtensionRef filter cannot be resolved: not skipped, its requests get 500.
+    for path in ["/zero", "/missing", "/kind", "/extension"] {
         let a = request(v.http, "GET", "broken.test", path, &[]).await;
         assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     }
@@ -734,7 +738,10 @@ metadata: {{name: https-only, namespace: gateway-conformance-infra}}
 spec:
   parentRefs: [{{name: same-namespace-with-https-listener}}]
   hostnames: [secure.test, a.b.wild.test, granted.test]
-  rules: [{{backendRefs: [{{name: infra-backend-v1, port: 8080}}]}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /hop}}}}]
+    filters: [{{type: RequestRedirect, requestRedirect: {{hostname: example.org}}}}]
+  - backendRefs: [{{name: infra-backend-v1, port: 8080}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -758,6 +765,12 @@ spec:
         let a = get_over(tls, host, "/").await;
         assert_eq!(a.backend(), "infra-backend-v1", "{host}");
     }
+    // A redirect over TLS keeps the HTTPS listener's port (443: left out), not the socket's.
+    let tls = connect(v.https, Hello::sni("secure.test"))
+        .await
+        .expect("handshake");
+    let a = get_over(tls, "secure.test", "/hop/x").await;
+    assert_eq!(location(&a), "https://example.org/hop/x");
     let a = request(v.http, "GET", "secure.test", "/", &[]).await;
     assert_eq!(
         a.status,
