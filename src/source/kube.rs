@@ -256,24 +256,12 @@ pub fn watch(
         changed,
         touched: touched.clone(),
     };
-    let namespaced =
-        |client: &Client| -> (Api<Ingress>, Api<Service>, Api<EndpointSlice>, Api<Secret>) {
-            match namespace {
-                Some(ns) => (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                ),
-                None => (
-                    Api::all(client.clone()),
-                    Api::all(client.clone()),
-                    Api::all(client.clone()),
-                    Api::all(client.clone()),
-                ),
-            }
-        };
-    let (ingresses, services, slices, secrets) = namespaced(&client);
+    let (ingresses, services, slices, secrets) = (
+        scoped::<Ingress>(&client, namespace),
+        scoped::<Service>(&client, namespace),
+        scoped::<EndpointSlice>(&client, namespace),
+        scoped::<Secret>(&client, namespace),
+    );
     let all = watcher::Config::default();
     let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
     let opaque_only = watcher::Config::default().fields("type=Opaque");
@@ -283,24 +271,13 @@ pub fn watch(
         let one = watcher::Config::default().fields(&format!("metadata.name={name}"));
         reflect(api, one, trim, note_other, &tx, &mut tasks)
     });
-    let opaque: Api<Secret> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let opaque: Api<Secret> = scoped(&client, namespace);
     let gateway = gateway_api.then(|| {
-        let scoped = |client: &Client| match namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-        let (gateways, routes, grants) = scoped(&client);
+        let (gateways, routes, grants) = (
+            scoped::<Gateway>(&client, namespace),
+            scoped::<HttpRoute>(&client, namespace),
+            scoped::<ReferenceGrant>(&client, namespace),
+        );
         let v1beta1 = ApiResource {
             group: "gateway.networking.k8s.io".to_owned(),
             version: "v1beta1".to_owned(),
@@ -353,6 +330,18 @@ pub fn watch(
         config_map,
     };
     (stores, rx, tasks)
+}
+
+/// The API of a namespaced kind: one namespace's (`--watch-namespace`), else all.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Drops what routing never reads before an object is stored: managedFields and kubectl's
