@@ -85,7 +85,7 @@ pub struct TlsBinding {
 }
 
 /// Everything one build produces.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Built {
     pub table: RoutingTable,
     /// Every Ingress that is ours (whether or not it produced routes), for status writing.
@@ -104,6 +104,25 @@ pub struct Built {
     /// Every backend whose endpoints come from a Service port's EndpointSlices, by Service
     /// port: [`refresh_endpoints`] publishes new endpoints into them.
     pub backends: FxHashMap<ServiceRef, Vec<Arc<Backend>>>,
+    /// How many Ingresses (and the `--default-backend` flag) use each backend the Ingress
+    /// rules resolved: while positive, that backend is first in `backends`. A partial build
+    /// keeps the counts, and drops a backend nothing uses any more.
+    pub(crate) users: FxHashMap<ServiceRef, u32>,
+    /// Hosts whose group depends on more than the Ingresses that name the host: aliases and
+    /// `www.` redirects (both ends), and every host with Gateway API routes or certificates.
+    /// A change that touches one of them takes a full build.
+    pub(crate) cross_host: FxHashSet<HostRule>,
+}
+
+/// What a partial build takes from the table it adds to ([`super::incremental`]).
+pub(crate) struct Seed<'s> {
+    /// Every wildcard TLS host of every Ingress of ours: an exact host below one of them
+    /// speaks TLS, whichever Ingress lists the wildcard.
+    pub tls_wildcards: Vec<HostRule>,
+    /// The backend already in force for a Service port whose objects did not change, so that
+    /// the routes rebuilt share it with the routes kept (one backend per port follows the
+    /// EndpointSlices).
+    pub reuse: &'s dyn Fn(&ServiceRef) -> Option<Arc<Backend>>,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -126,6 +145,16 @@ pub fn build(snapshot: &Snapshot, options: &Options) -> Built {
 /// [`build`], where a ConfigMap key with a bad value keeps its value from `previous` (the
 /// settings of the table in force) rather than the flag's.
 pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Global>) -> Built {
+    build_seeded(snapshot, options, previous, None)
+}
+
+/// [`build_after`] for part of the objects, seeded with what the rest says (`seed`).
+pub(crate) fn build_seeded(
+    snapshot: &Snapshot,
+    options: &Options,
+    previous: Option<&Global>,
+    seed: Option<Seed<'_>>,
+) -> Built {
     let config_map = options.config_map.as_ref().and_then(|(namespace, name)| {
         snapshot.config_maps.iter().find(|c| {
             c.metadata.namespace.as_deref() == Some(namespace)
@@ -175,6 +204,10 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
 
     let mut builder = Builder::new(snapshot, options, Arc::new(global));
     builder.diagnostics.extend(settings_diagnostics);
+    if let Some(seed) = seed {
+        builder.tls_hosts.extend(seed.tls_wildcards);
+        builder.reuse = Some(seed.reuse);
+    }
     // TLS first: whether a route redirects to https depends on every Ingress's TLS hosts.
     for ingress in &ours {
         builder.add_tls_of(ingress);
@@ -217,14 +250,23 @@ pub fn build_after(snapshot: &Snapshot, options: &Options, previous: Option<&Glo
     );
     builder.add_gateway(translated);
     for slice in &snapshot.endpoint_slices {
-        let me = ObjectRef::of("EndpointSlice", &slice.metadata);
-        for (field, reason) in super::endpoints::slice_problems(slice) {
-            builder.diagnose(&me, field, format!("{reason}; not used"));
-        }
+        builder.diagnostics.extend(slice_diagnostics(slice));
     }
     let mut built = builder.finish();
     built.ours = our_refs;
     built
+}
+
+/// What is wrong with an EndpointSlice (its endpoints are not used).
+pub(crate) fn slice_diagnostics(
+    slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
+) -> impl Iterator<Item = Diagnostic> {
+    let me = ObjectRef::of("EndpointSlice", &slice.metadata);
+    super::endpoints::slice_problems(slice)
+        .into_iter()
+        .map(move |(field, reason)| {
+            Diagnostic::error(me.clone(), field, format!("{reason}; not used"))
+        })
 }
 
 /// `--default-backend`, as the object its diagnostics name.
@@ -319,6 +361,14 @@ pub use super::secret::{Pem, secret_data, tls_material};
 
 struct Builder<'a> {
     options: &'a Options,
+    /// A partial build's way to the backends in force ([`Seed::reuse`]).
+    reuse: Option<&'a dyn Fn(&ServiceRef) -> Option<Arc<Backend>>>,
+    /// Distinct users per backend ([`Built::users`]), and the backends the Ingress being
+    /// placed counted already.
+    users: FxHashMap<ServiceRef, u32>,
+    counted: (Option<ObjectRef>, FxHashSet<ServiceRef>),
+    flag_counted: FxHashSet<ServiceRef>,
+    cross_host: FxHashSet<HostRule>,
     global: Arc<Global>,
     services: ServiceIndex<'a>,
     secrets: FxHashMap<(&'a str, &'a str), &'a Secret>,
@@ -389,6 +439,11 @@ impl<'a> Builder<'a> {
     fn new(snapshot: &'a Snapshot, options: &'a Options, global: Arc<Global>) -> Builder<'a> {
         Builder {
             options,
+            reuse: None,
+            users: FxHashMap::default(),
+            counted: (None, FxHashSet::default()),
+            flag_counted: FxHashSet::default(),
+            cross_host: FxHashSet::default(),
             global,
             services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
             secrets: snapshot
@@ -907,6 +962,7 @@ impl Builder<'_> {
         }
         for alias in &a.aliases {
             self.aliases.push((alias.clone(), host.clone(), me.clone()));
+            self.cross_host.extend([alias.clone(), host.clone()]);
         }
         if a.from_to_www
             && let HostRule::Exact(name) = host
@@ -916,7 +972,9 @@ impl Builder<'_> {
                 None => format!("www.{name}"),
             };
             self.www
-                .push((HostRule::Exact(other), name.clone(), me.clone()));
+                .push((HostRule::Exact(other.clone()), name.clone(), me.clone()));
+            self.cross_host
+                .extend([HostRule::Exact(other), host.clone()]);
         }
     }
 
@@ -1100,7 +1158,12 @@ impl Builder<'_> {
                 return backend;
             }
         }
+        let key = service.clone();
+        let reuse = self.reuse;
         let entry = self.backends.entry(service.clone()).or_insert_with(|| {
+            if let Some(b) = reuse.and_then(|r| r(&service)) {
+                return Ok(b);
+            }
             match super::endpoints::resolution(&self.services, &service) {
                 Ok(r) => Ok(Arc::new(Backend::new(
                     Some(service),
@@ -1115,7 +1178,11 @@ impl Builder<'_> {
             }
         });
         let (why, backend) = match entry {
-            Ok(backend) => return backend.clone(),
+            Ok(backend) => {
+                let backend = backend.clone();
+                self.count_user(key, me);
+                return backend;
+            }
             Err((why, backend)) => (why.clone(), backend.clone()),
         };
         let suffix = match (&why, backend.service.as_ref().map(|s| &s.port)) {
@@ -1131,6 +1198,26 @@ impl Builder<'_> {
         self.diagnose(me, field, format!("{}; requests get 503", why.reason()));
         backend
     }
+    /// Counts `me` once among the users of `service` ([`Built::users`]). An Ingress's
+    /// backends are all resolved while it is placed, so "once" needs only its own set.
+    fn count_user(&mut self, service: ServiceRef, me: &ObjectRef) {
+        let (current, seen) = &mut self.counted;
+        if current.as_ref() != Some(me) {
+            if me.kind != "Ingress" {
+                // The flag's backend: one user per build, whichever Ingress asked for it.
+                if self.flag_counted.insert(service.clone()) {
+                    *self.users.entry(service).or_default() += 1;
+                }
+                return;
+            }
+            *current = Some(me.clone());
+            seen.clear();
+        }
+        if seen.insert(service.clone()) {
+            *self.users.entry(service).or_default() += 1;
+        }
+    }
+
     fn add_tls(&mut self, me: &ObjectRef, i: usize, tls: &IngressTLS) {
         let field = format!("spec.tls[{i}]");
         let mut hosts = Vec::new();
@@ -1202,6 +1289,7 @@ impl Builder<'_> {
         self.gateway_backends = std::mem::take(&mut translated.backends);
         self.gateway_status = std::mem::take(&mut translated.status);
         for cert in std::mem::take(&mut translated.certs) {
+            self.cross_host.insert(cert.host.clone());
             let (host, deep) = match &cert.host {
                 HostRule::Any => (HostRule::Any, false),
                 h @ HostRule::Wildcard(_) => (h.clone(), true),
@@ -1231,6 +1319,7 @@ impl Builder<'_> {
         self.routes
             .extend(translated.placements.iter().map(|p| p.route.clone()));
         for (host, placements) in gateway::host_groups(&translated) {
+            self.cross_host.insert(host.clone());
             if self.regex_hosts.contains(&host) {
                 let reason = format!(
                     "host {host} has ingress-nginx regex paths (use-regex or rewrite-target on an Ingress); HTTPRoute rules for it are not served"
@@ -1288,7 +1377,9 @@ impl Builder<'_> {
                     paths: Self::ordered(None, placements),
                     root: None,
                 };
-                table.deep_wildcard.insert(suffix.as_str().into(), group);
+                table
+                    .deep_wildcard
+                    .insert(suffix.as_str().into(), Arc::new(group));
             }
         }
         for (host, claims) in hosts {
@@ -1322,6 +1413,8 @@ impl Builder<'_> {
             passthrough: self.passthrough,
             gateway: self.gateway_status,
             backends,
+            users: self.users,
+            cross_host: self.cross_host,
         }
     }
 
@@ -1459,13 +1552,17 @@ impl Builder<'_> {
                 continue;
             }
             if let Some(group) = group_of(table, &host) {
-                insert_group(table, &alias, group);
+                insert_shared(table, &alias, group);
             }
         }
     }
 }
 
 fn insert_group(table: &mut RoutingTable, host: &HostRule, group: HostRoutes) {
+    insert_shared(table, host, Arc::new(group));
+}
+
+pub(super) fn insert_shared(table: &mut RoutingTable, host: &HostRule, group: Arc<HostRoutes>) {
     match host {
         HostRule::Exact(h) => {
             table.exact.insert(h.as_str().into(), group);
@@ -1477,7 +1574,7 @@ fn insert_group(table: &mut RoutingTable, host: &HostRule, group: HostRoutes) {
     }
 }
 
-fn group_of(table: &RoutingTable, host: &HostRule) -> Option<HostRoutes> {
+fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
     match host {
         HostRule::Exact(h) => table.exact.get(h.as_str()).cloned(),
         HostRule::Wildcard(s) => table.wildcard.get(s.as_str()).cloned(),

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod fixtures;
 pub mod gateway;
 pub mod host;
+pub mod incremental;
 pub mod ingress_nginx;
 pub mod passthrough;
 pub mod path;

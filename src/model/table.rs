@@ -392,18 +392,22 @@ impl HostRoutes {
 ///
 /// Host maps use FxHash: request hosts are only looked up, never inserted, so a client
 /// cannot flood them; the keys come from Ingress objects.
-#[derive(Debug, Default)]
+///
+/// Groups are shared (`Arc`): a build that changes a few hosts copies the maps' pointers and
+/// replaces those groups, the others are the previous table's.
+#[derive(Debug, Default, Clone)]
 pub struct RoutingTable {
-    pub(crate) exact: FxHashMap<Box<str>, HostRoutes>,
+    pub(crate) exact: FxHashMap<Arc<str>, Arc<HostRoutes>>,
     /// Keyed by the suffix after `*.`.
-    pub(crate) wildcard: FxHashMap<Box<str>, HostRoutes>,
+    pub(crate) wildcard: FxHashMap<Arc<str>, Arc<HostRoutes>>,
     /// Gateway API wildcards, which match any number of labels (`*.example.com` takes
     /// `a.b.example.com`), for hosts two or more labels below the suffix; the most specific
     /// suffix wins. Only Gateway API routes are here (an Ingress wildcard is one label).
-    pub(crate) deep_wildcard: FxHashMap<Box<str>, HostRoutes>,
-    pub(crate) any_host: Option<HostRoutes>,
+    pub(crate) deep_wildcard: FxHashMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) any_host: Option<Arc<HostRoutes>>,
     pub(crate) default_route: Option<Arc<Route>>,
-    /// Every route in build order, for `/debug/routes` and metrics.
+    /// Every route, for `/debug/routes` and metrics: in build order, except that a partial
+    /// build puts the routes of the Ingresses it rebuilt last.
     pub(crate) routes: Vec<Arc<Route>>,
 }
 
@@ -434,13 +438,15 @@ impl RoutingTable {
     fn host_group(&self, host: &str) -> Option<&HostRoutes> {
         self.exact
             .get(host)
+            .map(|g| &**g)
             .or_else(|| {
                 let suffix = wildcard_suffix(host)?;
                 self.wildcard
                     .get(suffix)
+                    .map(|g| &**g)
                     .or_else(|| self.deep_wildcard_group(suffix))
             })
-            .or(self.any_host.as_ref())
+            .or(self.any_host.as_deref())
     }
 
     /// The Gateway API wildcard group for a host whose one-label suffix is `suffix`, trying
@@ -451,7 +457,7 @@ impl RoutingTable {
         }
         while let Some(shorter) = wildcard_suffix(suffix) {
             if let Some(group) = self.deep_wildcard.get(shorter) {
-                return Some(group);
+                return Some(&**group);
             }
             suffix = shorter;
         }

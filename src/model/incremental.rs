@@ -1,0 +1,892 @@
+//! Builds that cost what a change touches. [`Model`] keeps every object by kind and name, an
+//! index of the hosts, Services and Secrets each Ingress of ours names, and the last
+//! [`Built`]. A change to Ingresses, Services, EndpointSlices or Secrets rebuilds only the
+//! Ingresses that share a host with what it touches (closed: every Ingress of every host they
+//! name), and splices their host groups, routes, certificates, diagnostics and backend users
+//! into a copy of the last build; every other group, route and backend is the last build's own
+//! (`Arc`). What a splice cannot express takes a full [`build_after`], which stays the
+//! reference (the property test below applies random changes both ways and compares after
+//! each): IngressClasses, the ConfigMap and the Gateway API kinds; Ingresses with a default
+//! backend, `server-alias`, `from-to-www-redirect` or `ssl-passthrough`, or whose wildcard TLS
+//! hosts change; hosts that Gateway API routes, aliases or `www.` redirects link to others;
+//! Service and Secret changes while Gateway API objects are present; and a change whose
+//! closure is a large part of the cluster anyway.
+
+use super::build::{Built, Options, Seed, build_after, build_seeded, slice_diagnostics};
+use super::class::OurClasses;
+use super::diagnostic::Diagnostic;
+use super::endpoints::{Backend, ServiceRef};
+use super::host::HostRule;
+use super::ingress_nginx::{NGINX, VESTIBULE};
+use super::snapshot::{Object, ObjectRef, Snapshot};
+use super::table::{HostRoutes, RoutingTable};
+use k8s_openapi::api::networking::v1::Ingress;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// `(namespace, name)`.
+type Key = (String, String);
+
+/// One object added, replaced or removed.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Put(Object),
+    Delete(ObjectRef),
+}
+
+/// How a [`Model::apply`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuilt {
+    /// Everything was built again.
+    Full,
+    /// Only this many Ingresses were built again.
+    Partial(usize),
+}
+
+/// The objects, their index, and the last build.
+pub struct Model {
+    options: Options,
+    store: Store,
+    index: Index,
+    last: Option<Built>,
+}
+
+/// A partial build gives up on a closure bigger than this share of the Ingresses of ours
+/// (`1 / FULL_SHARE`), where a full build costs about as much.
+const FULL_SHARE: usize = 4;
+
+impl Model {
+    pub fn new(options: Options) -> Model {
+        Model {
+            options,
+            store: Store::default(),
+            index: Index::default(),
+            last: None,
+        }
+    }
+
+    /// The options the model builds with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Replaces every object with `snapshot`'s and builds in full. `previous`: the settings
+    /// in force, whose values a bad ConfigMap key keeps.
+    pub fn load(&mut self, snapshot: &Snapshot) -> &Built {
+        self.store = Store::default();
+        for o in objects_of(snapshot) {
+            self.store.put(o);
+        }
+        self.full()
+    }
+
+    /// The last build, if any.
+    pub fn last(&self) -> Option<&Built> {
+        self.last.as_ref()
+    }
+
+    /// Every object, sorted as [`Snapshot::sorted`] sorts.
+    pub fn snapshot(&self) -> Snapshot {
+        self.store.snapshot()
+    }
+
+    /// The Secret `namespace/name`, if present.
+    pub fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<&Arc<k8s_openapi::api::core::v1::Secret>> {
+        self.store
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Takes the changes in without building (EndpointSlices published in place).
+    pub fn record(&mut self, changes: Vec<Change>) {
+        let classes = self.store.classes();
+        let classes = self.classes(&classes);
+        for change in changes {
+            let (old, new) = self.store.apply(change);
+            self.index.replace(&classes, old.as_ref(), new.as_ref());
+        }
+    }
+
+    /// Takes the changes in and builds: only what they touch where that is the same as a
+    /// full build, else in full.
+    pub fn apply(&mut self, changes: Vec<Change>) -> (&Built, Rebuilt) {
+        if self.last.is_none() || !changes.iter().all(|c| partial_kind(c_kind(c))) {
+            for change in changes {
+                self.store.apply(change);
+            }
+            return (self.full(), Rebuilt::Full);
+        }
+        match self.partial(changes) {
+            Some(n) => (self.last.as_ref().expect("built"), Rebuilt::Partial(n)),
+            None => (self.full(), Rebuilt::Full),
+        }
+    }
+
+    fn classes(
+        &self,
+        classes: &[Arc<k8s_openapi::api::networking::v1::IngressClass>],
+    ) -> OurClasses {
+        OurClasses::new(
+            classes,
+            &self.options.controller_name,
+            &self.options.ingress_class,
+            self.options.watch_ingress_without_class,
+        )
+    }
+
+    fn full(&mut self) -> &Built {
+        let snapshot = self.store.snapshot();
+        let previous = self.last.as_ref().map(|b| b.global.clone());
+        let built = build_after(&snapshot, &self.options, previous.as_deref());
+        let classes = self.classes(&snapshot.ingress_classes);
+        let mut index = Index::default();
+        for i in self.store.ingresses.values() {
+            index.add(&classes, i);
+        }
+        self.index = index;
+        self.last.insert(built)
+    }
+
+    /// Applies `changes` (all of kinds a partial build handles) and splices a partial build
+    /// into the last; `None` when only a full build will do (the changes are in the store).
+    fn partial(&mut self, changes: Vec<Change>) -> Option<usize> {
+        let class_list = self.store.classes();
+        let classes = self.classes(&class_list);
+        let mut before: FxHashMap<ObjectRef, Option<Object>> = FxHashMap::default();
+        let mut changed_ingresses: BTreeSet<Key> = BTreeSet::new();
+        let mut changed_services: FxHashSet<Key> = FxHashSet::default();
+        let mut changed_secrets: FxHashSet<Key> = FxHashSet::default();
+        let mut changed_slices: BTreeSet<Key> = BTreeSet::new();
+        let mut fall_back = false;
+        for change in changes {
+            let (old, new) = self.store.apply(change);
+            self.index.replace(&classes, old.as_ref(), new.as_ref());
+            for o in old.iter().chain(new.iter()) {
+                let r = o.object_ref();
+                let key = (r.namespace.clone(), r.name.clone());
+                match o {
+                    Object::Ingress(i) => {
+                        let f = Footprint::of(i);
+                        fall_back |=
+                            classes.owns(i) && (f.cross_host || !f.wildcard_tls.is_empty());
+                        changed_ingresses.insert(key);
+                    }
+                    Object::Service(_) => {
+                        changed_services.insert(key);
+                    }
+                    Object::EndpointSlice(s) => {
+                        if let Some(owner) = slice_owner(s) {
+                            changed_services.insert((key.0.clone(), owner));
+                        }
+                        changed_slices.insert(key);
+                    }
+                    Object::Secret(_) => {
+                        changed_secrets.insert(key);
+                    }
+                    _ => fall_back = true,
+                }
+            }
+            if let Some(first) = old.as_ref().or(new.as_ref()) {
+                before.entry(first.object_ref()).or_insert(old);
+            }
+        }
+        let last = self.last.as_ref()?;
+        let gateway_api = !self.store.gateways.is_empty() || !self.store.http_routes.is_empty();
+        let default_service = self
+            .options
+            .default_backend
+            .as_ref()
+            .map(|s| (s.namespace.clone(), s.name.clone()));
+        fall_back |= gateway_api && !(changed_services.is_empty() && changed_secrets.is_empty());
+        fall_back |= default_service.is_some_and(|s| changed_services.contains(&s));
+        fall_back |=
+            self.options.default_backend.is_some() && !last.global.custom_http_errors.is_empty();
+        if fall_back {
+            return None;
+        }
+
+        // The closure: every Ingress of every host that a changed object's Ingresses name,
+        // before and after the change.
+        let mut hosts: BTreeSet<HostRule> = BTreeSet::new();
+        let mut members: BTreeSet<Key> = changed_ingresses.clone();
+        let mut queue: Vec<HostRule> = Vec::new();
+        for key in &changed_ingresses {
+            let r = raw_ref("Ingress", key);
+            if let Some(Some(Object::Ingress(old))) = before.get(&r)
+                && classes.owns(old)
+            {
+                queue.extend(Footprint::of(old).hosts);
+            }
+        }
+        let mut users: Vec<&Key> = changed_ingresses.iter().collect();
+        for s in &changed_services {
+            users.extend(self.index.by_service.get(s).into_iter().flatten());
+        }
+        for s in &changed_secrets {
+            users.extend(self.index.by_secret.get(s).into_iter().flatten());
+        }
+        let users: Vec<Key> = users.into_iter().cloned().collect();
+        for key in users {
+            members.insert(key.clone());
+            if let Some(i) = self.store.ingresses.get(&key)
+                && classes.owns(i)
+            {
+                queue.extend(Footprint::of(i).hosts);
+            }
+        }
+        let ours = self.index.ours;
+        let cap = (ours / FULL_SHARE).max(64);
+        while let Some(host) = queue.pop() {
+            if !hosts.insert(host.clone()) {
+                continue;
+            }
+            for key in self.index.by_host.get(&host).into_iter().flatten() {
+                if members.insert(key.clone())
+                    && let Some(i) = self.store.ingresses.get(key)
+                {
+                    queue.extend(Footprint::of(i).hosts);
+                }
+            }
+            if members.len() > cap {
+                return None;
+            }
+        }
+        if hosts.iter().any(|h| last.cross_host.contains(h)) {
+            return None;
+        }
+        let current: Vec<Arc<Ingress>> = members
+            .iter()
+            .filter_map(|k| self.store.ingresses.get(k))
+            .filter(|i| classes.owns(i))
+            .cloned()
+            .collect();
+        if current.iter().any(|i| Footprint::of(i).cross_host) {
+            return None;
+        }
+        let previous: Vec<Arc<Ingress>> = members
+            .iter()
+            .filter_map(|k| match before.get(&raw_ref("Ingress", k)) {
+                Some(old) => match old {
+                    Some(Object::Ingress(i)) => Some(i.clone()),
+                    _ => None,
+                },
+                None => self.store.ingresses.get(k).cloned(),
+            })
+            .filter(|i| classes.owns(i))
+            .collect();
+        if previous.iter().any(|i| Footprint::of(i).cross_host) {
+            return None;
+        }
+
+        // The part as it was (for the backends it used) and as it is.
+        let wildcards: Vec<HostRule> = self.index.tls_wildcards.keys().cloned().collect();
+        let no_reuse = |_: &ServiceRef| None;
+        let old_part = {
+            let sub = self.store.part(&previous, &self.options, Some(&before));
+            let seed = Seed {
+                tls_wildcards: wildcards.clone(),
+                reuse: &no_reuse,
+            };
+            build_seeded(&sub, &self.options, Some(&last.global), Some(seed))
+        };
+        let reuse = |s: &ServiceRef| -> Option<Arc<Backend>> {
+            let key = (s.namespace.clone(), s.name.clone());
+            if changed_services.contains(&key) || !last.users.contains_key(s) {
+                return None;
+            }
+            last.backends.get(s).and_then(|v| v.first()).cloned()
+        };
+        let new_part = {
+            let sub = self.store.part(&current, &self.options, None);
+            let seed = Seed {
+                tls_wildcards: wildcards,
+                reuse: &reuse,
+            };
+            build_seeded(&sub, &self.options, Some(&last.global), Some(seed))
+        };
+        let rebuilt = members.len();
+        let next = splice(
+            last,
+            Part {
+                members: members.iter().map(ingress_object_ref).collect(),
+                hosts: &hosts,
+                changed_ingresses: &changed_ingresses,
+                changed_slices: &changed_slices,
+                store: &self.store,
+                classes: &classes,
+                old: old_part,
+                new: new_part,
+            },
+        );
+        self.last = Some(next);
+        Some(rebuilt)
+    }
+}
+
+/// What a partial build replaces.
+struct Part<'p> {
+    /// The Ingresses rebuilt (before and after).
+    members: FxHashSet<ObjectRef>,
+    hosts: &'p BTreeSet<HostRule>,
+    changed_ingresses: &'p BTreeSet<Key>,
+    changed_slices: &'p BTreeSet<Key>,
+    store: &'p Store,
+    classes: &'p OurClasses,
+    /// The members built from their objects before the change, and after.
+    old: Built,
+    new: Built,
+}
+
+/// The last build with the part's hosts, routes, certificates, diagnostics and backends
+/// replaced by its new build.
+fn splice(last: &Built, part: Part<'_>) -> Built {
+    let mut next = last.clone();
+    let member = |r: &ObjectRef| r.kind == "Ingress" && part.members.contains(r);
+    let router_names: FxHashSet<String> = part.hosts.iter().map(|h| h.to_string()).collect();
+    let slice_refs: FxHashSet<ObjectRef> = part
+        .changed_slices
+        .iter()
+        .map(|(ns, name)| ObjectRef {
+            kind: "EndpointSlice",
+            namespace: ns.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    let ours = |d: &Diagnostic| {
+        member(&d.object)
+            || (d.object.kind == "Router" && router_names.contains(&d.object.name))
+            || slice_refs.contains(&d.object)
+    };
+
+    for host in part.hosts {
+        remove_group(&mut next.table, host);
+    }
+    let fresh = &part.new.table;
+    for (host, group) in &fresh.exact {
+        next.table.exact.insert(host.clone(), group.clone());
+    }
+    for (suffix, group) in &fresh.wildcard {
+        next.table.wildcard.insert(suffix.clone(), group.clone());
+    }
+    if part.hosts.contains(&HostRule::Any) {
+        next.table.any_host = fresh.any_host.clone();
+    }
+    // Routes of one Ingress share its `ObjectRef`: judge each run once.
+    let mut judged: (*const ObjectRef, bool) = (std::ptr::null(), false);
+    next.table.routes.retain(|r| {
+        let at = Arc::as_ptr(&r.ingress);
+        if judged.0 != at {
+            judged = (at, member(&r.ingress));
+        }
+        !judged.1
+    });
+    next.table
+        .routes
+        .extend(fresh.routes.iter().filter(|r| member(&r.ingress)).cloned());
+
+    let changed: FxHashSet<ObjectRef> = part
+        .changed_ingresses
+        .iter()
+        .map(ingress_object_ref)
+        .collect();
+    next.ours.retain(|r| !changed.contains(r));
+    for key in part.changed_ingresses {
+        if let Some(i) = part.store.ingresses.get(key)
+            && part.classes.owns(i)
+        {
+            next.ours.push(ingress_object_ref(key));
+        }
+    }
+    next.tls.retain(|b| !member(&b.ingress));
+    next.tls
+        .extend(part.new.tls.iter().filter(|b| member(&b.ingress)).cloned());
+    next.client_auth.retain(|b| !member(&b.ingress));
+    next.client_auth.extend(
+        part.new
+            .client_auth
+            .iter()
+            .filter(|b| member(&b.ingress))
+            .cloned(),
+    );
+
+    next.diagnostics.retain(|d| !ours(d));
+    next.diagnostics.extend(
+        part.new
+            .diagnostics
+            .iter()
+            .filter(|d| ours(d) && !slice_refs.contains(&d.object))
+            .cloned(),
+    );
+    for key in part.changed_slices {
+        if let Some(slice) = part.store.endpoint_slices.get(key) {
+            next.diagnostics.extend(slice_diagnostics(slice));
+        }
+    }
+
+    // Backend users: the members' old uses out, their new ones in; a backend nothing uses
+    // any more leaves `backends`, one used for the first time enters it first.
+    let keys: BTreeSet<&ServiceRef> = part.old.users.keys().chain(part.new.users.keys()).collect();
+    for key in keys {
+        let was = last.users.get(key).copied().unwrap_or(0);
+        let count = |b: &Built| b.users.get(key).copied().unwrap_or(0);
+        let is = (was + count(&part.new)).saturating_sub(count(&part.old));
+        match is {
+            0 => next.users.remove(key),
+            n => next.users.insert(key.clone(), n),
+        };
+        let fresh = part.new.backends.get(key).and_then(|v| v.first());
+        let list = next.backends.entry(key.clone()).or_default();
+        match (was > 0, is > 0, fresh) {
+            (true, true, Some(b)) => list[0] = b.clone(),
+            (false, true, Some(b)) => list.insert(0, b.clone()),
+            (true, false, _) => {
+                list.remove(0);
+            }
+            _ => {}
+        }
+        if list.is_empty() {
+            next.backends.remove(key);
+        }
+    }
+    next
+}
+
+fn remove_group(table: &mut RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
+    match host {
+        HostRule::Exact(h) => table.exact.remove(h.as_str()),
+        HostRule::Wildcard(s) => table.wildcard.remove(s.as_str()),
+        HostRule::Any => table.any_host.take(),
+    }
+}
+
+/// An object as its source named it.
+fn raw_ref(kind: &'static str, key: &Key) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: key.0.clone(),
+        name: key.1.clone(),
+    }
+}
+
+/// The Ingress as the build names it (no namespace: `default`).
+fn ingress_object_ref(key: &Key) -> ObjectRef {
+    let namespace = match key.0.is_empty() {
+        true => "default".to_owned(),
+        false => key.0.clone(),
+    };
+    ObjectRef {
+        kind: "Ingress",
+        namespace,
+        name: key.1.clone(),
+    }
+}
+
+fn c_kind(c: &Change) -> &'static str {
+    match c {
+        Change::Put(o) => o.object_ref().kind,
+        Change::Delete(r) => r.kind,
+    }
+}
+
+fn partial_kind(kind: &str) -> bool {
+    matches!(kind, "Ingress" | "Service" | "EndpointSlice" | "Secret")
+}
+
+fn slice_owner(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<String> {
+    slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(super::endpoints::SERVICE_NAME_LABEL)
+        .cloned()
+}
+
+/// What an Ingress names: the hosts of its rules and TLS entries, the Services and Secrets it
+/// may read (a superset: every name an annotation could mean), and whether it reaches beyond
+/// its own hosts.
+struct Footprint {
+    hosts: Vec<HostRule>,
+    services: Vec<Key>,
+    secrets: Vec<Key>,
+    wildcard_tls: Vec<HostRule>,
+    /// A default backend, an alias, a `www.` redirect or passthrough.
+    cross_host: bool,
+}
+
+impl Footprint {
+    fn of(ingress: &Ingress) -> Footprint {
+        let ns = ingress
+            .metadata
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let mut f = Footprint {
+            hosts: Vec::new(),
+            services: Vec::new(),
+            secrets: Vec::new(),
+            wildcard_tls: Vec::new(),
+            cross_host: false,
+        };
+        if let Some(spec) = &ingress.spec {
+            f.cross_host |= spec.default_backend.is_some();
+            for rule in spec.rules.iter().flatten() {
+                if let Ok(h) = HostRule::parse(rule.host.as_deref()) {
+                    f.hosts.push(h);
+                }
+                let paths = rule.http.iter().flat_map(|h| h.paths.iter());
+                for p in paths {
+                    if let Some(s) = &p.backend.service {
+                        f.services.push((ns.clone(), s.name.clone()));
+                    }
+                }
+            }
+            for tls in spec.tls.iter().flatten() {
+                for host in tls.hosts.iter().flatten() {
+                    match HostRule::parse(Some(host)) {
+                        Ok(h @ HostRule::Wildcard(_)) => {
+                            f.wildcard_tls.push(h.clone());
+                            f.hosts.push(h);
+                        }
+                        Ok(h @ HostRule::Exact(_)) => f.hosts.push(h),
+                        _ => {}
+                    }
+                }
+                if let Some(name) = &tls.secret_name {
+                    f.secrets.push((ns.clone(), name.clone()));
+                }
+            }
+        }
+        for (key, value) in ingress.metadata.annotations.iter().flatten() {
+            let Some(name) = key
+                .strip_prefix(NGINX)
+                .or_else(|| key.strip_prefix(VESTIBULE))
+            else {
+                continue;
+            };
+            let value = value.trim();
+            let named = || match value.split_once('/') {
+                Some((n, v)) => (n.to_owned(), v.to_owned()),
+                None => (ns.clone(), value.to_owned()),
+            };
+            match name {
+                "server-alias" | "from-to-www-redirect" | "ssl-passthrough" => f.cross_host = true,
+                "default-backend" => f.services.push((ns.clone(), value.to_owned())),
+                "auth-secret" | "auth-tls-secret" | "proxy-ssl-secret" => f.secrets.push(named()),
+                _ => {}
+            }
+        }
+        f.hosts.sort();
+        f.hosts.dedup();
+        f.services.sort();
+        f.services.dedup();
+        f.secrets.sort();
+        f.secrets.dedup();
+        f
+    }
+}
+
+/// Which Ingresses of ours name each host, Service and Secret.
+#[derive(Default)]
+struct Index {
+    by_host: FxHashMap<HostRule, Vec<Key>>,
+    by_service: FxHashMap<Key, Vec<Key>>,
+    by_secret: FxHashMap<Key, Vec<Key>>,
+    /// Wildcard TLS hosts, and how many Ingresses list each.
+    tls_wildcards: BTreeMap<HostRule, u32>,
+    ours: usize,
+}
+
+fn insert_sorted<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, Vec<Key>>, at: K, key: &Key) {
+    let list = map.entry(at).or_default();
+    if let Err(i) = list.binary_search(key) {
+        list.insert(i, key.clone());
+    }
+}
+
+fn remove_sorted<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, Vec<Key>>, at: &K, key: &Key) {
+    if let Some(list) = map.get_mut(at) {
+        if let Ok(i) = list.binary_search(key) {
+            list.remove(i);
+        }
+        if list.is_empty() {
+            map.remove(at);
+        }
+    }
+}
+
+impl Index {
+    fn replace(&mut self, classes: &OurClasses, old: Option<&Object>, new: Option<&Object>) {
+        if let Some(Object::Ingress(i)) = old {
+            self.remove(classes, i);
+        }
+        if let Some(Object::Ingress(i)) = new {
+            self.add(classes, i);
+        }
+    }
+
+    fn add(&mut self, classes: &OurClasses, ingress: &Ingress) {
+        if !classes.owns(ingress) {
+            return;
+        }
+        let key = ingress_key(ingress);
+        let f = Footprint::of(ingress);
+        for h in f.hosts {
+            insert_sorted(&mut self.by_host, h, &key);
+        }
+        for s in f.services {
+            insert_sorted(&mut self.by_service, s, &key);
+        }
+        for s in f.secrets {
+            insert_sorted(&mut self.by_secret, s, &key);
+        }
+        for w in f.wildcard_tls {
+            *self.tls_wildcards.entry(w).or_default() += 1;
+        }
+        self.ours += 1;
+    }
+
+    fn remove(&mut self, classes: &OurClasses, ingress: &Ingress) {
+        if !classes.owns(ingress) {
+            return;
+        }
+        let key = ingress_key(ingress);
+        let f = Footprint::of(ingress);
+        for h in &f.hosts {
+            remove_sorted(&mut self.by_host, h, &key);
+        }
+        for s in &f.services {
+            remove_sorted(&mut self.by_service, s, &key);
+        }
+        for s in &f.secrets {
+            remove_sorted(&mut self.by_secret, s, &key);
+        }
+        for w in f.wildcard_tls {
+            if let Some(n) = self.tls_wildcards.get_mut(&w) {
+                *n -= 1;
+                if *n == 0 {
+                    self.tls_wildcards.remove(&w);
+                }
+            }
+        }
+        self.ours = self.ours.saturating_sub(1);
+    }
+}
+
+fn ingress_key(ingress: &Ingress) -> Key {
+    let r = ObjectRef::of("Ingress", &ingress.metadata);
+    (r.namespace, r.name)
+}
+
+fn meta_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+macro_rules! store {
+    ($($field:ident: $kind:ident($ty:ty) = $name:literal),* $(,)?) => {
+        /// Every object by kind and `(namespace, name)`.
+        #[derive(Default)]
+        struct Store {
+            $($field: BTreeMap<Key, Arc<$ty>>,)*
+            /// EndpointSlice names by their Service.
+            slices_of: FxHashMap<Key, BTreeSet<String>>,
+        }
+
+        impl Store {
+            /// Puts or deletes one object: what was there and what is.
+            fn apply(&mut self, change: Change) -> (Option<Object>, Option<Object>) {
+                match change {
+                    Change::Put(o) => {
+                        let new = o.clone();
+                        (self.put(o), Some(new))
+                    }
+                    Change::Delete(r) => (self.delete(&r), None),
+                }
+            }
+
+            fn put(&mut self, object: Object) -> Option<Object> {
+                if let Object::EndpointSlice(s) = &object {
+                    self.own_slice(s, true);
+                }
+                let old = match object {
+                    $(Object::$kind(o) => self
+                        .$field
+                        .insert(meta_key(&o.metadata), o)
+                        .map(Object::$kind),)*
+                };
+                if let Some(Object::EndpointSlice(s)) = &old {
+                    // The new copy's owner was added above; drop the old owner unless same.
+                    let (old_owner, key) = (slice_owner(s), meta_key(&s.metadata));
+                    let new_owner = self.endpoint_slices.get(&key).and_then(|n| slice_owner(n));
+                    if old_owner != new_owner {
+                        self.own_slice(s, false);
+                    }
+                }
+                old
+            }
+
+            fn delete(&mut self, r: &ObjectRef) -> Option<Object> {
+                let key = (r.namespace.clone(), r.name.clone());
+                let old = match r.kind {
+                    $($name => self.$field.remove(&key).map(Object::$kind),)*
+                    _ => None,
+                };
+                if let Some(Object::EndpointSlice(s)) = &old {
+                    self.own_slice(s, false);
+                }
+                old
+            }
+
+            /// Every object, in `namespace/name` order.
+            fn snapshot(&self) -> Snapshot {
+                Snapshot {
+                    $($field: self.$field.values().cloned().collect(),)*
+                }
+            }
+        }
+    };
+}
+
+store!(
+    ingresses: Ingress(Ingress) = "Ingress",
+    ingress_classes: IngressClass(k8s_openapi::api::networking::v1::IngressClass) = "IngressClass",
+    services: Service(k8s_openapi::api::core::v1::Service) = "Service",
+    endpoint_slices: EndpointSlice(k8s_openapi::api::discovery::v1::EndpointSlice) = "EndpointSlice",
+    secrets: Secret(k8s_openapi::api::core::v1::Secret) = "Secret",
+    config_maps: ConfigMap(k8s_openapi::api::core::v1::ConfigMap) = "ConfigMap",
+    namespaces: Namespace(k8s_openapi::api::core::v1::Namespace) = "Namespace",
+    gateway_classes: GatewayClass(gateway_api::gatewayclasses::GatewayClass) = "GatewayClass",
+    gateways: Gateway(gateway_api::gateways::Gateway) = "Gateway",
+    http_routes: HttpRoute(gateway_api::httproutes::HttpRoute) = "HTTPRoute",
+    reference_grants: ReferenceGrant(gateway_api::referencegrants::ReferenceGrant) = "ReferenceGrant",
+);
+
+impl Store {
+    fn own_slice(&mut self, slice: &k8s_openapi::api::discovery::v1::EndpointSlice, add: bool) {
+        let Some(owner) = slice_owner(slice) else {
+            return;
+        };
+        let (ns, name) = meta_key(&slice.metadata);
+        let key = (ns, owner);
+        match add {
+            true => {
+                self.slices_of.entry(key).or_default().insert(name);
+            }
+            false => {
+                if let Some(set) = self.slices_of.get_mut(&key) {
+                    set.remove(&name);
+                    if set.is_empty() {
+                        self.slices_of.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn classes(&self) -> Vec<Arc<k8s_openapi::api::networking::v1::IngressClass>> {
+        self.ingress_classes.values().cloned().collect()
+    }
+
+    /// The objects a build of `ingresses` reads: them, every IngressClass and ConfigMap, and
+    /// the Services (with their EndpointSlices) and Secrets they may name. With `before`,
+    /// the changed objects as they were.
+    fn part(
+        &self,
+        ingresses: &[Arc<Ingress>],
+        options: &Options,
+        before: Option<&FxHashMap<ObjectRef, Option<Object>>>,
+    ) -> Snapshot {
+        let mut services: BTreeSet<Key> = BTreeSet::new();
+        let mut secrets: BTreeSet<Key> = BTreeSet::new();
+        for i in ingresses {
+            let f = Footprint::of(i);
+            services.extend(f.services);
+            secrets.extend(f.secrets);
+        }
+        if let Some(s) = &options.default_backend {
+            services.insert((s.namespace.clone(), s.name.clone()));
+        }
+        let as_was = |kind: &'static str, key: &Key| -> Option<Option<Object>> {
+            before?.get(&raw_ref(kind, key)).cloned()
+        };
+        let mut snapshot = Snapshot {
+            ingresses: ingresses.to_vec(),
+            ingress_classes: self.classes(),
+            config_maps: self.config_maps.values().cloned().collect(),
+            ..Snapshot::default()
+        };
+        for key in &services {
+            let service = match as_was("Service", key) {
+                Some(old) => match old {
+                    Some(Object::Service(s)) => Some(s),
+                    _ => None,
+                },
+                None => self.services.get(key).cloned(),
+            };
+            snapshot.services.extend(service);
+            // Slices of the Service now, and changed slices that were its before.
+            let mut names: BTreeSet<String> = self.slices_of.get(key).cloned().unwrap_or_default();
+            for r in before.into_iter().flat_map(|b| b.keys()) {
+                if r.kind == "EndpointSlice" && r.namespace == key.0 {
+                    names.insert(r.name.clone());
+                }
+            }
+            for name in names {
+                let slice_key = (key.0.clone(), name);
+                let slice = match as_was("EndpointSlice", &slice_key) {
+                    Some(old) => match old {
+                        Some(Object::EndpointSlice(s)) => Some(s),
+                        _ => None,
+                    },
+                    None => self.endpoint_slices.get(&slice_key).cloned(),
+                };
+                if let Some(s) = slice.filter(|s| slice_owner(s).as_ref() == Some(&key.1)) {
+                    snapshot.endpoint_slices.push(s);
+                }
+            }
+        }
+        for key in &secrets {
+            let secret = match as_was("Secret", key) {
+                Some(old) => match old {
+                    Some(Object::Secret(s)) => Some(s),
+                    _ => None,
+                },
+                None => self.secrets.get(key).cloned(),
+            };
+            snapshot.secrets.extend(secret);
+        }
+        snapshot.sorted()
+    }
+}
+
+/// Every object of a snapshot, one by one.
+fn objects_of(s: &Snapshot) -> impl Iterator<Item = Object> + '_ {
+    let ingresses = s.ingresses.iter().cloned().map(Object::Ingress);
+    ingresses
+        .chain(s.ingress_classes.iter().cloned().map(Object::IngressClass))
+        .chain(s.services.iter().cloned().map(Object::Service))
+        .chain(s.endpoint_slices.iter().cloned().map(Object::EndpointSlice))
+        .chain(s.secrets.iter().cloned().map(Object::Secret))
+        .chain(s.config_maps.iter().cloned().map(Object::ConfigMap))
+        .chain(s.namespaces.iter().cloned().map(Object::Namespace))
+        .chain(s.gateway_classes.iter().cloned().map(Object::GatewayClass))
+        .chain(s.gateways.iter().cloned().map(Object::Gateway))
+        .chain(s.http_routes.iter().cloned().map(Object::HttpRoute))
+        .chain(
+            s.reference_grants
+                .iter()
+                .cloned()
+                .map(Object::ReferenceGrant),
+        )
+}
+
+#[cfg(test)]
+mod tests;
