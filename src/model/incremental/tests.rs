@@ -10,7 +10,15 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use proptest::prelude::*;
 
-const HOSTS: [&str; 6] = ["a.test", "b.test", "c.test", "*.w.test", "x.w.test", ""];
+const HOSTS: [&str; 7] = [
+    "a.test",
+    "b.test",
+    "www.a.test",
+    "*.w.test",
+    "x.w.test",
+    "z.test",
+    "",
+];
 const PATHS: [&str; 4] = ["/", "/api", "/api/v1", "/x"];
 const SERVICES: usize = 4;
 
@@ -46,7 +54,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 /// Annotations, one per entry (the canary is two).
-const ANNOTATIONS: [&[(&str, &str)]; 10] = [
+const ANNOTATIONS: [&[(&str, &str)]; 11] = [
     &[("rewrite-target", "/")],
     &[("app-root", "/app")],
     &[("canary", "true"), ("canary-weight", "50")],
@@ -57,6 +65,7 @@ const ANNOTATIONS: [&[(&str, &str)]; 10] = [
     &[("server-alias", "z.test")],
     &[("ssl-redirect", "false")],
     &[("auth-tls-secret", "shop/ca")],
+    &[("from-to-www-redirect", "true")],
 ];
 
 fn ingress_of(name: &str, s: &Spec) -> Ingress {
@@ -198,7 +207,13 @@ fn differences(partial: &Built, full: &Built) -> Vec<String> {
         }
     };
     let probe_hosts = [
-        "a.test", "b.test", "c.test", "y.w.test", "x.w.test", "z.test", "other",
+        "a.test",
+        "b.test",
+        "www.a.test",
+        "y.w.test",
+        "x.w.test",
+        "z.test",
+        "other",
     ];
     let probe_paths = [
         "/",
