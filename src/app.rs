@@ -3,7 +3,8 @@
 
 use crate::config::Config;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::model::{Diagnostic, ObjectRef, Snapshot, build_after, tls_material};
+use crate::model::incremental::{Change, Model, Rebuilt};
+use crate::model::{Diagnostic, ObjectRef, Snapshot, tls_material};
 use crate::proxy::handler::Settings;
 use crate::proxy::observe::{AccessLog, Observers};
 use crate::proxy::server::{Limits, Listener};
@@ -13,7 +14,7 @@ use crate::state::Shared;
 use crate::tls::certs::{self, CertCache, CertEntry};
 use anyhow::Context;
 use rustls::crypto::CryptoProvider;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,11 +150,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
             let events = crate::source::kube::EventSink::new(client);
             stores.take_touched();
-            let snapshot = stores.snapshot();
-            events.emit(
-                &snapshot,
-                reloader.publish(&shared, &snapshot, None, Vec::new()),
-            );
+            let new = reloader.load(&shared, &stores.snapshot());
+            events.emit(&|r| reloader.model.object(r), new);
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
@@ -166,15 +164,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     state,
                     |(reloader, stores, events, shared)| {
                         let touched = stores.take_touched();
-                        if !touched.other && reloader.refresh_endpoints(shared, stores, &touched) {
-                            reloader.observe_changes(&touched);
-                            return None;
-                        }
-                        let snapshot = stores.snapshot();
-                        events.emit(
-                            &snapshot,
-                            reloader.publish(shared, &snapshot, None, Vec::new()),
-                        );
+                        let new = reloader.follow_cluster(shared, stores, &touched);
+                        events.emit(&|r| reloader.model.object(r), new);
                         reloader.observe_changes(&touched);
                         None
                     },
@@ -359,6 +350,8 @@ const ENDPOINT_QUIET: Duration = Duration::from_millis(5);
 /// Everything a reload carries over from the previous one.
 struct Reloader {
     config: Config,
+    /// The objects and the last build, which a change rebuilds in part where it can.
+    model: Model,
     /// Diagnostics already logged, so each is logged once.
     known: BTreeSet<Diagnostic>,
     certs: CertCache,
@@ -376,6 +369,7 @@ impl Reloader {
                 .context("generating the default certificate")?,
         );
         Ok(Reloader {
+            model: Model::new(config.options.clone()),
             config,
             known: BTreeSet::new(),
             certs: CertCache::default(),
@@ -420,9 +414,24 @@ impl Reloader {
             // Nothing that routing reads changed (a file written back as it was).
             return Ok(None);
         }
+        let changes: Vec<Change> = outcome
+            .changed
+            .iter()
+            .map(|r| match manifests.current(r) {
+                Some(o) => Change::Put(o),
+                None => Change::Delete(r.clone()),
+            })
+            .collect();
+        let recorded = self.model.record(changes);
         let endpoints_only = outcome.kinds.iter().all(|k| *k == "EndpointSlice");
-        if endpoints_only && outcome.errors.is_empty() && outcome.kept_last_good.is_empty() {
-            let (services, slices) = manifests.endpoint_objects(&outcome.services, &outcome.slices);
+        if published
+            && endpoints_only
+            && outcome.errors.is_empty()
+            && outcome.kept_last_good.is_empty()
+        {
+            let (services, slices) = self
+                .model
+                .endpoint_objects(&outcome.services, &outcome.slices);
             if self.publish_endpoints(
                 shared,
                 &services,
@@ -440,48 +449,77 @@ impl Reloader {
         for f in &outcome.kept_last_good {
             tracing::warn!(file = %f.display(), "keeping the last good objects of this file");
         }
-        let merged = manifests.merged();
         let mut file_problems: Vec<Diagnostic> =
             outcome.errors.iter().map(ParseError::diagnostic).collect();
-        file_problems.extend(merged.duplicates.iter().map(ParseError::diagnostic));
-        self.publish_since(
-            started,
-            shared,
-            &merged.snapshot,
-            Some(&merged.origins),
-            file_problems,
-        );
+        file_problems.extend(manifests.duplicates().iter().map(ParseError::diagnostic));
+        let (built, how) = self.model.rebuild(recorded);
+        let built = built.clone();
+        let origin = |r: &ObjectRef| manifests.origin(r).map(Path::to_path_buf);
+        self.publish_built(started, shared, built, how, &origin, file_problems);
         observe(&self.metrics, &outcome);
         Ok(outcome.look_again)
     }
 
-    /// Builds from `snapshot`, publishes, and logs what changed in the diagnostics (with the
-    /// file each object came from, in file mode). Returns the diagnostics not seen before.
-    fn publish(
-        &mut self,
-        shared: &Shared,
-        snapshot: &Snapshot,
-        origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
-        extra: Vec<Diagnostic>,
-    ) -> Vec<Diagnostic> {
-        self.publish_since(Instant::now(), shared, snapshot, origins, extra)
+    /// Builds all of `snapshot` (the first listing, or a relist) and publishes it. Returns
+    /// the diagnostics not seen before.
+    fn load(&mut self, shared: &Shared, snapshot: &Snapshot) -> Vec<Diagnostic> {
+        let started = Instant::now();
+        let built = self.model.load(snapshot).clone();
+        self.publish_built(started, shared, built, Rebuilt::Full, &|_| None, Vec::new())
     }
 
-    /// [`Reloader::publish`], timing the reload from `started` (reading included).
-    fn publish_since(
+    /// Follows what the reflectors saw: EndpointSlices alone are published in place, other
+    /// Ingresses, Services and Secrets rebuild what they touch, anything else (a relist, a
+    /// kind a partial build does not handle) everything.
+    fn follow_cluster(
+        &mut self,
+        shared: &Shared,
+        stores: &crate::source::kube::Stores,
+        touched: &crate::source::kube::Touched,
+    ) -> Vec<Diagnostic> {
+        if touched.other {
+            return self.load(shared, &stores.snapshot());
+        }
+        let started = Instant::now();
+        let slices = touched.slices.iter().map(|(ns, name)| ObjectRef {
+            kind: "EndpointSlice",
+            namespace: ns.clone(),
+            name: name.clone(),
+        });
+        let changes: Vec<Change> = touched
+            .objects
+            .iter()
+            .cloned()
+            .chain(slices)
+            .map(|r| match stores.get(&r) {
+                Some(o) => Change::Put(o),
+                None => Change::Delete(r),
+            })
+            .collect();
+        let recorded = self.model.record(changes);
+        if touched.objects.is_empty() && self.refresh_endpoints(shared, touched) {
+            return Vec::new();
+        }
+        let (built, how) = self.model.rebuild(recorded);
+        let built = built.clone();
+        self.publish_built(started, shared, built, how, &|_| None, Vec::new())
+    }
+
+    /// Publishes `built` (with its certificates and the `extra` diagnostics), timing the
+    /// reload from `started` (reading included), and logs what changed in the diagnostics
+    /// (with the file each object came from, in file mode). Returns the diagnostics not seen
+    /// before.
+    fn publish_built(
         &mut self,
         started: Instant,
         shared: &Shared,
-        snapshot: &Snapshot,
-        origins: Option<&BTreeMap<ObjectRef, PathBuf>>,
+        mut built: crate::model::Built,
+        how: Rebuilt,
+        origin: &dyn Fn(&ObjectRef) -> Option<PathBuf>,
         extra: Vec<Diagnostic>,
     ) -> Vec<Diagnostic> {
-        let in_force = shared.current();
-        let previous = (in_force.generation > 0).then(|| &*in_force.built.global);
-        let mut built = build_after(snapshot, &self.config.options, previous);
-        drop(in_force);
         built.diagnostics.extend(extra);
-        let default = self.default_certificate(snapshot, &mut built.diagnostics);
+        let default = self.default_certificate(&mut built.diagnostics);
         let (certs, tls_diagnostics) =
             certs::build_store(&self.provider, &built.tls, default, &mut self.certs);
         self.certs.sweep();
@@ -493,8 +531,7 @@ impl Reloader {
         let now: BTreeSet<Diagnostic> = built.diagnostics.iter().cloned().collect();
         let new: Vec<Diagnostic> = now.difference(&self.known).cloned().collect();
         for d in &new {
-            let file = origins
-                .and_then(|o| o.get(&d.object))
+            let file = origin(&d.object)
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
             tracing::warn!(object = %d.object, field = %d.field, reason = %d.reason, file, "diagnostic");
@@ -515,10 +552,14 @@ impl Reloader {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.metrics.published(&shared.current(), unix_now);
+        let rebuilt = match how {
+            Rebuilt::Full => "all".to_owned(),
+            Rebuilt::Partial(n) => format!("{n} Ingresses"),
+        };
         tracing::info!(
             generation,
-            objects = snapshot.len(),
             routes,
+            rebuilt,
             diagnostics = self.known.len(),
             took_ms = took.as_secs_f64() * 1000.0,
             "published routing table"
@@ -530,10 +571,11 @@ impl Reloader {
     fn refresh_endpoints(
         &mut self,
         shared: &Shared,
-        stores: &crate::source::kube::Stores,
         touched: &crate::source::kube::Touched,
     ) -> bool {
-        let (services, slices) = stores.endpoint_objects(touched);
+        let (services, slices) = self
+            .model
+            .endpoint_objects(&touched.services, &touched.slices);
         self.publish_endpoints(
             shared,
             &services,
@@ -620,11 +662,7 @@ impl Reloader {
     }
 
     /// `--default-ssl-certificate` if given and usable, else the generated one.
-    fn default_certificate(
-        &mut self,
-        snapshot: &Snapshot,
-        diagnostics: &mut Vec<Diagnostic>,
-    ) -> Arc<CertEntry> {
+    fn default_certificate(&mut self, diagnostics: &mut Vec<Diagnostic>) -> Arc<CertEntry> {
         let Some((namespace, name)) = &self.config.tls.default_certificate else {
             return self.generated_default.clone();
         };
@@ -633,17 +671,14 @@ impl Reloader {
             namespace: namespace.clone(),
             name: name.clone(),
         };
-        let found = snapshot.secrets.iter().find(|s| {
-            s.metadata.namespace.as_ref() == Some(namespace)
-                && s.metadata.name.as_ref() == Some(name)
-        });
+        let found = self.model.secret(namespace, name).cloned();
         let result = match found {
             None => Err((
                 "--default-ssl-certificate",
                 format!("Secret {namespace}/{name} not found"),
             )),
             Some(secret) => {
-                tls_material(secret)
+                tls_material(&secret)
                     .map_err(|r| ("data", r))
                     .and_then(|(cert, key)| {
                         self.certs

@@ -114,6 +114,9 @@ pub struct Built {
     pub(crate) cross_host: FxHashSet<HostRule>,
 }
 
+/// The backend in force for a Service port, if a partial build may share it.
+pub(crate) type Reuse<'s> = dyn Fn(&ServiceRef) -> Option<Arc<Backend>> + 's;
+
 /// What a partial build takes from the table it adds to ([`super::incremental`]).
 pub(crate) struct Seed<'s> {
     /// Every wildcard TLS host of every Ingress of ours: an exact host below one of them
@@ -122,7 +125,7 @@ pub(crate) struct Seed<'s> {
     /// The backend already in force for a Service port whose objects did not change, so that
     /// the routes rebuilt share it with the routes kept (one backend per port follows the
     /// EndpointSlices).
-    pub reuse: &'s dyn Fn(&ServiceRef) -> Option<Arc<Backend>>,
+    pub reuse: &'s Reuse<'s>,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -362,7 +365,7 @@ pub use super::secret::{Pem, secret_data, tls_material};
 struct Builder<'a> {
     options: &'a Options,
     /// A partial build's way to the backends in force ([`Seed::reuse`]).
-    reuse: Option<&'a dyn Fn(&ServiceRef) -> Option<Arc<Backend>>>,
+    reuse: Option<&'a Reuse<'a>>,
     /// Distinct users per backend ([`Built::users`]), and the backends the Ingress being
     /// placed counted already.
     users: FxHashMap<ServiceRef, u32>,

@@ -102,29 +102,95 @@ impl Model {
             .get(&(namespace.to_owned(), name.to_owned()))
     }
 
-    /// Takes the changes in without building (EndpointSlices published in place).
-    pub fn record(&mut self, changes: Vec<Change>) {
-        let classes = self.store.classes();
-        let classes = self.classes(&classes);
-        for change in changes {
-            let (old, new) = self.store.apply(change);
-            self.index.replace(&classes, old.as_ref(), new.as_ref());
-        }
+    /// The object `r` names, if present.
+    pub fn object(&self, r: &ObjectRef) -> Option<Object> {
+        self.store.get(r)
     }
 
-    /// Takes the changes in and builds: only what they touch where that is the same as a
-    /// full build, else in full.
-    pub fn apply(&mut self, changes: Vec<Change>) -> (&Built, Rebuilt) {
-        if self.last.is_none() || !changes.iter().all(|c| partial_kind(c_kind(c))) {
-            for change in changes {
-                self.store.apply(change);
+    /// The Services named in `services` with their EndpointSlices, and the slices named in
+    /// `slices`, as held now.
+    #[allow(clippy::type_complexity)]
+    pub fn endpoint_objects(
+        &self,
+        services: &[(String, String)],
+        slices: &[(String, String)],
+    ) -> (
+        Vec<Arc<k8s_openapi::api::core::v1::Service>>,
+        Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    ) {
+        let mut found_services = Vec::new();
+        let mut names: BTreeSet<Key> = slices.iter().cloned().collect();
+        for key in services {
+            found_services.extend(self.store.services.get(key).cloned());
+            for name in self.store.slices_of.get(key).into_iter().flatten() {
+                names.insert((key.0.clone(), name.clone()));
             }
-            return (self.full(), Rebuilt::Full);
         }
-        match self.partial(changes) {
+        let found_slices = names
+            .iter()
+            .filter_map(|k| self.store.endpoint_slices.get(k).cloned())
+            .collect();
+        (found_services, found_slices)
+    }
+
+    /// Takes the changes in without building yet ([`Model::rebuild`] builds them; an
+    /// EndpointSlice change published in place needs no more).
+    pub fn record(&mut self, changes: Vec<Change>) -> Recorded {
+        let class_list = self.store.classes();
+        let classes = self.classes(&class_list);
+        let mut r = Recorded::default();
+        // Before the first build the index is made whole by it.
+        let indexed = self.last.is_some();
+        for change in changes {
+            let (old, new) = self.store.apply(change);
+            if !indexed {
+                r.full = true;
+                continue;
+            }
+            self.index.replace(&classes, old.as_ref(), new.as_ref());
+            for o in old.iter().chain(new.iter()) {
+                let key = meta_key(o.metadata());
+                match o {
+                    Object::Ingress(i) => {
+                        let f = Footprint::of(i);
+                        r.full |= classes.owns(i) && (f.cross_host || !f.wildcard_tls.is_empty());
+                        r.ingresses.insert(key);
+                    }
+                    Object::Service(_) => {
+                        r.services.insert(key);
+                    }
+                    Object::EndpointSlice(s) => {
+                        if let Some(owner) = slice_owner(s) {
+                            r.services.insert((key.0.clone(), owner));
+                        }
+                        r.slices.insert(key);
+                    }
+                    Object::Secret(_) => {
+                        r.secrets.insert(key);
+                    }
+                    _ => r.full = true,
+                }
+            }
+            if let Some(first) = old.as_ref().or(new.as_ref()) {
+                r.before.entry(first.object_ref()).or_insert(old);
+            }
+        }
+        r
+    }
+
+    /// Builds what `recorded` changed: only what it touches where that is the same as a
+    /// full build, else in full.
+    pub fn rebuild(&mut self, recorded: Recorded) -> (&Built, Rebuilt) {
+        match self.partial(recorded) {
             Some(n) => (self.last.as_ref().expect("built"), Rebuilt::Partial(n)),
             None => (self.full(), Rebuilt::Full),
         }
+    }
+
+    /// [`Model::record`], then [`Model::rebuild`].
+    pub fn apply(&mut self, changes: Vec<Change>) -> (&Built, Rebuilt) {
+        let recorded = self.record(changes);
+        self.rebuild(recorded)
     }
 
     fn classes(
@@ -154,47 +220,18 @@ impl Model {
 
     /// Applies `changes` (all of kinds a partial build handles) and splices a partial build
     /// into the last; `None` when only a full build will do (the changes are in the store).
-    fn partial(&mut self, changes: Vec<Change>) -> Option<usize> {
+    fn partial(&mut self, recorded: Recorded) -> Option<usize> {
+        let Recorded {
+            before,
+            ingresses: changed_ingresses,
+            services: changed_services,
+            secrets: changed_secrets,
+            slices: changed_slices,
+            full,
+        } = recorded;
+        let mut fall_back = full;
         let class_list = self.store.classes();
         let classes = self.classes(&class_list);
-        let mut before: FxHashMap<ObjectRef, Option<Object>> = FxHashMap::default();
-        let mut changed_ingresses: BTreeSet<Key> = BTreeSet::new();
-        let mut changed_services: FxHashSet<Key> = FxHashSet::default();
-        let mut changed_secrets: FxHashSet<Key> = FxHashSet::default();
-        let mut changed_slices: BTreeSet<Key> = BTreeSet::new();
-        let mut fall_back = false;
-        for change in changes {
-            let (old, new) = self.store.apply(change);
-            self.index.replace(&classes, old.as_ref(), new.as_ref());
-            for o in old.iter().chain(new.iter()) {
-                let r = o.object_ref();
-                let key = (r.namespace.clone(), r.name.clone());
-                match o {
-                    Object::Ingress(i) => {
-                        let f = Footprint::of(i);
-                        fall_back |=
-                            classes.owns(i) && (f.cross_host || !f.wildcard_tls.is_empty());
-                        changed_ingresses.insert(key);
-                    }
-                    Object::Service(_) => {
-                        changed_services.insert(key);
-                    }
-                    Object::EndpointSlice(s) => {
-                        if let Some(owner) = slice_owner(s) {
-                            changed_services.insert((key.0.clone(), owner));
-                        }
-                        changed_slices.insert(key);
-                    }
-                    Object::Secret(_) => {
-                        changed_secrets.insert(key);
-                    }
-                    _ => fall_back = true,
-                }
-            }
-            if let Some(first) = old.as_ref().or(new.as_ref()) {
-                before.entry(first.object_ref()).or_insert(old);
-            }
-        }
         let last = self.last.as_ref()?;
         let gateway_api = !self.store.gateways.is_empty() || !self.store.http_routes.is_empty();
         let default_service = self
@@ -326,6 +363,19 @@ impl Model {
         self.last = Some(next);
         Some(rebuilt)
     }
+}
+
+/// Changes taken in and not built yet.
+#[derive(Default)]
+pub struct Recorded {
+    /// Each changed object as it was before the first of the changes (`None`: absent).
+    before: FxHashMap<ObjectRef, Option<Object>>,
+    ingresses: BTreeSet<Key>,
+    services: FxHashSet<Key>,
+    secrets: FxHashSet<Key>,
+    slices: BTreeSet<Key>,
+    /// Something only a full build handles.
+    full: bool,
 }
 
 /// What a partial build replaces.
@@ -484,17 +534,6 @@ fn ingress_object_ref(key: &Key) -> ObjectRef {
         namespace,
         name: key.1.clone(),
     }
-}
-
-fn c_kind(c: &Change) -> &'static str {
-    match c {
-        Change::Put(o) => o.object_ref().kind,
-        Change::Delete(r) => r.kind,
-    }
-}
-
-fn partial_kind(kind: &str) -> bool {
-    matches!(kind, "Ingress" | "Service" | "EndpointSlice" | "Secret")
 }
 
 fn slice_owner(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<String> {
@@ -731,6 +770,14 @@ macro_rules! store {
                     }
                 }
                 old
+            }
+
+            fn get(&self, r: &ObjectRef) -> Option<Object> {
+                let key = (r.namespace.clone(), r.name.clone());
+                match r.kind {
+                    $($name => self.$field.get(&key).cloned().map(Object::$kind),)*
+                    _ => None,
+                }
             }
 
             fn delete(&mut self, r: &ObjectRef) -> Option<Object> {

@@ -366,6 +366,11 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// The files that define each object, in path order: the first one's copy is used, the
+    /// others are duplicates.
+    owners: rustc_hash::FxHashMap<ObjectRef, Vec<PathBuf>>,
+    /// The objects more than one file defines.
+    defined_again: BTreeSet<ObjectRef>,
     /// What each file looked like when read (length, modification time, inode): a file that
     /// looks the same is not read again.
     stamps: BTreeMap<PathBuf, Stamp>,
@@ -409,6 +414,9 @@ pub struct Reload {
     pub kinds: BTreeSet<&'static str>,
     pub slices: Vec<(String, String)>,
     pub services: Vec<(String, String)>,
+    /// Every object added, changed or removed in some file (the copy in use may be the same:
+    /// see [`ManifestDir::current`]).
+    pub changed: BTreeSet<ObjectRef>,
     pub errors: Vec<ParseError>,
     /// Files whose last good objects are kept because the current text does not parse.
     pub kept_last_good: Vec<PathBuf>,
@@ -457,6 +465,8 @@ impl ManifestDir {
     pub fn settling_for(settle: Duration) -> Self {
         ManifestDir {
             files: BTreeMap::new(),
+            owners: Default::default(),
+            defined_again: BTreeSet::new(),
             stamps: BTreeMap::new(),
             slice_only: Default::default(),
             settle,
@@ -526,12 +536,14 @@ impl ManifestDir {
                         };
                     }
                     note_changes(old.as_deref().unwrap_or_default(), &objects, &mut outcome);
+                    self.own(&path, old.as_deref().unwrap_or_default(), &objects);
                     objects
                 }
                 Read::Keep => old.unwrap_or_default(),
                 Read::Vanished => {
                     if let Some(old) = old {
                         note_changes(&old, &[], &mut outcome);
+                        self.own(&path, &old, &[]);
                     }
                     self.stamps.remove(&path);
                     continue;
@@ -562,49 +574,6 @@ impl ManifestDir {
         self.slice_only.clone()
     }
 
-    /// The Services named in `services` and their EndpointSlices (and the slices named in
-    /// `slices`), as read.
-    #[allow(clippy::type_complexity)]
-    pub fn endpoint_objects(
-        &self,
-        services: &[(String, String)],
-        slices: &[(String, String)],
-    ) -> (
-        Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
-        Vec<std::sync::Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
-    ) {
-        let named = |list: &[(String, String)], ns: Option<&String>, name: Option<&String>| {
-            list.iter().any(|(n, s)| ns == Some(n) && name == Some(s))
-        };
-        let (mut found_services, mut found_slices) = (Vec::new(), Vec::new());
-        for o in self.files.values().flatten() {
-            match o {
-                Object::Service(s)
-                    if named(
-                        services,
-                        s.metadata.namespace.as_ref(),
-                        s.metadata.name.as_ref(),
-                    ) =>
-                {
-                    found_services.push(s.clone());
-                }
-                Object::EndpointSlice(s) => {
-                    let (ns, name) = (s.metadata.namespace.as_ref(), s.metadata.name.as_ref());
-                    let label = s
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("kubernetes.io/service-name"));
-                    if named(services, ns, label) || named(slices, ns, name) {
-                        found_slices.push(s.clone());
-                    }
-                }
-                _ => {}
-            }
-        }
-        (found_services, found_slices)
-    }
-
     /// A file that is gone: its objects go with it.
     fn forget(
         &mut self,
@@ -614,6 +583,7 @@ impl ManifestDir {
     ) {
         if let Some(old) = files.remove(path) {
             note_changes(&old, &[], outcome);
+            self.own(path, &old, &[]);
         }
         if let Ok(mut set) = self.slice_only.lock() {
             set.remove(path);
@@ -731,6 +701,67 @@ impl ManifestDir {
         (waited < self.settle).then(|| self.settle - waited + Duration::from_millis(10))
     }
 
+    /// Notes which objects `path` defines now that it defined `before` and defines `after`.
+    fn own(&mut self, path: &Path, before: &[Object], after: &[Object]) {
+        let refs = |list: &[Object]| -> BTreeSet<ObjectRef> {
+            list.iter().map(Object::object_ref).collect()
+        };
+        let (was, is) = (refs(before), refs(after));
+        for r in was.difference(&is) {
+            if let Some(list) = self.owners.get_mut(r) {
+                list.retain(|p| p != path);
+                if list.len() < 2 {
+                    self.defined_again.remove(r);
+                }
+                if list.is_empty() {
+                    self.owners.remove(r);
+                }
+            }
+        }
+        for r in is.difference(&was) {
+            let list = self.owners.entry(r.clone()).or_default();
+            if let Err(i) = list.binary_search_by(|p| p.as_path().cmp(path)) {
+                list.insert(i, path.to_owned());
+            }
+            if list.len() > 1 {
+                self.defined_again.insert(r.clone());
+            }
+        }
+    }
+
+    /// The copy of an object in use: the first file's (in path order) that defines it.
+    pub fn current(&self, r: &ObjectRef) -> Option<Object> {
+        let path = self.owners.get(r)?.first()?;
+        let objects = self.files.get(path)?;
+        objects.iter().find(|o| o.object_ref() == *r).cloned()
+    }
+
+    /// The file whose copy of an object is in use.
+    pub fn origin(&self, r: &ObjectRef) -> Option<&Path> {
+        self.owners.get(r)?.first().map(PathBuf::as_path)
+    }
+
+    /// Every copy of an object after the first, as [`merge`] reports it.
+    pub fn duplicates(&self) -> Vec<ParseError> {
+        let mut out = Vec::new();
+        for r in &self.defined_again {
+            let Some(list) = self.owners.get(r) else {
+                continue;
+            };
+            for path in list.iter().skip(1) {
+                out.push(ParseError {
+                    file: path.clone(),
+                    line: None,
+                    reason: format!(
+                        "{r} is already defined in {}; this copy is ignored",
+                        list[0].display()
+                    ),
+                });
+            }
+        }
+        out
+    }
+
     /// Everything read, as one snapshot, first file first where two define the same object.
     pub fn merged(&self) -> Merged {
         merge(self.files.iter().map(|(p, o)| (p.as_path(), o.as_slice())))
@@ -768,7 +799,9 @@ fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
     let removed = before.iter().filter(|o| !same(o, after, &is));
     let added = after.iter().filter(|o| !same(o, before, &was));
     for o in removed.chain(added) {
-        outcome.kinds.insert(o.object_ref().kind);
+        let r = o.object_ref();
+        outcome.kinds.insert(r.kind);
+        outcome.changed.insert(r);
         if let Object::EndpointSlice(s) = o {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());

@@ -19,6 +19,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 use tokio::sync::mpsc;
@@ -32,6 +33,8 @@ pub struct Touched {
     pub services: Vec<(String, String)>,
     /// (namespace, name) of those EndpointSlices.
     pub slices: Vec<(String, String)>,
+    /// Ingresses, Services and Secrets added, changed or deleted: a partial build.
+    pub objects: BTreeSet<crate::model::ObjectRef>,
     /// Another kind changed, or a watch relisted: only a full build will do.
     pub other: bool,
     /// When each kind first changed since the last look, for the change → serving metric.
@@ -56,6 +59,36 @@ fn note_other<K>(_: &watcher::Event<K>, log: &TouchLog, kind: &str) {
     if let Ok(mut t) = log.lock() {
         t.other = true;
         t.saw(kind);
+    }
+}
+
+/// Ingresses, Services and Secrets: which one changed, for a partial build.
+fn note_object<K: Resource<DynamicType = ()>>(
+    event: &watcher::Event<K>,
+    log: &TouchLog,
+    kind: &str,
+) {
+    let Ok(mut t) = log.lock() else { return };
+    t.saw(kind);
+    let kind = match kind {
+        "Ingress" => "Ingress",
+        "Service" => "Service",
+        "Secret" => "Secret",
+        _ => {
+            t.other = true;
+            return;
+        }
+    };
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+            let r = crate::model::ObjectRef {
+                kind,
+                namespace: o.meta().namespace.clone().unwrap_or_default(),
+                name: o.meta().name.clone().unwrap_or_default(),
+            };
+            t.objects.insert(r);
+        }
+        _ => t.other = true,
     }
 }
 
@@ -172,45 +205,31 @@ impl Stores {
 
     /// Whether only EndpointSlices changed since the last [`Stores::take_touched`].
     pub fn only_endpoints_touched(&self) -> bool {
-        self.touched.lock().is_ok_and(|t| !t.other)
+        self.touched
+            .lock()
+            .is_ok_and(|t| !t.other && t.objects.is_empty())
     }
 
-    /// The Services of `touched` and their EndpointSlices (and the touched slices, whatever
-    /// their Service), as the stores hold them now.
-    pub fn endpoint_objects(
-        &self,
-        touched: &Touched,
-    ) -> (
-        Vec<std::sync::Arc<Service>>,
-        Vec<std::sync::Arc<EndpointSlice>>,
-    ) {
-        let wanted = |ns: Option<&String>, name: Option<&String>| {
-            touched
-                .services
-                .iter()
-                .any(|(n, s)| ns == Some(n) && name == Some(s))
-        };
-        let services = self
-            .services
-            .state()
-            .into_iter()
-            .filter(|s| wanted(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
-            .collect();
-        let slices = self
-            .endpoint_slices
-            .state()
-            .into_iter()
-            .filter(|s| {
-                let label = s.metadata.labels.as_ref();
-                let (ns, name) = (s.metadata.namespace.as_ref(), s.metadata.name.as_ref());
-                wanted(ns, label.and_then(|l| l.get("kubernetes.io/service-name")))
-                    || touched
-                        .slices
-                        .iter()
-                        .any(|(n, s)| ns == Some(n) && name == Some(s))
-            })
-            .collect();
-        (services, slices)
+    /// The object `r` names as the stores hold it now (Ingresses, Services, EndpointSlices
+    /// and Secrets: the kinds [`Touched`] names).
+    pub fn get(&self, r: &crate::model::ObjectRef) -> Option<crate::model::Object> {
+        use crate::model::Object;
+        use kube::runtime::reflector::ObjectRef as StoreRef;
+        fn find<K: Resource<DynamicType = ()> + Clone>(
+            store: &Store<K>,
+            r: &crate::model::ObjectRef,
+        ) -> Option<std::sync::Arc<K>> {
+            store.get(&StoreRef::new(&r.name).within(&r.namespace))
+        }
+        match r.kind {
+            "Ingress" => find(&self.ingresses, r).map(Object::Ingress),
+            "Service" => find(&self.services, r).map(Object::Service),
+            "EndpointSlice" => find(&self.endpoint_slices, r).map(Object::EndpointSlice),
+            "Secret" => find(&self.secrets, r)
+                .or_else(|| find(&self.opaque_secrets, r))
+                .map(Object::Secret),
+            _ => None,
+        }
     }
 
     /// Whether the Gateway API kinds are watched (`--gateway-api`).
@@ -314,7 +333,7 @@ pub fn watch(
     let stores = Stores {
         touched,
         gateway,
-        ingresses: reflect(ingresses, all.clone(), trim, note_other, &tx, &mut tasks),
+        ingresses: reflect(ingresses, all.clone(), trim, note_object, &tx, &mut tasks),
         ingress_classes: reflect(
             Api::all(client),
             all.clone(),
@@ -323,10 +342,10 @@ pub fn watch(
             &tx,
             &mut tasks,
         ),
-        services: reflect(services, all.clone(), trim, note_other, &tx, &mut tasks),
+        services: reflect(services, all.clone(), trim, note_object, &tx, &mut tasks),
         endpoint_slices: reflect(slices, all, trim_slice, note_slice, &tx, &mut tasks),
-        secrets: reflect(secrets, tls_only, trim, note_other, &tx, &mut tasks),
-        opaque_secrets: reflect(opaque, opaque_only, trim, note_other, &tx, &mut tasks),
+        secrets: reflect(secrets, tls_only, trim, note_object, &tx, &mut tasks),
+        opaque_secrets: reflect(opaque, opaque_only, trim, note_object, &tx, &mut tasks),
         config_map,
     };
     (stores, rx, tasks)
@@ -517,9 +536,13 @@ impl EventSink {
     }
 
     /// Sends the Events in the background; a failure is logged, never fatal.
-    pub fn emit(&self, snapshot: &Snapshot, diagnostics: Vec<crate::model::Diagnostic>) {
+    pub fn emit(
+        &self,
+        find: &dyn Fn(&crate::model::ObjectRef) -> Option<crate::model::Object>,
+        diagnostics: Vec<crate::model::Diagnostic>,
+    ) {
         for d in diagnostics {
-            let Some(reference) = object_reference(snapshot, &d.object) else {
+            let Some(reference) = object_reference(find, &d.object) else {
                 continue;
             };
             let recorder = self.recorder.clone();
@@ -542,45 +565,20 @@ impl EventSink {
     }
 }
 
-/// The API reference of an object of the snapshot (with its uid, so `kubectl describe` finds
-/// the Event); `None` for things that are not objects, such as a flag.
+/// The API reference of an object (with its uid, so `kubectl describe` finds the Event);
+/// `None` for things that are not objects, such as a flag.
 fn object_reference(
-    snapshot: &Snapshot,
+    find: &dyn Fn(&crate::model::ObjectRef) -> Option<crate::model::Object>,
     object: &crate::model::ObjectRef,
 ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    fn find<'a, K: Resource<DynamicType = ()>>(
-        items: &'a [std::sync::Arc<K>],
-        o: &crate::model::ObjectRef,
-    ) -> Option<&'a ObjectMeta> {
-        items.iter().map(|i| (**i).meta()).find(|m| {
-            m.name.as_deref() == Some(o.name.as_str())
-                && m.namespace.as_deref().unwrap_or("") == o.namespace
-        })
-    }
-    let (api_version, meta) = match object.kind {
-        "Ingress" => ("networking.k8s.io/v1", find(&snapshot.ingresses, object)),
-        "Secret" => ("v1", find(&snapshot.secrets, object)),
-        "Service" => ("v1", find(&snapshot.services, object)),
-        "ConfigMap" => ("v1", find(&snapshot.config_maps, object)),
-        "IngressClass" => (
-            "networking.k8s.io/v1",
-            find(&snapshot.ingress_classes, object),
-        ),
-        "GatewayClass" => (
-            "gateway.networking.k8s.io/v1",
-            find(&snapshot.gateway_classes, object),
-        ),
-        "Gateway" => (
-            "gateway.networking.k8s.io/v1",
-            find(&snapshot.gateways, object),
-        ),
-        "HTTPRoute" => (
-            "gateway.networking.k8s.io/v1",
-            find(&snapshot.http_routes, object),
-        ),
+    let api_version = match object.kind {
+        "Ingress" | "IngressClass" => "networking.k8s.io/v1",
+        "Secret" | "Service" | "ConfigMap" => "v1",
+        "GatewayClass" | "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
         _ => return None,
     };
+    let found = find(object);
+    let meta = found.as_ref().map(|o| o.metadata());
     Some(k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(api_version.to_owned()),
         kind: Some(object.kind.to_owned()),

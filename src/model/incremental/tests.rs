@@ -22,13 +22,16 @@ const HOSTS: [&str; 7] = [
 const PATHS: [&str; 4] = ["/", "/api", "/api/v1", "/x"];
 const SERVICES: usize = 4;
 
+/// A path: (path, type, service, port), each an index.
+type PathSpec = (usize, usize, usize, usize);
+
 /// One generated Ingress: everything a partial build must get right.
 #[derive(Clone, Debug)]
 struct Spec {
     ours: bool,
     created: Option<i64>,
     /// (host, [(path, type, service, port)]).
-    rules: Vec<(usize, Vec<(usize, usize, usize, usize)>)>,
+    rules: Vec<(usize, Vec<PathSpec>)>,
     /// (secret, hosts).
     tls: Option<(usize, Vec<usize>)>,
     annotations: Vec<usize>,
