@@ -541,6 +541,8 @@ impl Reloader {
         }
         self.known = now;
         let routes = built.table.routes().len();
+        let before = shared.current();
+        let before = (before.generation > 0).then_some(before);
         let generation = shared.publish(built, certs, client_auth);
         let took = started.elapsed();
         self.metrics
@@ -551,7 +553,9 @@ impl Reloader {
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        self.metrics.published(&shared.current(), unix_now);
+        self.metrics
+            .published(&shared.current(), before.as_deref(), unix_now);
+        drop(before);
         let rebuilt = match how {
             Rebuilt::Full => "all".to_owned(),
             Rebuilt::Partial(n) => format!("{n} Ingresses"),
@@ -573,15 +577,17 @@ impl Reloader {
         shared: &Shared,
         touched: &crate::source::kube::Touched,
     ) -> bool {
+        let touched_services: Vec<(String, String)> = touched.services.iter().cloned().collect();
+        let touched_slices: Vec<(String, String)> = touched.slices.iter().cloned().collect();
         let (services, slices) = self
             .model
-            .endpoint_objects(&touched.services, &touched.slices);
+            .endpoint_objects(&touched_services, &touched_slices);
         self.publish_endpoints(
             shared,
             &services,
             &slices,
-            &touched.services,
-            &touched.slices,
+            &touched_services,
+            &touched_slices,
         )
     }
 

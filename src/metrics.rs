@@ -2,7 +2,7 @@
 //! takes values from the configuration (namespaces, Ingresses, Services, Secrets) or a fixed
 //! set; never paths, hosts as sent, or client addresses.
 
-use crate::model::endpoints::Resolution;
+use crate::model::endpoints::{Backend, Resolution};
 use crate::state::Published;
 use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -313,20 +314,40 @@ impl Metrics {
         }
     }
 
-    pub fn published(&self, published: &Published, now_unix: f64) {
+    /// `before`: the table this one replaced, whose endpoint counts it adjusts where the two
+    /// differ (a partial build shares most of its backends with the last).
+    pub fn published(&self, published: &Published, before: Option<&Published>, now_unix: f64) {
         let built = &published.built;
         self.routes.set(built.table.routes().len() as i64);
         self.hosts.set(built.table.host_count() as i64);
         // Each Service port once, however many routes and backends share it.
-        let mut counts = [0i64; 3];
-        for backends in built.backends.values() {
-            if let Some(b) = backends.first() {
+        let count = |entries: &mut dyn Iterator<Item = &Vec<Arc<Backend>>>| {
+            let mut counts = [0i64; 3];
+            for b in entries.filter_map(|backends| backends.first()) {
                 let c = endpoint_states(&b.resolved());
                 (0..3).for_each(|i| counts[i] += c[i]);
             }
-        }
-        for (state, n) in ENDPOINT_STATES.iter().zip(counts) {
-            self.endpoints.get_or_create(&StateLabels { state }).set(n);
+            counts
+        };
+        match before {
+            Some(before) => {
+                let (now, was) = built.backends.unshared(&before.built.backends);
+                let (now, was) = (
+                    count(&mut now.map(|(_, v)| v)),
+                    count(&mut was.map(|(_, v)| v)),
+                );
+                for (i, state) in ENDPOINT_STATES.iter().enumerate() {
+                    self.endpoints
+                        .get_or_create(&StateLabels { state })
+                        .inc_by(now[i] - was[i]);
+                }
+            }
+            None => {
+                let counts = count(&mut built.backends.values());
+                for (state, n) in ENDPOINT_STATES.iter().zip(counts) {
+                    self.endpoints.get_or_create(&StateLabels { state }).set(n);
+                }
+            }
         }
         self.diagnostics.clear();
         for d in &built.diagnostics {

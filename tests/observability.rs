@@ -398,3 +398,47 @@ async fn the_dashboard_uses_only_metrics_that_exist() {
         assert!(exported, "{name} is not exported:\n{metrics}");
     }
 }
+
+// Issue #16: a new Ingress with its own host, Service and endpoints is a partial build (the
+// log says how many Ingresses it rebuilt), and the endpoint gauge, which a partial build
+// adjusts only where the backends changed, counts the new Service's endpoints in and, when
+// the Ingress goes, out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_build_keeps_the_endpoint_gauge_right() {
+    let (dir, v) = start(&[]).await;
+    let (other, second) = (backend("other").await, backend("other").await);
+    let ready = |m: &str| metric_value(m, "vestibule_endpoints", r#"state="ready""#);
+    assert_eq!(ready(&v.metrics().await), Some(1.0));
+    write_atomic(
+        dir.path(),
+        "other.yaml",
+        &[
+            service_yaml("other", &[(other, None), (second, None)]),
+            ingress_yaml("other", &[("other.test", "Prefix", "/", "other")]),
+        ]
+        .join("---\n"),
+    );
+    v.eventually("other.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(ready(&v.metrics().await), Some(3.0));
+    assert!(
+        v.logs()
+            .iter()
+            .any(|l| l.contains(r#""rebuilt":"1 Ingresses""#)),
+        "{:?}",
+        v.logs()
+    );
+    write_atomic(
+        dir.path(),
+        "other.yaml",
+        &service_yaml("other", &[(other, None), (second, None)]),
+    );
+    v.eventually("other.test", "/", Duration::from_secs(10), |a| {
+        a.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(ready(&v.metrics().await), Some(1.0), "no route names it");
+    assert_eq!(get(v.http, "obs.test", "/").await.status, StatusCode::OK);
+}

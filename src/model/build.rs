@@ -14,6 +14,7 @@ use super::path::{PathRegex, PathRule};
 use super::policy::UpstreamTls;
 use super::policy::{Filter, Policy, Redirect, RedirectTo};
 use super::settings::Global;
+use super::sharded::ShardedMap;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
     HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot, Spread,
@@ -86,28 +87,31 @@ pub struct TlsBinding {
 
 /// Everything one build produces.
 #[derive(Debug, Default, Clone)]
+///
+/// Cloning is cheap (the large parts are shared), so that the model keeps the build it
+/// publishes and a partial build copies only what it changes.
 pub struct Built {
-    pub table: RoutingTable,
+    pub table: Arc<RoutingTable>,
     /// Every Ingress that is ours (whether or not it produced routes), for status writing.
-    pub ours: Vec<ObjectRef>,
-    /// Host → certificate, in precedence order (oldest Ingress first); one entry per host.
-    pub tls: Vec<TlsBinding>,
+    pub ours: ShardedMap<ObjectRef, ()>,
+    /// Host → certificate, one entry per host (the oldest Ingress's).
+    pub tls: Arc<Vec<TlsBinding>>,
     pub diagnostics: Vec<Diagnostic>,
     /// The controller-wide settings in force (flags with the ConfigMap applied).
     pub global: Arc<Global>,
     /// Hosts whose TLS handshakes ask for a client certificate, and the CA that checks it.
-    pub client_auth: Vec<ClientAuthBinding>,
+    pub client_auth: Arc<Vec<ClientAuthBinding>>,
     /// Hosts whose TLS connections are spliced to pods (`ssl-passthrough`).
     pub passthrough: Passthrough,
     /// The status of the Gateway API objects that are ours, for the status writer.
     pub gateway: GatewayStatus,
     /// Every backend whose endpoints come from a Service port's EndpointSlices, by Service
     /// port: [`refresh_endpoints`] publishes new endpoints into them.
-    pub backends: FxHashMap<ServiceRef, Vec<Arc<Backend>>>,
+    pub backends: ShardedMap<ServiceRef, Vec<Arc<Backend>>>,
     /// How many Ingresses (and the `--default-backend` flag) use each backend the Ingress
     /// rules resolved: while positive, that backend is first in `backends`. A partial build
     /// keeps the counts, and drops a backend nothing uses any more.
-    pub(crate) users: FxHashMap<ServiceRef, u32>,
+    pub(crate) users: ShardedMap<ServiceRef, u32>,
     /// Hosts whose group depends on more than the Ingresses that name the host: aliases and
     /// `www.` redirects (both ends), and every host with Gateway API routes or certificates.
     /// A change that touches one of them takes a full build.
@@ -222,7 +226,7 @@ pub(crate) fn build_seeded(
             builder.regex_hosts.extend(rule_hosts(ingress));
         }
     }
-    let our_refs = ours.iter().map(|i| ingress_ref(i)).collect();
+    let our_refs = ours.iter().map(|i| (ingress_ref(i), ())).collect();
     // Canaries first, so that each main route finds its alternative when it is placed.
     for (ingress, annotations) in &read {
         if let Some(rule) = &annotations.canary {
@@ -1407,22 +1411,22 @@ impl Builder<'_> {
         table.default_route = self.default_route;
         table.routes = self.routes;
         Built {
-            table,
-            ours: Vec::new(),
-            tls: self.tls,
+            table: Arc::new(table),
+            ours: ShardedMap::default(),
+            tls: Arc::new(self.tls),
             diagnostics: self.diagnostics,
             global: self.global,
-            client_auth: self.client_auth,
+            client_auth: Arc::new(self.client_auth),
             passthrough: self.passthrough,
             gateway: self.gateway_status,
             backends,
-            users: self.users,
+            users: self.users.into_iter().collect(),
             cross_host: self.cross_host,
         }
     }
 
     /// The backends that follow EndpointSlices (not cluster IPs, not the unresolved).
-    fn backends_by_service(&mut self) -> FxHashMap<ServiceRef, Vec<Arc<Backend>>> {
+    fn backends_by_service(&mut self) -> ShardedMap<ServiceRef, Vec<Arc<Backend>>> {
         let mut out: FxHashMap<ServiceRef, Vec<Arc<Backend>>> = FxHashMap::default();
         for (service, resolved) in std::mem::take(&mut self.backends) {
             if let Ok(b) = resolved {
@@ -1432,7 +1436,7 @@ impl Builder<'_> {
         for (service, b) in std::mem::take(&mut self.gateway_backends) {
             out.entry(service).or_default().push(b);
         }
-        out
+        out.into_iter().collect()
     }
 
     /// The matchit router of one host group: Exact before Prefix at each key.

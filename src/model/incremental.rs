@@ -12,7 +12,10 @@
 //! Service and Secret changes while Gateway API objects are present; and a change whose
 //! closure is a large part of the cluster anyway.
 
-use super::build::{Built, Options, Seed, build_after, build_seeded, slice_diagnostics};
+use super::build::{
+    Built, ClientAuthBinding, Options, Seed, TlsBinding, build_after, build_seeded,
+    slice_diagnostics,
+};
 use super::class::OurClasses;
 use super::diagnostic::Diagnostic;
 use super::endpoints::{Backend, ServiceRef};
@@ -413,56 +416,62 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             || slice_refs.contains(&d.object)
     };
 
+    let table = Arc::make_mut(&mut next.table);
     for host in part.hosts {
-        remove_group(&mut next.table, host);
+        remove_group(table, host);
     }
     let fresh = &part.new.table;
     for (host, group) in &fresh.exact {
-        next.table.exact.insert(host.clone(), group.clone());
+        table.exact.insert(host.clone(), group.clone());
     }
     for (suffix, group) in &fresh.wildcard {
-        next.table.wildcard.insert(suffix.clone(), group.clone());
+        table.wildcard.insert(suffix.clone(), group.clone());
     }
     if part.hosts.contains(&HostRule::Any) {
-        next.table.any_host = fresh.any_host.clone();
+        table.any_host = fresh.any_host.clone();
     }
     // Routes of one Ingress share its `ObjectRef`: judge each run once.
     let mut judged: (*const ObjectRef, bool) = (std::ptr::null(), false);
-    next.table.routes.retain(|r| {
+    let kept = last.table.routes.iter().filter(|r| {
         let at = Arc::as_ptr(&r.ingress);
         if judged.0 != at {
             judged = (at, member(&r.ingress));
         }
         !judged.1
     });
-    next.table
-        .routes
-        .extend(fresh.routes.iter().filter(|r| member(&r.ingress)).cloned());
+    let added = fresh.routes.iter().filter(|r| member(&r.ingress));
+    table.routes = kept.chain(added).cloned().collect();
 
-    let changed: FxHashSet<ObjectRef> = part
-        .changed_ingresses
-        .iter()
-        .map(ingress_object_ref)
-        .collect();
-    next.ours.retain(|r| !changed.contains(r));
     for key in part.changed_ingresses {
-        if let Some(i) = part.store.ingresses.get(key)
-            && part.classes.owns(i)
-        {
-            next.ours.push(ingress_object_ref(key));
+        let r = ingress_object_ref(key);
+        let is_ours = part
+            .store
+            .ingresses
+            .get(key)
+            .is_some_and(|i| part.classes.owns(i));
+        match (next.ours.contains_key(&r), is_ours) {
+            (false, true) => {
+                next.ours.insert(r, ());
+            }
+            (true, false) => {
+                next.ours.remove(&r);
+            }
+            _ => {}
         }
     }
-    next.tls.retain(|b| !member(&b.ingress));
-    next.tls
-        .extend(part.new.tls.iter().filter(|b| member(&b.ingress)).cloned());
-    next.client_auth.retain(|b| !member(&b.ingress));
-    next.client_auth.extend(
-        part.new
-            .client_auth
-            .iter()
-            .filter(|b| member(&b.ingress))
-            .cloned(),
-    );
+    let touches = |list: &[TlsBinding]| list.iter().any(|b| member(&b.ingress));
+    if touches(&last.tls) || touches(&part.new.tls) {
+        let tls = Arc::make_mut(&mut next.tls);
+        tls.retain(|b| !member(&b.ingress));
+        tls.extend(part.new.tls.iter().filter(|b| member(&b.ingress)).cloned());
+    }
+    let touches = |list: &[ClientAuthBinding]| list.iter().any(|b| member(&b.ingress));
+    if touches(&last.client_auth) || touches(&part.new.client_auth) {
+        let client_auth = Arc::make_mut(&mut next.client_auth);
+        client_auth.retain(|b| !member(&b.ingress));
+        let added = part.new.client_auth.iter().filter(|b| member(&b.ingress));
+        client_auth.extend(added.cloned());
+    }
 
     next.diagnostics.retain(|d| !ours(d));
     next.diagnostics.extend(
@@ -486,21 +495,39 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         let count = |b: &Built| b.users.get(key).copied().unwrap_or(0);
         let is = (was + count(&part.new)).saturating_sub(count(&part.old));
         match is {
-            0 => next.users.remove(key),
-            n => next.users.insert(key.clone(), n),
-        };
+            _ if is == was => {}
+            0 => {
+                next.users.remove(key);
+            }
+            n => {
+                next.users.insert(key.clone(), n);
+            }
+        }
         let fresh = part.new.backends.get(key).and_then(|v| v.first());
-        let list = next.backends.entry(key.clone()).or_default();
+        let in_force = last.backends.get(key).and_then(|v| v.first());
+        let same = |b: &Arc<Backend>| in_force.is_some_and(|old| Arc::ptr_eq(old, b));
         match (was > 0, is > 0, fresh) {
-            (true, true, Some(b)) => list[0] = b.clone(),
-            (false, true, Some(b)) => list.insert(0, b.clone()),
+            (true, true, Some(b)) if !same(b) => {
+                if let Some(list) = next.backends.get_mut(key) {
+                    list[0] = b.clone();
+                }
+            }
+            (false, true, Some(b)) => match next.backends.get_mut(key) {
+                Some(list) => list.insert(0, b.clone()),
+                None => {
+                    next.backends.insert(key.clone(), vec![b.clone()]);
+                }
+            },
             (true, false, _) => {
-                list.remove(0);
+                let emptied = next.backends.get_mut(key).is_some_and(|list| {
+                    list.remove(0);
+                    list.is_empty()
+                });
+                if emptied {
+                    next.backends.remove(key);
+                }
             }
             _ => {}
-        }
-        if list.is_empty() {
-            next.backends.remove(key);
         }
     }
     next

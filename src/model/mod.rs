@@ -20,6 +20,7 @@ pub mod policy;
 pub mod refresh;
 pub mod secret;
 pub mod settings;
+pub mod sharded;
 pub mod snapshot;
 pub mod table;
 pub mod values;

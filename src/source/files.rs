@@ -553,6 +553,10 @@ impl ManifestDir {
         }
         self.empty_since.retain(|p, _| next.contains_key(p));
         self.files = next;
+        for list in [&mut outcome.slices, &mut outcome.services] {
+            list.sort();
+            list.dedup();
+        }
         Ok(outcome)
     }
 
@@ -805,9 +809,8 @@ fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
         if let Object::EndpointSlice(s) = o {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());
-            if !outcome.slices.contains(&key) {
-                outcome.slices.push(key);
-            }
+            // Duplicates go at the end of the reload (a first read notes 100k slices).
+            outcome.slices.push(key);
             let service = s
                 .metadata
                 .labels
@@ -815,9 +818,7 @@ fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
                 .and_then(|l| l.get("kubernetes.io/service-name"));
             if let Some(service) = service {
                 let key = (ns, service.clone());
-                if !outcome.services.contains(&key) {
-                    outcome.services.push(key);
-                }
+                outcome.services.push(key);
             }
         }
     }

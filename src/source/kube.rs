@@ -30,9 +30,9 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Default)]
 pub struct Touched {
     /// (namespace, Service) of every EndpointSlice added, changed or deleted.
-    pub services: Vec<(String, String)>,
+    pub services: BTreeSet<(String, String)>,
     /// (namespace, name) of those EndpointSlices.
-    pub slices: Vec<(String, String)>,
+    pub slices: BTreeSet<(String, String)>,
     /// Ingresses, Services and Secrets added, changed or deleted: a partial build.
     pub objects: BTreeSet<crate::model::ObjectRef>,
     /// Another kind changed, or a watch relisted: only a full build will do.
@@ -100,15 +100,10 @@ fn note_slice(event: &watcher::Event<EndpointSlice>, log: &TouchLog, kind: &str)
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let label = s.metadata.labels.as_ref();
             if let Some(service) = label.and_then(|l| l.get("kubernetes.io/service-name")) {
-                let key = (ns.clone(), service.clone());
-                if !t.services.contains(&key) {
-                    t.services.push(key);
-                }
+                t.services.insert((ns.clone(), service.clone()));
             }
-            let key = (ns, s.metadata.name.clone().unwrap_or_default());
-            if !t.slices.contains(&key) {
-                t.slices.push(key);
-            }
+            t.slices
+                .insert((ns, s.metadata.name.clone().unwrap_or_default()));
         }
         // A relist: whatever may have changed meanwhile.
         _ => t.other = true,

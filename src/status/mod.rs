@@ -262,7 +262,7 @@ async fn reconcile(
     desired: &[IngressLoadBalancerIngress],
     written: &mut BTreeSet<ObjectRef>,
 ) {
-    let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.iter().cloned().collect();
+    let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.keys().cloned().collect();
     for ingress in stores.snapshot().ingresses {
         let object = object_of(&ingress);
         let want: &[IngressLoadBalancerIngress] = if ours.contains(&object) {
@@ -366,7 +366,7 @@ pub async fn run(
         tokio::time::sleep(retry * 2 + Duration::from_millis(500)).await;
         if !elector.other_holder().await {
             tracing::info!("no other replica took over: clearing Ingress status");
-            let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.iter().cloned().collect();
+            let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.keys().cloned().collect();
             for ingress in stores.snapshot().ingresses {
                 let object = object_of(&ingress);
                 if ours.contains(&object)
