@@ -399,7 +399,18 @@ struct Part<'p> {
 /// replaced by its new build.
 fn splice(last: &Built, part: Part<'_>) -> Built {
     let mut next = last.clone();
-    let member = |r: &ObjectRef| r.kind == "Ingress" && part.members.contains(r);
+    // Asked for every route of the table: a few members are compared, not hashed.
+    let few: Option<Vec<&ObjectRef>> =
+        (part.members.len() <= 8).then(|| part.members.iter().collect());
+    let member = |r: &ObjectRef| {
+        r.kind == "Ingress"
+            && match &few {
+                Some(few) => few
+                    .iter()
+                    .any(|m| m.name == r.name && m.namespace == r.namespace),
+                None => part.members.contains(r),
+            }
+    };
     let router_names: FxHashSet<String> = part.hosts.iter().map(|h| h.to_string()).collect();
     let slice_refs: FxHashSet<ObjectRef> = part
         .changed_slices

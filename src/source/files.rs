@@ -134,6 +134,15 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
             parsed.errors.push(error(Some(line), reason));
             continue;
         }
+        // JSON (what generators write) is read by a JSON parser, several times faster.
+        if let Some(read) = json_document(doc) {
+            match read {
+                Ok(Some(o)) => parsed.objects.push(o),
+                Ok(None) => {}
+                Err((line, reason)) => parsed.errors.push(error(line.or(Some(0)), reason)),
+            }
+            continue;
+        }
         let meta: TypeMeta = match serde_yaml_ng::from_str(doc) {
             Ok(m) => m,
             Err(e) => {
@@ -175,6 +184,41 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
         }
     }
     parsed
+}
+
+/// A document that is one JSON object (not a `List`), read as JSON; `None` for anything else.
+fn json_document(doc: &str) -> Option<Result<Option<Object>, (Option<usize>, String)>> {
+    if !doc.trim_start().starts_with('{') {
+        return None;
+    }
+    let meta: TypeMeta = serde_json::from_str(doc).ok()?;
+    if meta.kind == "List" {
+        return None;
+    }
+    if let Err(e) = check_api_version(&meta) {
+        return Some(Err((None, e)));
+    }
+    fn read<T: DeserializeOwned + Into<Object>>(
+        doc: &str,
+    ) -> Result<Option<Object>, (Option<usize>, String)> {
+        serde_json::from_str::<T>(doc)
+            .map(|o| Some(o.into()))
+            .map_err(|e| (Some(e.line().saturating_sub(1)), e.to_string()))
+    }
+    Some(match meta.kind.as_str() {
+        "Ingress" => read::<Ingress>(doc),
+        "IngressClass" => read::<IngressClass>(doc),
+        "Service" => read::<Service>(doc),
+        "EndpointSlice" => read::<EndpointSlice>(doc),
+        "Secret" => read::<Secret>(doc),
+        "ConfigMap" => read::<ConfigMap>(doc),
+        "Namespace" => read::<Namespace>(doc),
+        "GatewayClass" => read::<GatewayClass>(doc),
+        "Gateway" => read::<Gateway>(doc),
+        "HTTPRoute" => read::<HttpRoute>(doc),
+        "ReferenceGrant" => read::<ReferenceGrant>(doc),
+        _ => Ok(None),
+    })
 }
 
 #[derive(Deserialize)]
@@ -1021,6 +1065,34 @@ spec:
             .map(|o| o.object_ref().to_string())
             .collect();
         assert_eq!(refs, ["Service x/a", "IngressClass c"]);
+    }
+
+    #[test]
+    fn a_json_document_is_read_as_json_with_the_line_of_its_error() {
+        let good = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":80}]}}"#;
+        let parsed = parse(Path::new("s.json"), good);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(
+            parsed.objects[0].object_ref().to_string(),
+            "Service default/a"
+        );
+        let bad = "{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": {\"name\": \"a\"},\n \"spec\": {\"ports\": \"eighty\"}}";
+        let parsed = parse(Path::new("s.json"), bad);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert_eq!(parsed.errors[0].line, Some(3), "{:?}", parsed.errors);
+        // A wrong apiVersion is named as in YAML.
+        let old = r#"{"apiVersion":"extensions/v1beta1","kind":"Ingress","metadata":{"name":"a"}}"#;
+        let parsed = parse(Path::new("i.json"), old);
+        assert!(
+            parsed.errors[0].reason.contains("networking.k8s.io/v1"),
+            "{:?}",
+            parsed.errors
+        );
+        // YAML's flow style looks like JSON at first sight and is still read.
+        let flow = "{apiVersion: v1, kind: Service, metadata: {name: b}}";
+        let parsed = parse(Path::new("s.yaml"), flow);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.objects.len(), 1);
     }
 
     #[test]
