@@ -391,6 +391,7 @@ impl Reloader {
         let started = Instant::now();
         let since = changed.since;
         let outcome = manifests.reload_changed(dir, changed)?;
+        let read = started.elapsed();
         let observe = |metrics: &Metrics, outcome: &files::Reload| {
             if let Some(since) = since {
                 for kind in &outcome.kinds {
@@ -452,8 +453,15 @@ impl Reloader {
         let mut file_problems: Vec<Diagnostic> =
             outcome.errors.iter().map(ParseError::diagnostic).collect();
         file_problems.extend(manifests.duplicates().iter().map(ParseError::diagnostic));
+        let recorded_at = started.elapsed();
         let (built, how) = self.model.rebuild(recorded);
         let built = built.clone();
+        tracing::debug!(
+            read_ms = read.as_secs_f64() * 1000.0,
+            record_ms = (recorded_at - read).as_secs_f64() * 1000.0,
+            build_ms = (started.elapsed() - recorded_at).as_secs_f64() * 1000.0,
+            "reload phases"
+        );
         let origin = |r: &ObjectRef| manifests.origin(r).map(Path::to_path_buf);
         self.publish_built(started, shared, built, how, &origin, file_problems);
         observe(&self.metrics, &outcome);

@@ -9,6 +9,7 @@ use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
@@ -409,7 +410,9 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// a moment ago (an editor that truncates before it writes).
 #[derive(Debug, Default)]
 pub struct ManifestDir {
-    files: BTreeMap<PathBuf, Vec<Object>>,
+    // Hashed, not ordered: a 100k-file tree compares paths component by component, slowly;
+    // where order matters ([`ManifestDir::merged`], owners) it is sorted there.
+    files: FxHashMap<PathBuf, Vec<Object>>,
     /// The files that define each object, in path order: the first one's copy is used, the
     /// others are duplicates.
     owners: rustc_hash::FxHashMap<ObjectRef, Vec<PathBuf>>,
@@ -417,10 +420,10 @@ pub struct ManifestDir {
     defined_again: BTreeSet<ObjectRef>,
     /// What each file looked like when read (length, modification time, inode): a file that
     /// looks the same is not read again.
-    stamps: BTreeMap<PathBuf, Stamp>,
+    stamps: FxHashMap<PathBuf, Stamp>,
     /// Files that hold EndpointSlices and nothing else: a change to them alone can be
     /// published without a rebuild, so the reload loop need not wait for quiet.
-    slice_only: std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>>,
+    slice_only: std::sync::Arc<std::sync::Mutex<FxHashSet<PathBuf>>>,
     /// How long a file must have been seen empty before its objects go.
     settle: Duration,
     /// Files that had objects and were last read empty: since when, and their modification
@@ -508,10 +511,10 @@ impl ManifestDir {
     /// A directory whose files count as emptied only after `settle` without a change.
     pub fn settling_for(settle: Duration) -> Self {
         ManifestDir {
-            files: BTreeMap::new(),
+            files: FxHashMap::default(),
             owners: Default::default(),
             defined_again: BTreeSet::new(),
-            stamps: BTreeMap::new(),
+            stamps: FxHashMap::default(),
             slice_only: Default::default(),
             settle,
             empty_since: BTreeMap::new(),
@@ -606,7 +609,7 @@ impl ManifestDir {
 
     /// Whether every file of `changed` holds EndpointSlices alone (as last read).
     pub fn slice_files_only(
-        slice_only: &std::sync::Mutex<BTreeSet<PathBuf>>,
+        slice_only: &std::sync::Mutex<FxHashSet<PathBuf>>,
         changed: &Changed,
     ) -> bool {
         let Ok(only) = slice_only.lock() else {
@@ -618,7 +621,7 @@ impl ManifestDir {
     }
 
     /// The set [`ManifestDir::slice_files_only`] reads, kept up to date by each reload.
-    pub fn slice_only_files(&self) -> std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>> {
+    pub fn slice_only_files(&self) -> std::sync::Arc<std::sync::Mutex<FxHashSet<PathBuf>>> {
         self.slice_only.clone()
     }
 
@@ -626,7 +629,7 @@ impl ManifestDir {
     fn forget(
         &mut self,
         path: &Path,
-        files: &mut BTreeMap<PathBuf, Vec<Object>>,
+        files: &mut FxHashMap<PathBuf, Vec<Object>>,
         outcome: &mut Reload,
     ) {
         if let Some(old) = files.remove(path) {
@@ -812,7 +815,9 @@ impl ManifestDir {
 
     /// Everything read, as one snapshot, first file first where two define the same object.
     pub fn merged(&self) -> Merged {
-        merge(self.files.iter().map(|(p, o)| (p.as_path(), o.as_slice())))
+        let mut files: Vec<(&PathBuf, &Vec<Object>)> = self.files.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        merge(files.into_iter().map(|(p, o)| (p.as_path(), o.as_slice())))
     }
 }
 
