@@ -564,6 +564,9 @@ impl Reloader {
         self.metrics
             .published(&shared.current(), before.as_deref(), unix_now);
         drop(before);
+        if how == Rebuilt::Full {
+            (self.config.after_full_build)();
+        }
         let rebuilt = match how {
             Rebuilt::Full => "all".to_owned(),
             Rebuilt::Partial(n) => format!("{n} Ingresses"),

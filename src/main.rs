@@ -7,6 +7,14 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
+
+/// Hands back to the system the memory a full build freed: mimalloc returns freed pages only
+/// when it is next busy, so an idle controller would otherwise hold the peak of its last
+/// full build (a fifth more than it needs at 10k apps).
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` has no preconditions; any thread may call it at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
 use vestibule::config::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -28,7 +36,10 @@ fn main() -> ExitCode {
         }
         None => {
             let config = match cli.run.validate() {
-                Ok(c) => c,
+                Ok(c) => vestibule::config::Config {
+                    after_full_build: release_freed_memory,
+                    ..c
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
