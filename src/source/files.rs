@@ -187,8 +187,11 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
     parsed
 }
 
+/// A document's object (`None`: a kind not read), or the line and reason it failed.
+type Typed = Result<Option<Object>, (Option<usize>, String)>;
+
 /// A document that is one JSON object (not a `List`), read as JSON; `None` for anything else.
-fn json_document(doc: &str) -> Option<Result<Option<Object>, (Option<usize>, String)>> {
+fn json_document(doc: &str) -> Option<Typed> {
     if !doc.trim_start().starts_with('{') {
         return None;
     }
