@@ -515,27 +515,36 @@ impl ApiServer {
         query: &BTreeMap<String, String>,
     ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
         let state = self.state.lock().unwrap();
-        let matching: Vec<&Value> = state
-            .objects
-            .iter()
-            .filter(|((p, _, _), o)| p == filter.plural && filter.matches(o))
-            .map(|(_, o)| o)
-            .collect();
-        let offset: usize = query
+        // The continue token is the key of the page's last object: each page starts where
+        // the last ended (a 100k-object list costs what it holds, not pages × objects).
+        let after: Option<(String, String)> = query
             .get("continue")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+            .and_then(|c| c.split_once('/'))
+            .map(|(ns, name)| (ns.to_owned(), name.to_owned()));
         let limit: usize = query
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
-        let page: Vec<&Value> = matching.iter().skip(offset).take(limit).copied().collect();
-        let next = offset + page.len();
+        let start = (filter.plural.to_owned(), String::new(), String::new());
+        let mut matching = state
+            .objects
+            .range(start..)
+            .take_while(|((p, _, _), _)| p == filter.plural)
+            .filter(|((_, ns, name), _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(a_ns, a_name)| (ns, name) > (a_ns, a_name))
+            })
+            .filter(|(_, o)| filter.matches(o));
+        let page: Vec<(&(String, String, String), &Value)> =
+            matching.by_ref().take(limit).collect();
+        let more = matching.next().is_some();
         let mut metadata = json!({"resourceVersion": state.rv.to_string()});
-        if next < matching.len() {
-            metadata["continue"] = json!(next.to_string());
+        if more && let Some(((_, ns, name), _)) = page.last() {
+            metadata["continue"] = json!(format!("{ns}/{name}"));
         }
+        let page: Vec<&Value> = page.into_iter().map(|(_, o)| o).collect();
         let (_, api, kind, _) = KINDS.iter().find(|k| k.0 == filter.plural).unwrap();
         let body = json!({"apiVersion": api, "kind": format!("{kind}List"), "metadata": metadata, "items": page});
         json_response(StatusCode::OK, &body)
