@@ -1,5 +1,7 @@
 //! Routing semantics: a pure function from a [`Snapshot`] of Kubernetes objects to a
-//! [`RoutingTable`], the TLS host map and [`Diagnostic`]s. No I/O, no clock, no async.
+//! [`RoutingTable`], the TLS host map and [`Diagnostic`]s ([`build`]), and
+//! [`incremental::Model`], which gives the same result for a change at the cost of what the
+//! change touches. No I/O, no clock, no async.
 
 pub mod access;
 pub mod balance;
