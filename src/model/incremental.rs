@@ -899,8 +899,13 @@ impl Store {
         if let Some(s) = &options.default_backend {
             services.insert((s.namespace.clone(), s.name.clone()));
         }
-        let as_was = |kind: &'static str, key: &Key| -> Option<Option<Object>> {
-            before?.get(&raw_ref(kind, key)).cloned()
+        // An object as it is, or with `before` as it was.
+        let object = |kind: &'static str, key: &Key| -> Option<Object> {
+            let r = raw_ref(kind, key);
+            match before.and_then(|b| b.get(&r)) {
+                Some(old) => old.clone(),
+                None => self.get(&r),
+            }
         };
         let mut snapshot = Snapshot {
             ingresses: ingresses.to_vec(),
@@ -909,14 +914,9 @@ impl Store {
             ..Snapshot::default()
         };
         for key in &services {
-            let service = match as_was("Service", key) {
-                Some(old) => match old {
-                    Some(Object::Service(s)) => Some(s),
-                    _ => None,
-                },
-                None => self.services.get(key).cloned(),
-            };
-            snapshot.services.extend(service);
+            if let Some(Object::Service(s)) = object("Service", key) {
+                snapshot.services.push(s);
+            }
             // Slices of the Service now, and changed slices that were its before.
             let mut names: BTreeSet<String> = self.slices_of.get(key).cloned().unwrap_or_default();
             for r in before.into_iter().flat_map(|b| b.keys()) {
@@ -925,28 +925,18 @@ impl Store {
                 }
             }
             for name in names {
-                let slice_key = (key.0.clone(), name);
-                let slice = match as_was("EndpointSlice", &slice_key) {
-                    Some(old) => match old {
-                        Some(Object::EndpointSlice(s)) => Some(s),
-                        _ => None,
-                    },
-                    None => self.endpoint_slices.get(&slice_key).cloned(),
-                };
-                if let Some(s) = slice.filter(|s| slice_owner(s).as_ref() == Some(&key.1)) {
+                let slice = object("EndpointSlice", &(key.0.clone(), name));
+                if let Some(Object::EndpointSlice(s)) = slice
+                    && slice_owner(&s).as_ref() == Some(&key.1)
+                {
                     snapshot.endpoint_slices.push(s);
                 }
             }
         }
         for key in &secrets {
-            let secret = match as_was("Secret", key) {
-                Some(old) => match old {
-                    Some(Object::Secret(s)) => Some(s),
-                    _ => None,
-                },
-                None => self.secrets.get(key).cloned(),
-            };
-            snapshot.secrets.extend(secret);
+            if let Some(Object::Secret(s)) = object("Secret", key) {
+                snapshot.secrets.push(s);
+            }
         }
         snapshot.sorted()
     }

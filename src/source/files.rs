@@ -187,6 +187,26 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
     parsed
 }
 
+/// `$read::<T>($doc)` for the type `T` of kind `$kind` (`Ok(None)` for a kind not read).
+macro_rules! by_kind {
+    ($kind:expr, $read:ident, $doc:expr) => {
+        match $kind {
+            "Ingress" => $read::<Ingress>($doc),
+            "IngressClass" => $read::<IngressClass>($doc),
+            "Service" => $read::<Service>($doc),
+            "EndpointSlice" => $read::<EndpointSlice>($doc),
+            "Secret" => $read::<Secret>($doc),
+            "ConfigMap" => $read::<ConfigMap>($doc),
+            "Namespace" => $read::<Namespace>($doc),
+            "GatewayClass" => $read::<GatewayClass>($doc),
+            "Gateway" => $read::<Gateway>($doc),
+            "HTTPRoute" => $read::<HttpRoute>($doc),
+            "ReferenceGrant" => $read::<ReferenceGrant>($doc),
+            _ => Ok(None),
+        }
+    };
+}
+
 /// A document's object (`None`: a kind not read), or the line and reason it failed.
 type Typed = Result<Option<Object>, (Option<usize>, String)>;
 
@@ -209,20 +229,7 @@ fn json_document(doc: &str) -> Option<Typed> {
             .map(|o| Some(o.into()))
             .map_err(|e| (Some(e.line().saturating_sub(1)), e.to_string()))
     }
-    Some(match meta.kind.as_str() {
-        "Ingress" => read::<Ingress>(doc),
-        "IngressClass" => read::<IngressClass>(doc),
-        "Service" => read::<Service>(doc),
-        "EndpointSlice" => read::<EndpointSlice>(doc),
-        "Secret" => read::<Secret>(doc),
-        "ConfigMap" => read::<ConfigMap>(doc),
-        "Namespace" => read::<Namespace>(doc),
-        "GatewayClass" => read::<GatewayClass>(doc),
-        "Gateway" => read::<Gateway>(doc),
-        "HTTPRoute" => read::<HttpRoute>(doc),
-        "ReferenceGrant" => read::<ReferenceGrant>(doc),
-        _ => Ok(None),
-    })
+    Some(by_kind!(meta.kind.as_str(), read, doc))
 }
 
 #[derive(Deserialize)]
@@ -258,20 +265,7 @@ fn typed(meta: &TypeMeta, doc: &str) -> Result<Option<Object>, (Option<usize>, S
             .map(|o| Some(o.into()))
             .map_err(|e| (e.location().map(|l| l.line() - 1), e.to_string()))
     }
-    match meta.kind.as_str() {
-        "Ingress" => read::<Ingress>(doc),
-        "IngressClass" => read::<IngressClass>(doc),
-        "Service" => read::<Service>(doc),
-        "EndpointSlice" => read::<EndpointSlice>(doc),
-        "Secret" => read::<Secret>(doc),
-        "ConfigMap" => read::<ConfigMap>(doc),
-        "Namespace" => read::<Namespace>(doc),
-        "GatewayClass" => read::<GatewayClass>(doc),
-        "Gateway" => read::<Gateway>(doc),
-        "HTTPRoute" => read::<HttpRoute>(doc),
-        "ReferenceGrant" => read::<ReferenceGrant>(doc),
-        _ => Ok(None),
-    }
+    by_kind!(meta.kind.as_str(), read, doc)
 }
 
 /// An item of a `kind: List`, read like a document of its own.
