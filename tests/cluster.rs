@@ -781,3 +781,54 @@ async fn an_endpoint_change_is_published_without_a_rebuild() {
         StatusCode::NOT_FOUND
     );
 }
+
+// Issue #16: in cluster mode an Ingress, Service or Secret change is a partial build (the log
+// says how many Ingresses it rebuilt) with the same outcome as a full one; an IngressClass
+// change is a full build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_service_and_secret_changes_rebuild_only_what_they_touch() {
+    let (api, _dir, v) = cluster(&[]).await;
+    let rebuilt = |what: &str| {
+        let needle = format!(r#""rebuilt":"{what}""#);
+        v.logs().iter().filter(|l| l.contains(&needle)).count()
+    };
+    let partial_before = rebuilt("1 Ingresses");
+    api.apply(&ingress_yaml(
+        "more",
+        &[("more.test", "Prefix", "/", "other")],
+    ));
+    v.eventually("more.test", "/", WITHIN, |a| a.backend() == "other")
+        .await;
+    assert!(rebuilt("1 Ingresses") > partial_before, "{:?}", v.logs());
+    // The Service goes: only its Ingress is rebuilt, and answers 503.
+    api.delete("Service", "test", "other");
+    v.eventually("more.test", "/", WITHIN, |a| {
+        a.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    // A TLS Secret an Ingress names turns up: that Ingress is rebuilt, its diagnostic goes.
+    api.apply("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: secure, namespace: test}\nspec:\n  ingressClassName: vestibule\n  tls: [{hosts: [secure.test], secretName: cert}]\n  rules: [{host: secure.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}]}}]\n");
+    v.eventually("secure.test", "/", WITHIN, |a| {
+        a.status == StatusCode::PERMANENT_REDIRECT
+    })
+    .await;
+    let resolved = || {
+        v.logs()
+            .iter()
+            .any(|l| l.contains("diagnostic resolved") && l.contains("Ingress test/secure"))
+    };
+    assert!(!resolved());
+    let partial_before = rebuilt("1 Ingresses");
+    api.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: cert, namespace: test}\ntype: kubernetes.io/tls\nstringData: {tls.crt: not a certificate, tls.key: not a key}\n");
+    assert!(until(WITHIN, resolved).await, "{:?}", v.logs());
+    assert!(rebuilt("1 Ingresses") > partial_before);
+    let full_before = rebuilt("all");
+    api.apply("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: spare}\nspec: {controller: example.com/other}\n");
+    assert!(
+        until(WITHIN, || rebuilt("all") > full_before).await,
+        "an IngressClass is a full build: {:?}",
+        v.logs()
+    );
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+}
