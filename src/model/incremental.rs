@@ -211,12 +211,21 @@ impl Model {
     fn full(&mut self) -> &Built {
         let snapshot = self.store.snapshot();
         let previous = self.last.as_ref().map(|b| b.global.clone());
-        let built = build_after(&snapshot, &self.options, previous.as_deref());
         let classes = self.classes(&snapshot.ingress_classes);
-        let mut index = Index::default();
-        for i in self.store.ingresses.values() {
-            index.add(&classes, i);
-        }
+        let index_all = || {
+            let mut index = Index::default();
+            for i in self.store.ingresses.values() {
+                index.add(&classes, i);
+            }
+            index
+        };
+        // The index is made beside the build, on another core.
+        let (built, index) = std::thread::scope(|scope| {
+            let indexing = scope.spawn(index_all);
+            let built = build_after(&snapshot, &self.options, previous.as_deref());
+            let index = indexing.join().unwrap_or_else(|_| index_all());
+            (built, index)
+        });
         self.index = index;
         self.last.insert(built)
     }
