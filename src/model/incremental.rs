@@ -74,8 +74,8 @@ impl Model {
         &self.options
     }
 
-    /// Replaces every object with `snapshot`'s and builds in full. `previous`: the settings
-    /// in force, whose values a bad ConfigMap key keeps.
+    /// Replaces every object with `snapshot`'s and builds in full (a bad ConfigMap key keeps
+    /// the value of the last build's settings).
     pub fn load(&mut self, snapshot: &Snapshot) -> &Built {
         self.store = Store::default();
         for o in objects_of(snapshot) {
