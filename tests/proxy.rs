@@ -497,12 +497,22 @@ async fn the_connect_timeout_fires_on_a_pod_that_never_accepts() {
         .unwrap();
     socket.listen(0).unwrap();
     let pod = socket.local_addr().unwrap().as_socket().unwrap();
-    // The one queued connection, made before Vestibule's (a filler still connecting when
-    // the proxy does would leave the proxy the queued slot, under load).
-    let _queued = tokio::time::timeout(SOON, tokio::net::TcpStream::connect(pod))
+    // Fill the accept queue before Vestibule connects: connect until a connect hangs, so the
+    // queue is full however many slots this kernel gives a backlog of 0 (a filler still
+    // connecting when the proxy does would leave the proxy a queued slot, under load).
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(pod),
+        )
         .await
-        .expect("queued")
-        .expect("queued");
+        {
+            Ok(stream) => queued.push(stream.expect("queued")),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
     let dir = manifest_dir();
     write_atomic(dir.path(), "s.yaml", &service_yaml("pod", &[(pod, None)]));
     write_atomic(
@@ -516,13 +526,18 @@ async fn the_connect_timeout_fires_on_a_pod_that_never_accepts() {
         .expect("answered");
     // nginx answers a connect timeout with 504 (a refused connection stays 502).
     assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.text);
-    assert!(
+    // The line reaches the log as the answer leaves, and the child's stderr a moment later.
+    let logged = || {
         v.logs()
             .iter()
-            .any(|l| l.contains("no connection within 300ms")),
-        "{:?}",
-        v.logs()
-    );
+            .any(|l| l.contains("no connection within 300ms"))
+    };
+    let deadline = std::time::Instant::now() + SOON;
+    while !logged() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logged(), "{:?}", v.logs());
+    drop(queued);
     drop(socket);
 }
 
