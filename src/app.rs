@@ -64,8 +64,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut status_task = None;
     let source_task = match config.manifests.clone() {
         Some(dir) => {
-            // Watch before the first read, so a change made while reading is not missed.
-            let (watcher, changes, log) = files::watch(&dir).context("watching --manifests")?;
             // Long enough that a writer descheduled between truncating and writing a file is
             // not taken for one who emptied it.
             let settle = config.debounce.max(Duration::from_millis(250));
@@ -74,10 +72,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 rescan: true,
                 ..files::Changed::default()
             };
-            // What the watcher saw while the tree was read is read again at the first wake.
             reloader
                 .reload_files(&mut manifests, &dir, &shared, everything)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;
+            // Watched only now (see `files::watch`); its first wake lists the tree again and
+            // reads what changed while it was read (unchanged files are not read twice).
+            let (watcher, changes, log) = files::watch(&dir).context("watching --manifests")?;
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {

@@ -926,6 +926,11 @@ fn event_path(root: &Path, path: &Path) -> Seen {
 /// Watches `root` for changes. The receiver yields once per burst of file events; call
 /// [`ManifestDir::reload_changed`] after it with what the log collected. The directory is watched (not each file), so atomic
 /// renames and ConfigMap `..data` symlink swaps are seen. Keep the watcher alive.
+///
+/// Start it after the first read of the tree: inotify reports every open, so a watch over
+/// the first read of 300k files queues 300k events (and overflows the queue) on the cores
+/// doing the reading. What changed while the tree was read is found by the rescan the
+/// receiver yields first.
 #[allow(clippy::type_complexity)]
 pub fn watch(
     root: &Path,
@@ -939,6 +944,7 @@ pub fn watch(
     let log = ChangeLog::default();
     let noted = log.clone();
     let base = root.to_owned();
+    let first_wake = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let note = |e: Option<&notify::Event>| {
             let Ok(mut c) = noted.lock() else { return };
@@ -983,6 +989,11 @@ pub fn watch(
         (parent.to_owned(), notify::RecursiveMode::NonRecursive)
     };
     watcher.watch(&target, mode)?;
+    if let Ok(mut c) = log.lock() {
+        c.since.get_or_insert_with(Instant::now);
+        c.rescan = true;
+    }
+    let _ = first_wake.try_send(());
     Ok((watcher, rx, log))
 }
 
