@@ -1001,6 +1001,18 @@ pub fn watch(
 mod tests {
     use super::*;
 
+    /// The watch starts after the first read, so its first wake must be a rescan: else a
+    /// change made while the tree was read would wait for the next event to be seen.
+    #[test]
+    fn a_new_watch_wakes_once_at_once_to_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_watcher, mut rx, log) = watch(dir.path()).unwrap();
+        assert_eq!(rx.try_recv(), Ok(()));
+        let changed = std::mem::take(&mut *log.lock().unwrap());
+        assert!(changed.rescan && changed.since.is_some());
+        assert!(rx.try_recv().is_err(), "one wake, not more");
+    }
+
     #[test]
     fn multi_document_yaml_with_lines_and_defaults() {
         let text = "\
