@@ -36,19 +36,6 @@ fn app(pods: &[SocketAddr], extra: &[&str]) -> (tempfile::TempDir, Vestibule) {
     (dir, v)
 }
 
-/// Waits up to 3 s for a log line containing `needle` (stderr is read on another thread).
-async fn wait_for_log(v: &Vestibule, needle: &str) {
-    let started = Instant::now();
-    while !v.logs().iter().any(|l| l.contains(needle)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "no log line with {needle:?}: {:?}",
-            v.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Reads until the peer closes; `None` if it is still open after `within`.
 async fn closed_after(
     stream: &mut (impl AsyncReadExt + Unpin + ?Sized),
@@ -183,7 +170,8 @@ async fn connections_over_the_limit_are_closed_and_counted() {
         .await
         .expect("a connection over the limit is closed at once");
     assert!(got.is_empty() && after < Duration::from_secs(1));
-    wait_for_log(&v, "--max-client-connections reached").await;
+    v.wait_for_log("--max-client-connections reached", Duration::from_secs(3))
+        .await;
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -223,7 +211,11 @@ async fn a_flood_of_silent_connections_under_a_low_file_limit_does_not_stop_serv
         &["--manifests", &manifests, "--client-header-timeout", "1s"],
         256,
     );
-    wait_for_log(&v, "lowered to fit the open-files limit").await;
+    v.wait_for_log(
+        "lowered to fit the open-files limit",
+        Duration::from_secs(3),
+    )
+    .await;
     let mut flood = Vec::new();
     for _ in 0..300 {
         if let Ok(s) = TcpStream::connect(v.http).await {

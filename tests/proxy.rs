@@ -526,17 +526,7 @@ async fn the_connect_timeout_fires_on_a_pod_that_never_accepts() {
         .expect("answered");
     // nginx answers a connect timeout with 504 (a refused connection stays 502).
     assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.text);
-    // The line reaches the log as the answer leaves, and the child's stderr a moment later.
-    let logged = || {
-        v.logs()
-            .iter()
-            .any(|l| l.contains("no connection within 300ms"))
-    };
-    let deadline = std::time::Instant::now() + SOON;
-    while !logged() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(logged(), "{:?}", v.logs());
+    v.wait_for_log("no connection within 300ms", SOON).await;
     drop(queued);
     drop(socket);
 }

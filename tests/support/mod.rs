@@ -245,6 +245,20 @@ impl Vestibule {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits up to `within` for a log line containing `needle`: stderr is read on another
+    /// thread, so a line can arrive after the answer it belongs to.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) {
+        let started = Instant::now();
+        while !self.logs().iter().any(|l| l.contains(needle)) {
+            assert!(
+                started.elapsed() < within,
+                "no log line with {needle:?}: {:?}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crashed node would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
