@@ -17,8 +17,8 @@ use super::settings::Global;
 use super::sharded::ShardedMap;
 use super::snapshot::{ObjectRef, Snapshot};
 use super::table::{
-    HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot, Spread,
-    WeightedBackend,
+    FEW_PATHS, HostRoutes, Matches, PathMatch, Paths, Rank, Route, RouteId, RoutingTable, Slot,
+    Spread, WeightedBackend,
 };
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
@@ -1439,8 +1439,24 @@ impl Builder<'_> {
         out.into_iter().collect()
     }
 
-    /// The matchit router of one host group: Exact before Prefix at each key.
+    /// The matchit router of one host group: Exact before Prefix at each key; a host of a
+    /// few unconditional paths gets them in precedence order instead ([`Paths::Few`]).
     fn router(&mut self, host: &HostRule, claims: &HostClaims) -> Paths {
+        if claims.claims.len() <= FEW_PATHS
+            && claims
+                .claims
+                .values()
+                .all(|c| c.route.path.is_some() && c.route.matches.is_empty())
+        {
+            let mut routes: Vec<Arc<Route>> =
+                claims.claims.values().map(|c| c.route.clone()).collect();
+            // Highest precedence first; rules of equal precedence never match one path.
+            routes.sort_by(|a, b| match (&a.path, &b.path) {
+                (Some(a), Some(b)) => b.precedence(a),
+                _ => std::cmp::Ordering::Equal,
+            });
+            return Paths::Few(routes.into_boxed_slice());
+        }
         let mut slots: BTreeMap<String, Vec<Arc<Route>>> = BTreeMap::new();
         // Exact claims first, so they come first in every slot they share with a prefix.
         let ordered = claims
@@ -1532,14 +1548,9 @@ impl Builder<'_> {
             };
             let route = self.redirect_route(&me, &from, "from-to-www-redirect", redirect);
             self.routes.push(route.clone());
-            let mut router = matchit::Router::new();
-            for key in ["/", "/{*rest}"] {
-                let slot = Slot::of(route.clone(), Vec::new());
-                // Two fixed, distinct keys: cannot conflict.
-                let _ = router.insert(key, slot);
-            }
+            // A route without a path: it answers every path.
             let group = HostRoutes {
-                paths: Paths::Router(router),
+                paths: Paths::Few(Box::new([route])),
                 root: None,
             };
             insert_group(table, &from, group);

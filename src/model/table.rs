@@ -342,6 +342,11 @@ impl Slot {
 pub(crate) enum Paths {
     /// Ingress path semantics, by matchit.
     Router(matchit::Router<Slot>),
+    /// The same semantics for a host of a few unconditional routes (at most [`FEW_PATHS`]):
+    /// the routes in precedence order, the first whose path matches wins. A router costs ~1 KB
+    /// of nodes per host, this a pointer per route, and most hosts have one to three paths.
+    /// A route without a path (a generated redirect) matches every path.
+    Few(Box<[Arc<Route>]>),
     /// ingress-nginx's regex locations (`use-regex` or `rewrite-target` on some Ingress of
     /// the host): case-insensitive regexes anchored at the start, longest path first; the
     /// first that matches wins.
@@ -351,6 +356,9 @@ pub(crate) enum Paths {
     /// conditions fail leaves the request to the next, shorter match, as the spec requires.
     Ordered(Box<[(PathMatch, Arc<Route>)]>),
 }
+
+/// The most paths a host group keeps as [`Paths::Few`] rather than in a router.
+pub(crate) const FEW_PATHS: usize = 8;
 
 impl Default for Paths {
     fn default() -> Self {
@@ -376,6 +384,9 @@ impl HostRoutes {
         }
         match &self.paths {
             Paths::Router(router) => router.at(path).ok()?.value.first(holds),
+            Paths::Few(list) => list
+                .iter()
+                .find(|r| r.path.as_ref().is_none_or(|p| p.matches(path))),
             Paths::Regex(list) => list
                 .iter()
                 .filter(|(re, _)| re.matches_start(path))
