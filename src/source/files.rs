@@ -98,7 +98,8 @@ const GATEWAY_API: &[&str] = &[
 
 /// Parses the text of one manifest file: multi-document YAML (JSON is YAML too), including
 /// `kind: List`. Documents of other kinds are skipped; namespaced objects without a namespace
-/// land in `default`, as `kubectl apply` would put them.
+/// land in `default`, as `kubectl apply` would put them. Objects come out trimmed
+/// ([`super::trim`]).
 pub fn parse(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
     if text.len() > MAX_FILE_BYTES {
@@ -183,6 +184,7 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
         if namespaced && meta.namespace.as_deref().unwrap_or("").is_empty() {
             meta.namespace = Some("default".to_owned());
         }
+        super::trim::object(object);
     }
     parsed
 }

@@ -5,6 +5,7 @@
 //! change wakes the rebuild loop, which debounces. New diagnostics become Kubernetes Events on
 //! the objects concerned.
 
+use super::trim;
 use crate::model::Snapshot;
 use futures_util::StreamExt;
 use gateway_api::gatewayclasses::GatewayClass;
@@ -283,7 +284,7 @@ pub fn watch(
     let config_map = config_map.map(|(ns, name)| {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let one = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        reflect(api, one, trim, note_other, &tx, &mut tasks)
+        reflect(api, one, trim::meta, note_other, &tx, &mut tasks)
     });
     let opaque: Api<Secret> = scoped(&client, namespace);
     let gateway = gateway_api.then(|| {
@@ -328,19 +329,47 @@ pub fn watch(
     let stores = Stores {
         touched,
         gateway,
-        ingresses: reflect(ingresses, all.clone(), trim, note_object, &tx, &mut tasks),
+        ingresses: reflect(
+            ingresses,
+            all.clone(),
+            trim::ingress,
+            note_object,
+            &tx,
+            &mut tasks,
+        ),
         ingress_classes: reflect(
             Api::all(client),
             all.clone(),
-            trim,
+            trim::meta,
             note_other,
             &tx,
             &mut tasks,
         ),
-        services: reflect(services, all.clone(), trim, note_object, &tx, &mut tasks),
-        endpoint_slices: reflect(slices, all, trim_slice, note_slice, &tx, &mut tasks),
-        secrets: reflect(secrets, tls_only, trim, note_object, &tx, &mut tasks),
-        opaque_secrets: reflect(opaque, opaque_only, trim, note_object, &tx, &mut tasks),
+        services: reflect(
+            services,
+            all.clone(),
+            trim::service,
+            note_object,
+            &tx,
+            &mut tasks,
+        ),
+        endpoint_slices: reflect(
+            slices,
+            all,
+            trim::endpoint_slice,
+            note_slice,
+            &tx,
+            &mut tasks,
+        ),
+        secrets: reflect(secrets, tls_only, trim::meta, note_object, &tx, &mut tasks),
+        opaque_secrets: reflect(
+            opaque,
+            opaque_only,
+            trim::meta,
+            note_object,
+            &tx,
+            &mut tasks,
+        ),
         config_map,
     };
     (stores, rx, tasks)
@@ -355,28 +384,6 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-/// Drops what routing never reads before an object is stored: managedFields and kubectl's
-/// last-applied copy of the whole object are often most of its size.
-fn trim<K: Resource>(o: &mut K) {
-    let meta = o.meta_mut();
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
-/// [`trim`], and the per-endpoint fields routing does not use (target pod, node, zone, hints).
-fn trim_slice(slice: &mut EndpointSlice) {
-    trim(slice);
-    for e in slice.endpoints.iter_mut().flatten() {
-        e.target_ref = None;
-        e.node_name = None;
-        e.zone = None;
-        e.hints = None;
-        e.deprecated_topology = None;
     }
 }
 
@@ -507,7 +514,16 @@ where
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
         // A kind that appeared after start-up: its first listing is news.
-        follow(api, config, trim, writer, (note_other, absent), wake, kind).await
+        follow(
+            api,
+            config,
+            trim::meta,
+            writer,
+            (note_other, absent),
+            wake,
+            kind,
+        )
+        .await
     }));
     store
 }
