@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The largest manifest file read; Kubernetes itself stores no object over 1.5 MiB.
@@ -417,19 +418,20 @@ pub fn manifest_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     // Hashed, not ordered: a 100k-file tree compares paths component by component, slowly;
-    // where order matters ([`ManifestDir::merged`], owners) it is sorted there.
-    files: FxHashMap<PathBuf, Vec<Object>>,
+    // where order matters ([`ManifestDir::merged`], owners) it is sorted there. Each path is
+    // allocated once and shared by the maps below.
+    files: FxHashMap<Arc<Path>, Vec<Object>>,
     /// The files that define each object, in path order: the first one's copy is used, the
     /// others are duplicates.
-    owners: rustc_hash::FxHashMap<ObjectRef, Vec<PathBuf>>,
+    owners: rustc_hash::FxHashMap<ObjectRef, Vec<Arc<Path>>>,
     /// The objects more than one file defines.
     defined_again: BTreeSet<ObjectRef>,
     /// What each file looked like when read (length, modification time, inode): a file that
     /// looks the same is not read again.
-    stamps: FxHashMap<PathBuf, Stamp>,
+    stamps: FxHashMap<Arc<Path>, Stamp>,
     /// Files that hold EndpointSlices and nothing else: a change to them alone can be
     /// published without a rebuild, so the reload loop need not wait for quiet.
-    slice_only: std::sync::Arc<std::sync::Mutex<FxHashSet<PathBuf>>>,
+    slice_only: Arc<std::sync::Mutex<FxHashSet<Arc<Path>>>>,
     /// How long a file must have been seen empty before its objects go.
     settle: Duration,
     /// Files that had objects and were last read empty: since when, and their modification
@@ -548,9 +550,12 @@ impl ManifestDir {
         let candidates: Vec<PathBuf> = match changed.rescan {
             true => {
                 let listed = manifest_files(root)?;
-                let keep: BTreeSet<&PathBuf> = listed.iter().collect();
-                let gone: Vec<PathBuf> =
-                    next.keys().filter(|p| !keep.contains(p)).cloned().collect();
+                let keep: FxHashSet<&Path> = listed.iter().map(PathBuf::as_path).collect();
+                let gone: Vec<Arc<Path>> = next
+                    .keys()
+                    .filter(|p| !keep.contains(p.as_ref()))
+                    .cloned()
+                    .collect();
                 for path in gone {
                     self.forget(&path, &mut next, &mut outcome);
                 }
@@ -573,10 +578,14 @@ impl ManifestDir {
                 Prepared::Unchanged => continue,
                 Prepared::Read(stamp, text) => (stamp, text),
             };
-            let old = next.remove(&path);
+            let (path, old) = match next.remove_entry(path.as_path()) {
+                Some((known, old)) => (known, Some(old)),
+                None => (Arc::from(path), None),
+            };
             let read = self.read_one(&path, old.as_deref(), text, &mut outcome);
             let kept = match read {
-                Read::New(objects) => {
+                Read::New(mut objects) => {
+                    objects.shrink_to_fit();
                     self.stamps.insert(path.clone(), stamp);
                     let only = !objects.is_empty()
                         && objects
@@ -585,7 +594,7 @@ impl ManifestDir {
                     if let Ok(mut set) = self.slice_only.lock() {
                         match only {
                             true => set.insert(path.clone()),
-                            false => set.remove(&path),
+                            false => set.remove(path.as_ref()),
                         };
                     }
                     note_changes(old.as_deref().unwrap_or_default(), &objects, &mut outcome);
@@ -598,13 +607,14 @@ impl ManifestDir {
                         note_changes(&old, &[], &mut outcome);
                         self.own(&path, &old, &[]);
                     }
-                    self.stamps.remove(&path);
+                    self.stamps.remove(path.as_ref());
                     continue;
                 }
             };
             next.insert(path, kept);
         }
-        self.empty_since.retain(|p, _| next.contains_key(p));
+        self.empty_since
+            .retain(|p, _| next.contains_key(p.as_path()));
         self.files = next;
         for list in [&mut outcome.slices, &mut outcome.services] {
             list.sort();
@@ -615,7 +625,7 @@ impl ManifestDir {
 
     /// Whether every file of `changed` holds EndpointSlices alone (as last read).
     pub fn slice_files_only(
-        slice_only: &std::sync::Mutex<FxHashSet<PathBuf>>,
+        slice_only: &std::sync::Mutex<FxHashSet<Arc<Path>>>,
         changed: &Changed,
     ) -> bool {
         let Ok(only) = slice_only.lock() else {
@@ -623,11 +633,11 @@ impl ManifestDir {
         };
         !changed.rescan
             && !changed.paths.is_empty()
-            && changed.paths.iter().all(|p| only.contains(p))
+            && changed.paths.iter().all(|p| only.contains(p.as_path()))
     }
 
     /// The set [`ManifestDir::slice_files_only`] reads, kept up to date by each reload.
-    pub fn slice_only_files(&self) -> std::sync::Arc<std::sync::Mutex<FxHashSet<PathBuf>>> {
+    pub fn slice_only_files(&self) -> Arc<std::sync::Mutex<FxHashSet<Arc<Path>>>> {
         self.slice_only.clone()
     }
 
@@ -635,12 +645,12 @@ impl ManifestDir {
     fn forget(
         &mut self,
         path: &Path,
-        files: &mut FxHashMap<PathBuf, Vec<Object>>,
+        files: &mut FxHashMap<Arc<Path>, Vec<Object>>,
         outcome: &mut Reload,
     ) {
-        if let Some(old) = files.remove(path) {
+        if let Some((path, old)) = files.remove_entry(path) {
             note_changes(&old, &[], outcome);
-            self.own(path, &old, &[]);
+            self.own(&path, &old, &[]);
         }
         if let Ok(mut set) = self.slice_only.lock() {
             set.remove(path);
@@ -704,7 +714,9 @@ impl ManifestDir {
                 _ => return Prepared::Gone,
             };
             let stamp = stamp(&meta);
-            if self.stamps.get(path) == Some(&stamp) && !self.empty_since.contains_key(path) {
+            if self.stamps.get(path.as_path()) == Some(&stamp)
+                && !self.empty_since.contains_key(path)
+            {
                 return Prepared::Unchanged;
             }
             let text = std::fs::read_to_string(path).map(|t| {
@@ -759,7 +771,7 @@ impl ManifestDir {
     }
 
     /// Notes which objects `path` defines now that it defined `before` and defines `after`.
-    fn own(&mut self, path: &Path, before: &[Object], after: &[Object]) {
+    fn own(&mut self, path: &Arc<Path>, before: &[Object], after: &[Object]) {
         let refs = |list: &[Object]| -> BTreeSet<ObjectRef> {
             list.iter().map(Object::object_ref).collect()
         };
@@ -776,9 +788,13 @@ impl ManifestDir {
             }
         }
         for r in is.difference(&was) {
-            let list = self.owners.entry(r.clone()).or_default();
+            // Most objects have one file: room for one.
+            let list = self
+                .owners
+                .entry(r.clone())
+                .or_insert_with(|| Vec::with_capacity(1));
             if let Err(i) = list.binary_search_by(|p| p.as_os_str().cmp(path.as_os_str())) {
-                list.insert(i, path.to_owned());
+                list.insert(i, path.clone());
             }
             if list.len() > 1 {
                 self.defined_again.insert(r.clone());
@@ -789,13 +805,13 @@ impl ManifestDir {
     /// The copy of an object in use: the first file's (in path order) that defines it.
     pub fn current(&self, r: &ObjectRef) -> Option<Object> {
         let path = self.owners.get(r)?.first()?;
-        let objects = self.files.get(path)?;
+        let objects = self.files.get(path.as_ref())?;
         objects.iter().find(|o| o.object_ref() == *r).cloned()
     }
 
     /// The file whose copy of an object is in use.
     pub fn origin(&self, r: &ObjectRef) -> Option<&Path> {
-        self.owners.get(r)?.first().map(PathBuf::as_path)
+        self.owners.get(r)?.first().map(|p| p.as_ref())
     }
 
     /// Every copy of an object after the first, as [`merge`] reports it.
@@ -807,7 +823,7 @@ impl ManifestDir {
             };
             for path in list.iter().skip(1) {
                 out.push(ParseError {
-                    file: path.clone(),
+                    file: path.to_path_buf(),
                     line: None,
                     reason: format!(
                         "{r} is already defined in {}; this copy is ignored",
@@ -821,9 +837,9 @@ impl ManifestDir {
 
     /// Everything read, as one snapshot, first file first where two define the same object.
     pub fn merged(&self) -> Merged {
-        let mut files: Vec<(&PathBuf, &Vec<Object>)> = self.files.iter().collect();
+        let mut files: Vec<(&Arc<Path>, &Vec<Object>)> = self.files.iter().collect();
         files.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
-        merge(files.into_iter().map(|(p, o)| (p.as_path(), o.as_slice())))
+        merge(files.into_iter().map(|(p, o)| (p.as_ref(), o.as_slice())))
     }
 }
 
