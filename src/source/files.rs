@@ -559,6 +559,11 @@ impl ManifestDir {
                 for path in gone {
                     self.forget(&path, &mut next, &mut outcome);
                 }
+                // The first read fills these maps: make room once, not by doubling.
+                let more = listed.len().saturating_sub(next.len());
+                next.reserve(more);
+                self.stamps.reserve(more);
+                self.owners.reserve(more);
                 listed
             }
             false => changed
@@ -775,6 +780,13 @@ impl ManifestDir {
         let refs = |list: &[Object]| -> BTreeSet<ObjectRef> {
             list.iter().map(Object::object_ref).collect()
         };
+        // A file read for the first time (every file of the first read) owns all it holds.
+        if before.is_empty() {
+            for o in after {
+                self.add_owner(o.object_ref(), path);
+            }
+            return;
+        }
         let (was, is) = (refs(before), refs(after));
         for r in was.difference(&is) {
             if let Some(list) = self.owners.get_mut(r) {
@@ -788,17 +800,22 @@ impl ManifestDir {
             }
         }
         for r in is.difference(&was) {
-            // Most objects have one file: room for one.
-            let list = self
-                .owners
-                .entry(r.clone())
-                .or_insert_with(|| Vec::with_capacity(1));
-            if let Err(i) = list.binary_search_by(|p| p.as_os_str().cmp(path.as_os_str())) {
-                list.insert(i, path.clone());
-            }
-            if list.len() > 1 {
-                self.defined_again.insert(r.clone());
-            }
+            self.add_owner(r.clone(), path);
+        }
+    }
+
+    /// Notes that `path` defines `r`.
+    fn add_owner(&mut self, r: ObjectRef, path: &Arc<Path>) {
+        // Most objects have one file: room for one.
+        let list = self
+            .owners
+            .entry(r.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
+        if let Err(i) = list.binary_search_by(|p| p.as_os_str().cmp(path.as_os_str())) {
+            list.insert(i, path.clone());
+        }
+        if list.len() > 1 {
+            self.defined_again.insert(r);
         }
     }
 
@@ -860,6 +877,13 @@ enum Read {
 
 /// Notes in `outcome` what differs between a file's objects before and after.
 fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
+    // A file read for the first time (every file of the first read) adds all it holds.
+    if before.is_empty() {
+        for o in after {
+            note_change(o, outcome);
+        }
+        return;
+    }
     let index = |list: &[Object]| -> BTreeMap<ObjectRef, usize> {
         list.iter()
             .enumerate()
@@ -874,23 +898,28 @@ fn note_changes(before: &[Object], after: &[Object], outcome: &mut Reload) {
     let removed = before.iter().filter(|o| !same(o, after, &is));
     let added = after.iter().filter(|o| !same(o, before, &was));
     for o in removed.chain(added) {
-        let r = o.object_ref();
-        outcome.kinds.insert(r.kind);
-        outcome.changed.insert(r);
-        if let Object::EndpointSlice(s) = o {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());
-            // Duplicates go at the end of the reload (a first read notes 100k slices).
-            outcome.slices.push(key);
-            let service = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"));
-            if let Some(service) = service {
-                let key = (ns, service.clone());
-                outcome.services.push(key);
-            }
+        note_change(o, outcome);
+    }
+}
+
+/// Notes that `o` was added, changed or removed.
+fn note_change(o: &Object, outcome: &mut Reload) {
+    let r = o.object_ref();
+    outcome.kinds.insert(r.kind);
+    outcome.changed.insert(r);
+    if let Object::EndpointSlice(s) = o {
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());
+        // Duplicates go at the end of the reload (a first read notes 100k slices).
+        outcome.slices.push(key);
+        let service = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        if let Some(service) = service {
+            let key = (ns, service.clone());
+            outcome.services.push(key);
         }
     }
 }
