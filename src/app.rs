@@ -390,7 +390,7 @@ impl Reloader {
     ) -> std::io::Result<Option<Duration>> {
         let started = Instant::now();
         let since = changed.since;
-        let outcome = manifests.reload_changed(dir, changed)?;
+        let mut outcome = manifests.reload_changed(dir, changed)?;
         let read = started.elapsed();
         let observe = |metrics: &Metrics, outcome: &files::Reload| {
             if let Some(since) = since {
@@ -415,12 +415,13 @@ impl Reloader {
             // Nothing that routing reads changed (a file written back as it was).
             return Ok(None);
         }
-        let changes: Vec<Change> = outcome
-            .changed
-            .iter()
-            .map(|r| match manifests.current(r) {
+        // Taken out, so that the first read's 300k names are freed before the build, not
+        // after the memory it freed was handed back.
+        let changes: Vec<Change> = std::mem::take(&mut outcome.changed)
+            .into_iter()
+            .map(|r| match manifests.current(&r) {
                 Some(o) => Change::Put(o),
-                None => Change::Delete(r.clone()),
+                None => Change::Delete(r),
             })
             .collect();
         let recorded = self.model.record(changes);
@@ -443,6 +444,9 @@ impl Reloader {
                 observe(&self.metrics, &outcome);
                 return Ok(outcome.look_again);
             }
+        }
+        for list in [&mut outcome.slices, &mut outcome.services] {
+            *list = Vec::new();
         }
         for e in &outcome.errors {
             tracing::error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest does not parse");
