@@ -304,9 +304,10 @@ pub struct RunArgs {
 pub struct Config {
     /// File mode when set, else cluster mode.
     pub manifests: Option<PathBuf>,
-    /// Called after each full build: the binary hands freed memory back to the system
-    /// (its allocator keeps it otherwise; the library has no unsafe code to ask).
-    pub after_full_build: fn(),
+    /// Called after work that freed much memory (a full build, a rescan of the manifest
+    /// tree): the binary hands it back to the system (its allocator keeps it otherwise; the
+    /// library has no unsafe code to ask).
+    pub release_memory: fn(),
     /// Where Ingress status addresses come from, if they are written at all.
     pub publish: Option<crate::status::Publish>,
     pub election_id: String,
@@ -420,7 +421,7 @@ impl RunArgs {
         }
         Ok(Config {
             manifests,
-            after_full_build: || {},
+            release_memory: || {},
             publish,
             election_id: self.election_id.clone(),
             update_status_on_shutdown: self.update_status_on_shutdown,

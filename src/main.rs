@@ -8,9 +8,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
-/// Hands back to the system the memory a full build freed: mimalloc returns freed pages only
-/// when it is next busy, so an idle controller would otherwise hold the peak of its last
-/// full build (a fifth more than it needs at 10k apps).
+/// Hands back to the system memory that a full build or a rescan of the manifest tree freed:
+/// mimalloc returns freed pages only when it is next busy, so an idle controller would
+/// otherwise hold the peak of its last full build (a fifth more than it needs at 10k apps).
 fn release_freed_memory() {
     // SAFETY: `mi_collect` has no preconditions; any thread may call it at any time.
     unsafe { libmimalloc_sys::mi_collect(true) }
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         None => {
             let config = match cli.run.validate() {
                 Ok(c) => vestibule::config::Config {
-                    after_full_build: release_freed_memory,
+                    release_memory: release_freed_memory,
                     ..c
                 },
                 Err(e) => {
