@@ -11,12 +11,15 @@
 #[allow(dead_code)]
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
+#[path = "support/apps.rs"]
+mod apps;
 
+use apps::{host, ingress, service, slice};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,34 +54,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn ingress(i: usize, host: &str) -> Value {
-    let paths: Vec<Value> = ["/", "/api"]
-        .iter()
-        .map(|p| json!({"path": p, "pathType": "Prefix", "backend": {"service": {"name": format!("app{i}"), "port": {"name": "http"}}}}))
-        .collect();
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-           "metadata": {"name": format!("app{i}"), "namespace": format!("ns{}", i % 100)},
-           "spec": {"ingressClassName": "vestibule", "rules": [{"host": host, "http": {"paths": paths}}]}})
-}
-
-fn service(i: usize, port_name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": format!("app{i}"), "namespace": format!("ns{}", i % 100)},
-           "spec": {"ports": [{"name": port_name, "port": 80}]}})
-}
-
-fn slice(i: usize, port: u16) -> Value {
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": format!("app{i}-x1"), "namespace": format!("ns{}", i % 100),
-                        "labels": {"kubernetes.io/service-name": format!("app{i}")}},
-           "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
-           "endpoints": [{"addresses": ["127.0.0.1"]}, {"addresses": ["127.0.0.2"]}]})
-}
-
-fn host(i: usize) -> String {
-    format!("app{i}.scale.test")
 }
 
 /// Where the objects live: files (one per object) or the fake API server.
@@ -175,10 +150,7 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
             Store::Api(api, tempfile::tempdir().unwrap())
         }
     };
-    store.put(
-        "class",
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "vestibule"}, "spec": {"controller": "vestibule.dev/ingress-controller"}}),
-    );
+    store.put("class", apps::class());
     for i in 0..apps {
         store.put(&format!("ingress-{i}"), ingress(i, &host(i)));
         store.put(&format!("service-{i}"), service(i, "http"));
