@@ -1046,7 +1046,7 @@ fn arb_type() -> impl Strategy<Value = PathType> {
 proptest! {
     /// The router agrees with the reference definition of a match and of precedence.
     #[test]
-    fn router_agrees_with_reference(rules in proptest::collection::vec((arb_type(), arb_path()), 1..16), request in arb_path()) {
+    fn router_agrees_with_reference(rules in proptest::collection::vec((arb_type(), arb_path()), 1..40), request in arb_path()) {
         let mut ing = ingress("p/p").host("h");
         for (i, (t, p)) in rules.iter().enumerate() {
             ing = ing.path(&format!("{t:?}"), p, &format!("s{i}"), 80);
