@@ -418,11 +418,13 @@ impl Claims {
     }
 
     /// In key order.
-    fn values(&self) -> Box<dyn Iterator<Item = &Claim> + '_> {
-        match self {
-            Claims::Few(list) => Box::new(list.iter().map(|(_, c)| c)),
-            Claims::Many(map) => Box::new(map.values()),
-        }
+    fn values(&self) -> impl Iterator<Item = &Claim> + '_ {
+        let (few, many) = match self {
+            Claims::Few(list) => (list.as_slice(), None),
+            Claims::Many(map) => (&[][..], Some(map)),
+        };
+        let many = many.into_iter().flat_map(|m| m.values());
+        few.iter().map(|(_, c)| c).chain(many)
     }
 }
 
