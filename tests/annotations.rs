@@ -291,7 +291,9 @@ async fn upstream_vhost_and_x_forwarded_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_body_size_answers_413_before_the_pod() {
-    let (pod, seen) = fixed_pod(200).await;
+    // The pod answers once it has the head, without reading the body: a moment's wait keeps
+    // its 200 from racing the limit of a chunked body still streaming.
+    let (pod, seen) = slow_pod(200, Duration::from_millis(300)).await;
     let files = [
         ("s.yaml", service_yaml("pod", &[(pod, None)])),
         (
