@@ -782,6 +782,51 @@ async fn an_endpoint_change_is_published_without_a_rebuild() {
     );
 }
 
+// Issue #16: the Gateway API objects are rebuilt together with the Ingresses of their hosts,
+// not with every Ingress: a Gateway whose hosts no Ingress has rebuilds none, an HTTPRoute on
+// an Ingress's host rebuilds that Ingress with it, and so does a Service the route names;
+// none of these is a full build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_changes_rebuild_only_what_they_touch() {
+    let (api, _dir, v) = cluster(&[]).await;
+    let rebuilt = |what: &str| {
+        let needle = format!(r#""rebuilt":"{what}""#);
+        v.logs().iter().filter(|l| l.contains(&needle)).count()
+    };
+    let full = rebuilt("all");
+    api.apply(&ingress_yaml(
+        "more",
+        &[("more.test", "Prefix", "/", "web")],
+    ));
+    v.eventually("more.test", "/", WITHIN, |a| a.backend() == "web")
+        .await;
+    let none = rebuilt("0 Ingresses");
+    api.apply("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: vestibule}\nspec: {controllerName: vestibule.dev/ingress-controller}\n");
+    api.apply("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: test}\nspec:\n  gatewayClassName: vestibule\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n");
+    assert!(
+        until(WITHIN, || rebuilt("0 Ingresses") > none).await,
+        "{:?}",
+        v.logs()
+    );
+    let one = rebuilt("1 Ingresses");
+    api.apply("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: site, namespace: test}\nspec:\n  parentRefs: [{name: edge}]\n  hostnames: [site.test]\n  rules: [{matches: [{path: {type: PathPrefix, value: /gw}}], backendRefs: [{name: other, port: 80}]}]\n");
+    v.eventually("site.test", "/gw", WITHIN, |a| a.backend() == "other")
+        .await;
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    assert!(rebuilt("1 Ingresses") > one, "{:?}", v.logs());
+    // The Service the route names goes: the route's rule answers 500, the Ingress still serves.
+    let one = rebuilt("1 Ingresses");
+    api.delete("Service", "test", "other");
+    v.eventually("site.test", "/gw", WITHIN, |a| {
+        a.status == StatusCode::INTERNAL_SERVER_ERROR
+    })
+    .await;
+    assert!(rebuilt("1 Ingresses") > one, "{:?}", v.logs());
+    assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
+    assert_eq!(get(v.http, "more.test", "/").await.backend(), "web");
+    assert_eq!(rebuilt("all"), full, "no full build: {:?}", v.logs());
+}
+
 // Issue #16: in cluster mode an Ingress, Service or Secret change is a partial build (the log
 // says how many Ingresses it rebuilt) with the same outcome as a full one; an IngressClass
 // change is a full build.

@@ -113,9 +113,14 @@ pub struct Built {
     /// keeps the counts, and drops a backend nothing uses any more.
     pub(crate) users: ShardedMap<ServiceRef, u32>,
     /// Hosts whose group depends on more than the Ingresses that name the host: aliases and
-    /// `www.` redirects (both ends), and every host with Gateway API routes or certificates.
-    /// A change that touches one of them takes a full build.
+    /// `www.` redirects (both ends). A change that touches one of them takes a full build.
     pub(crate) cross_host: FxHashSet<HostRule>,
+    /// Hosts with a Gateway API group (route hostnames and listener hostnames) or listener
+    /// certificate: a change that touches one rebuilds the Gateway API objects with it.
+    pub(crate) gateway_hosts: FxHashSet<HostRule>,
+    /// The backends the Gateway API routes send to, each also in `backends` after the
+    /// Ingress rules' own.
+    pub(crate) gateway_backends: Arc<Vec<(ServiceRef, Arc<Backend>)>>,
 }
 
 /// The backend in force for a Service port, if a partial build may share it.
@@ -443,6 +448,7 @@ struct Builder<'a> {
     counted: (Option<ObjectRef>, FxHashSet<ServiceRef>),
     flag_counted: FxHashSet<ServiceRef>,
     cross_host: FxHashSet<HostRule>,
+    gateway_host_set: FxHashSet<HostRule>,
     global: Arc<Global>,
     services: ServiceIndex<'a>,
     secrets: FxHashMap<(&'a str, &'a str), &'a Secret>,
@@ -518,6 +524,7 @@ impl<'a> Builder<'a> {
             counted: (None, FxHashSet::default()),
             flag_counted: FxHashSet::default(),
             cross_host: FxHashSet::default(),
+            gateway_host_set: FxHashSet::default(),
             global,
             services: ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices),
             secrets: snapshot
@@ -1363,7 +1370,7 @@ impl Builder<'_> {
         self.gateway_backends = std::mem::take(&mut translated.backends);
         self.gateway_status = std::mem::take(&mut translated.status);
         for cert in std::mem::take(&mut translated.certs) {
-            self.cross_host.insert(cert.host.clone());
+            self.gateway_host_set.insert(cert.host.clone());
             let (host, deep) = match &cert.host {
                 HostRule::Any => (HostRule::Any, false),
                 h @ HostRule::Wildcard(_) => (h.clone(), true),
@@ -1393,7 +1400,7 @@ impl Builder<'_> {
         self.routes
             .extend(translated.placements.iter().map(|p| p.route.clone()));
         for (host, placements) in gateway::host_groups(&translated) {
-            self.cross_host.insert(host.clone());
+            self.gateway_host_set.insert(host.clone());
             if self.regex_hosts.contains(&host) {
                 let reason = format!(
                     "host {host} has ingress-nginx regex paths (use-regex or rewrite-target on an Ingress); HTTPRoute rules for it are not served"
@@ -1436,6 +1443,7 @@ impl Builder<'_> {
     }
 
     fn finish(mut self) -> Built {
+        let gateway_backends = Arc::new(self.gateway_backends.clone());
         let backends = self.backends_by_service();
         let mut table = RoutingTable::default();
         let mut hosts = std::mem::take(&mut self.hosts);
@@ -1489,6 +1497,8 @@ impl Builder<'_> {
             backends,
             users: self.users.into_iter().collect(),
             cross_host: self.cross_host,
+            gateway_hosts: self.gateway_host_set,
+            gateway_backends,
         }
     }
 

@@ -4,13 +4,15 @@
 //! Ingresses that share a host with what it touches (closed: every Ingress of every host they
 //! name), and splices their host groups, routes, certificates, diagnostics and backend users
 //! into a copy of the last build; every other group, route and backend is the last build's own
-//! (`Arc`). What a splice cannot express takes a full [`build_after`], which stays the
-//! reference (the property test below applies random changes both ways and compares after
-//! each): IngressClasses, the ConfigMap and the Gateway API kinds; Ingresses with a default
-//! backend, `server-alias`, `from-to-www-redirect` or `ssl-passthrough`, or whose wildcard TLS
-//! hosts change; hosts that Gateway API routes, aliases or `www.` redirects link to others;
-//! Service and Secret changes while Gateway API objects are present; and a change whose
-//! closure is a large part of the cluster anyway.
+//! (`Arc`). The Gateway API objects are rebuilt as one part, with every Ingress of every host
+//! they may touch, when one of them changes, a Service or Secret they name does, or an
+//! Ingress change reaches one of their hosts. What a splice cannot express takes a full
+//! [`build_after`], which stays the reference (the property test below applies random
+//! changes both ways and compares after each): IngressClasses, the ConfigMap and Namespaces;
+//! Ingresses with a default backend, `server-alias`, `from-to-www-redirect` or
+//! `ssl-passthrough`, or whose wildcard TLS hosts change; hosts that aliases or `www.`
+//! redirects link to others; and a change whose closure is a large part of the cluster
+//! anyway.
 
 use super::build::{
     Built, ClientAuthBinding, Options, Seed, TlsBinding, build_after, build_seeded,
@@ -171,6 +173,10 @@ impl Model {
                     Object::Secret(_) => {
                         r.secrets.insert(key);
                     }
+                    Object::GatewayClass(_)
+                    | Object::Gateway(_)
+                    | Object::HttpRoute(_)
+                    | Object::ReferenceGrant(_) => r.gateway = true,
                     _ => r.full = true,
                 }
             }
@@ -239,25 +245,39 @@ impl Model {
             services: changed_services,
             secrets: changed_secrets,
             slices: changed_slices,
+            gateway: changed_gateway,
             full,
         } = recorded;
         let mut fall_back = full;
         let class_list = self.store.classes();
         let classes = self.classes(&class_list);
         let last = self.last.as_ref()?;
-        let gateway_api = !self.store.gateways.is_empty() || !self.store.http_routes.is_empty();
         let default_service = self
             .options
             .default_backend
             .as_ref()
             .map(|s| (s.namespace.clone(), s.name.clone()));
-        fall_back |= gateway_api && !(changed_services.is_empty() && changed_secrets.is_empty());
         fall_back |= default_service.is_some_and(|s| changed_services.contains(&s));
         fall_back |=
             self.options.default_backend.is_some() && !last.global.custom_http_errors.is_empty();
         if fall_back {
             return None;
         }
+        // The Gateway API objects are rebuilt together (listener isolation and route merging
+        // tie their hosts to each other), with every Ingress of their hosts: when one of them
+        // changed, a Service or Secret they name, or an Ingress on one of their hosts.
+        let gateway_refs = GatewayFootprint::of(&self.store);
+        let mut gateway = changed_gateway
+            || changed_services
+                .iter()
+                .any(|s| gateway_refs.services.contains(s))
+            || changed_secrets
+                .iter()
+                .any(|s| gateway_refs.secrets.contains(s));
+        let gateway_hosts = || {
+            let hosts = last.gateway_hosts.iter().chain(&gateway_refs.hosts);
+            hosts.cloned().collect::<Vec<HostRule>>()
+        };
 
         // The closure: every Ingress of every host that a changed object's Ingresses name,
         // before and after the change.
@@ -288,11 +308,18 @@ impl Model {
                 queue.extend(Footprint::of(i).hosts);
             }
         }
+        if gateway {
+            queue.extend(gateway_hosts());
+        }
         let ours = self.index.ours;
         let cap = (ours / FULL_SHARE).max(64);
         while let Some(host) = queue.pop() {
             if !hosts.insert(host.clone()) {
                 continue;
+            }
+            if !gateway && last.gateway_hosts.contains(&host) {
+                gateway = true;
+                queue.extend(gateway_hosts());
             }
             for key in self.index.by_host.get(&host).into_iter().flatten() {
                 if members.insert(key.clone())
@@ -336,7 +363,9 @@ impl Model {
         let wildcards: Vec<HostRule> = self.index.tls_wildcards.keys().cloned().collect();
         let no_reuse = |_: &ServiceRef| None;
         let old_part = {
-            let sub = self.store.part(&previous, &self.options, Some(&before));
+            let sub = self
+                .store
+                .part(&previous, &self.options, Some(&before), None);
             let seed = Seed {
                 tls_wildcards: wildcards.clone(),
                 reuse: &no_reuse,
@@ -351,7 +380,8 @@ impl Model {
             last.backends.get(s).and_then(|v| v.first()).cloned()
         };
         let new_part = {
-            let sub = self.store.part(&current, &self.options, None);
+            let gateway_refs = gateway.then_some(&gateway_refs);
+            let sub = self.store.part(&current, &self.options, None, gateway_refs);
             let seed = Seed {
                 tls_wildcards: wildcards,
                 reuse: &reuse,
@@ -364,6 +394,7 @@ impl Model {
             Part {
                 members: members.iter().map(ingress_object_ref).collect(),
                 hosts: &hosts,
+                gateway,
                 changed_ingresses: &changed_ingresses,
                 changed_slices: &changed_slices,
                 store: &self.store,
@@ -386,6 +417,8 @@ pub struct Recorded {
     services: FxHashSet<Key>,
     secrets: FxHashSet<Key>,
     slices: BTreeSet<Key>,
+    /// A Gateway API object (but a Namespace).
+    gateway: bool,
     /// Something only a full build handles.
     full: bool,
 }
@@ -395,6 +428,9 @@ struct Part<'p> {
     /// The Ingresses rebuilt (before and after).
     members: FxHashSet<ObjectRef>,
     hosts: &'p BTreeSet<HostRule>,
+    /// Whether the Gateway API objects were rebuilt: their routes, groups, certificates,
+    /// status, diagnostics and backends are the new build's.
+    gateway: bool,
     changed_ingresses: &'p BTreeSet<Key>,
     changed_slices: &'p BTreeSet<Key>,
     store: &'p Store,
@@ -430,8 +466,11 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             name: name.clone(),
         })
         .collect();
+    // What the rebuilt Gateway API objects own (routes, certificates, diagnostics).
+    let gateway_owns = |r: &ObjectRef| part.gateway && GATEWAY_KINDS.contains(&r.kind);
     let ours = |d: &Diagnostic| {
         member(&d.object)
+            || gateway_owns(&d.object)
             || (d.object.kind == "Router" && router_names.contains(&d.object.name))
             || slice_refs.contains(&d.object)
     };
@@ -450,16 +489,22 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
     if part.hosts.contains(&HostRule::Any) {
         table.any_host = fresh.any_host.clone();
     }
+    if part.gateway {
+        table.deep_wildcard = fresh.deep_wildcard.clone();
+    }
     // Routes of one Ingress share its `ObjectRef`: judge each run once.
     let mut judged: (*const ObjectRef, bool) = (std::ptr::null(), false);
     let kept = last.table.routes.iter().filter(|r| {
         let at = Arc::as_ptr(&r.ingress);
         if judged.0 != at {
-            judged = (at, member(&r.ingress));
+            judged = (at, member(&r.ingress) || gateway_owns(&r.ingress));
         }
         !judged.1
     });
-    let added = fresh.routes.iter().filter(|r| member(&r.ingress));
+    let added = fresh
+        .routes
+        .iter()
+        .filter(|r| member(&r.ingress) || gateway_owns(&r.ingress));
     table.routes = kept.chain(added).cloned().collect();
 
     for key in part.changed_ingresses {
@@ -479,11 +524,11 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             _ => {}
         }
     }
-    let touches = |list: &[TlsBinding]| list.iter().any(|b| member(&b.ingress));
-    if touches(&last.tls) || touches(&part.new.tls) {
+    let rebuilt = |b: &TlsBinding| member(&b.ingress) || gateway_owns(&b.ingress);
+    if last.tls.iter().any(rebuilt) || part.new.tls.iter().any(rebuilt) {
         let tls = Arc::make_mut(&mut next.tls);
-        tls.retain(|b| !member(&b.ingress));
-        tls.extend(part.new.tls.iter().filter(|b| member(&b.ingress)).cloned());
+        tls.retain(|b| !rebuilt(b));
+        tls.extend(part.new.tls.iter().filter(|b| rebuilt(b)).cloned());
     }
     let touches = |list: &[ClientAuthBinding]| list.iter().any(|b| member(&b.ingress));
     if touches(&last.client_auth) || touches(&part.new.client_auth) {
@@ -507,6 +552,16 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         }
     }
 
+    if part.gateway {
+        next.gateway = part.new.gateway.clone();
+        next.gateway_hosts = part.new.gateway_hosts.clone();
+        next.gateway_backends = part.new.gateway_backends.clone();
+        for (service, b) in last.gateway_backends.iter() {
+            if let Some(list) = next.backends.get_mut(service) {
+                list.retain(|x| !Arc::ptr_eq(x, b));
+            }
+        }
+    }
     // Backend users: the members' old uses out, their new ones in; a backend nothing uses
     // any more leaves `backends`, one used for the first time enters it first.
     let keys: BTreeSet<&ServiceRef> = part.old.users.keys().chain(part.new.users.keys()).collect();
@@ -523,7 +578,12 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
                 next.users.insert(key.clone(), n);
             }
         }
-        let fresh = part.new.backends.get(key).and_then(|v| v.first());
+        // The part's first backend is an Ingress rule's only where it counts users (else a
+        // Gateway API route's).
+        let fresh = match count(&part.new) {
+            0 => None,
+            _ => part.new.backends.get(key).and_then(|v| v.first()),
+        };
         let in_force = last.backends.get(key).and_then(|v| v.first());
         let same = |b: &Arc<Backend>| in_force.is_some_and(|old| Arc::ptr_eq(old, b));
         match (was > 0, is > 0, fresh) {
@@ -550,8 +610,27 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             _ => {}
         }
     }
+    if part.gateway {
+        // The Gateway API's backends follow the Ingress rules' own, as in a full build.
+        for (service, b) in part.new.gateway_backends.iter() {
+            match next.backends.get_mut(service) {
+                Some(list) => list.push(b.clone()),
+                None => {
+                    next.backends.insert(service.clone(), vec![b.clone()]);
+                }
+            }
+        }
+        for (service, _) in last.gateway_backends.iter() {
+            if next.backends.get(service).is_some_and(Vec::is_empty) {
+                next.backends.remove(service);
+            }
+        }
+    }
     next
 }
+
+/// The kinds a rebuild of the Gateway API objects replaces everything of.
+const GATEWAY_KINDS: [&str; 4] = ["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"];
 
 fn remove_group(table: &mut RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
     match host {
@@ -673,6 +752,70 @@ impl Footprint {
         f.services.dedup();
         f.secrets.sort();
         f.secrets.dedup();
+        f
+    }
+}
+
+/// What the Gateway API objects may touch: every hostname of a listener (none: any host) and
+/// of a route, which hold every host group and certificate they make, and every Service and
+/// Secret they name (a superset: named is not yet permitted or attached).
+#[derive(Default)]
+struct GatewayFootprint {
+    hosts: BTreeSet<HostRule>,
+    services: FxHashSet<Key>,
+    secrets: FxHashSet<Key>,
+}
+
+impl GatewayFootprint {
+    fn of(store: &Store) -> GatewayFootprint {
+        let mut f = GatewayFootprint::default();
+        let namespace = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".to_owned())
+        };
+        for g in store.gateways.values() {
+            let ns = namespace(&g.metadata);
+            for l in &g.spec.listeners {
+                f.hosts.extend(HostRule::parse(l.hostname.as_deref()).ok());
+                let refs = l
+                    .tls
+                    .iter()
+                    .flat_map(|t| t.certificate_refs.iter().flatten());
+                for r in refs {
+                    let at = r.namespace.clone().unwrap_or_else(|| ns.clone());
+                    f.secrets.insert((at, r.name.clone()));
+                }
+            }
+        }
+        for route in store.http_routes.values() {
+            let ns = namespace(&route.metadata);
+            let spec = &route.spec;
+            for h in spec.hostnames.iter().flatten() {
+                f.hosts.extend(HostRule::parse(Some(h)).ok());
+            }
+            let mut name = |namespace: &Option<String>, name: &str| {
+                let at = namespace.clone().unwrap_or_else(|| ns.clone());
+                f.services.insert((at, name.to_owned()));
+            };
+            for rule in spec.rules.iter().flatten() {
+                for m in rule
+                    .filters
+                    .iter()
+                    .flatten()
+                    .flat_map(|f| &f.request_mirror)
+                {
+                    name(&m.backend_ref.namespace, &m.backend_ref.name);
+                }
+                for b in rule.backend_refs.iter().flatten() {
+                    name(&b.namespace, &b.name);
+                    for m in b.filters.iter().flatten().flat_map(|f| &f.request_mirror) {
+                        name(&m.backend_ref.namespace, &m.backend_ref.name);
+                    }
+                }
+            }
+        }
         f
     }
 }
@@ -888,15 +1031,21 @@ impl Store {
 
     /// The objects a build of `ingresses` reads: them, every IngressClass and ConfigMap, and
     /// the Services (with their EndpointSlices) and Secrets they may name. With `before`,
-    /// the changed objects as they were.
+    /// the changed objects as they were; with `gateway`, every Gateway API object and
+    /// Namespace, and what they name.
     fn part(
         &self,
         ingresses: &[Arc<Ingress>],
         options: &Options,
         before: Option<&FxHashMap<ObjectRef, Option<Object>>>,
+        gateway: Option<&GatewayFootprint>,
     ) -> Snapshot {
         let mut services: BTreeSet<Key> = BTreeSet::new();
         let mut secrets: BTreeSet<Key> = BTreeSet::new();
+        if let Some(g) = gateway {
+            services.extend(g.services.iter().cloned());
+            secrets.extend(g.secrets.iter().cloned());
+        }
         for i in ingresses {
             let f = Footprint::of(i);
             services.extend(f.services);
@@ -919,6 +1068,13 @@ impl Store {
             config_maps: self.config_maps.values().cloned().collect(),
             ..Snapshot::default()
         };
+        if gateway.is_some() {
+            snapshot.namespaces = self.namespaces.values().cloned().collect();
+            snapshot.gateway_classes = self.gateway_classes.values().cloned().collect();
+            snapshot.gateways = self.gateways.values().cloned().collect();
+            snapshot.http_routes = self.http_routes.values().cloned().collect();
+            snapshot.reference_grants = self.reference_grants.values().cloned().collect();
+        }
         for key in &services {
             if let Some(Object::Service(s)) = object("Service", key) {
                 snapshot.services.push(s);

@@ -34,7 +34,8 @@ pub struct Touched {
     pub services: BTreeSet<(String, String)>,
     /// (namespace, name) of those EndpointSlices.
     pub slices: BTreeSet<(String, String)>,
-    /// Ingresses, Services and Secrets added, changed or deleted: a partial build.
+    /// Ingresses, Services, Secrets and Gateway API objects added, changed or deleted: a
+    /// partial build.
     pub objects: BTreeSet<crate::model::ObjectRef>,
     /// Another kind changed, or a watch relisted: only a full build will do.
     pub other: bool,
@@ -63,7 +64,8 @@ fn note_other<K>(_: &watcher::Event<K>, log: &TouchLog, kind: &str) {
     }
 }
 
-/// Ingresses, Services and Secrets: which one changed, for a partial build.
+/// Ingresses, Services, Secrets and the Gateway API kinds: which one changed, for a partial
+/// build.
 fn note_object<K: Resource<DynamicType = ()>>(
     event: &watcher::Event<K>,
     log: &TouchLog,
@@ -75,6 +77,10 @@ fn note_object<K: Resource<DynamicType = ()>>(
         "Ingress" => "Ingress",
         "Service" => "Service",
         "Secret" => "Secret",
+        "GatewayClass" => "GatewayClass",
+        "Gateway" => "Gateway",
+        "HTTPRoute" => "HTTPRoute",
+        "ReferenceGrant" => "ReferenceGrant",
         _ => {
             t.other = true;
             return;
@@ -206,8 +212,8 @@ impl Stores {
             .is_ok_and(|t| !t.other && t.objects.is_empty())
     }
 
-    /// The object `r` names as the stores hold it now (Ingresses, Services, EndpointSlices
-    /// and Secrets: the kinds [`Touched`] names).
+    /// The object `r` names as the stores hold it now (Ingresses, Services, EndpointSlices,
+    /// Secrets and the Gateway API kinds: the kinds [`Touched`] names).
     pub fn get(&self, r: &crate::model::ObjectRef) -> Option<crate::model::Object> {
         use crate::model::Object;
         use kube::runtime::reflector::ObjectRef as StoreRef;
@@ -215,8 +221,13 @@ impl Stores {
             store: &Store<K>,
             r: &crate::model::ObjectRef,
         ) -> Option<std::sync::Arc<K>> {
-            store.get(&StoreRef::new(&r.name).within(&r.namespace))
+            let at = StoreRef::new(&r.name);
+            match r.namespace.as_str() {
+                "" => store.get(&at),
+                namespace => store.get(&at.within(namespace)),
+            }
         }
+        let gateway = self.gateway.as_ref();
         match r.kind {
             "Ingress" => find(&self.ingresses, r).map(Object::Ingress),
             "Service" => find(&self.services, r).map(Object::Service),
@@ -224,6 +235,10 @@ impl Stores {
             "Secret" => find(&self.secrets, r)
                 .or_else(|| find(&self.opaque_secrets, r))
                 .map(Object::Secret),
+            "GatewayClass" => find(&gateway?.classes, r).map(Object::GatewayClass),
+            "Gateway" => find(&gateway?.gateways, r).map(Object::Gateway),
+            "HTTPRoute" => find(&gateway?.routes, r).map(Object::HttpRoute),
+            "ReferenceGrant" => find(&gateway?.grants, r).map(Object::ReferenceGrant),
             _ => None,
         }
     }
@@ -308,22 +323,35 @@ pub fn watch(
         GatewayStores {
             classes: reflect_once_listed(
                 Api::all(client.clone()),
-                (),
+                ((), note_object),
                 config.clone(),
                 &tx,
                 &mut tasks,
             ),
-            gateways: reflect_once_listed(gateways, (), config.clone(), &tx, &mut tasks),
-            routes: reflect_once_listed(routes, (), config.clone(), &tx, &mut tasks),
-            grants: reflect_once_listed(grants, (), config.clone(), &tx, &mut tasks),
+            gateways: reflect_once_listed(
+                gateways,
+                ((), note_object),
+                config.clone(),
+                &tx,
+                &mut tasks,
+            ),
+            routes: reflect_once_listed(routes, ((), note_object), config.clone(), &tx, &mut tasks),
+            grants: reflect_once_listed(grants, ((), note_object), config.clone(), &tx, &mut tasks),
+            // Read through a conversion, and rare: a change there takes a full build.
             grants_v1beta1: reflect_once_listed(
                 old_grants,
-                v1beta1,
+                (v1beta1, note_other),
                 config.clone(),
                 &tx,
                 &mut tasks,
             ),
-            namespaces: reflect_once_listed(Api::all(client.clone()), (), config, &tx, &mut tasks),
+            namespaces: reflect_once_listed(
+                Api::all(client.clone()),
+                ((), note_other),
+                config,
+                &tx,
+                &mut tasks,
+            ),
         }
     });
     let stores = Stores {
@@ -465,10 +493,10 @@ async fn follow<K>(
 /// A reflector for a kind that may not be there: its CRD not installed, or the controller
 /// not allowed to list it (the chart's `gatewayAPI.enabled`). Until it can be listed its
 /// store is empty and ready, with one log line; it is tried again every few seconds and
-/// watched from the moment it answers.
+/// watched from the moment it answers; `note` notes its changes.
 fn reflect_once_listed<K>(
     api: Api<K>,
-    dyntype: K::DynamicType,
+    (dyntype, note): (K::DynamicType, Note<K>),
     config: watcher::Config,
     wake: &Wake,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -514,16 +542,7 @@ where
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
         // A kind that appeared after start-up: its first listing is news.
-        follow(
-            api,
-            config,
-            trim::meta,
-            writer,
-            (note_other, absent),
-            wake,
-            kind,
-        )
-        .await
+        follow(api, config, trim::meta, writer, (note, absent), wake, kind).await
     }));
     store
 }

@@ -1,7 +1,7 @@
 //! A partial build equals a full build: random changes to Ingresses, Services,
-//! EndpointSlices, Secrets (and now and then an IngressClass, for the full path), applied to a
-//! [`Model`] one batch at a time, are compared after each with `build_after` of the same
-//! objects.
+//! EndpointSlices, Secrets, Gateways, HTTPRoutes and the GatewayClass (and now and then an
+//! IngressClass, for the full path), applied to a [`Model`] one batch at a time, are compared
+//! after each with `build_after` of the same objects.
 
 use super::*;
 use crate::model::fixtures::{ingress, ingress_class, service, slice, tls_secret};
@@ -103,15 +103,107 @@ fn ingress_of(name: &str, s: &Spec) -> Ingress {
     b.build()
 }
 
+/// One generated HTTPRoute: (hostname indexes, parent Gateway, (path, Service) per rule).
+type RouteSpec = (Vec<usize>, usize, Vec<(usize, usize)>);
+
+/// One generated Gateway's listeners: (hostname index or none, HTTPS with Secret `tls{n}`).
+/// Gateway `gw1` takes routes only from namespaces labelled `team: a` (Namespace `shop` is,
+/// in the base objects).
+type GatewaySpec = Vec<(Option<usize>, Option<usize>)>;
+
+/// The hostnames of Gateway API objects: the Ingress hosts (but none) and one of their own.
+const GATEWAY_HOSTS: [&str; 5] = ["a.test", "*.w.test", "x.w.test", "z.test", "g.test"];
+
+fn route_spec() -> impl Strategy<Value = RouteSpec> {
+    (
+        proptest::collection::vec(0..GATEWAY_HOSTS.len(), 0..3),
+        0..2usize,
+        proptest::collection::vec((0..PATHS.len(), 0..SERVICES + 1), 1..3),
+    )
+}
+
+fn gateway_spec() -> impl Strategy<Value = GatewaySpec> {
+    let listener = (
+        proptest::option::weighted(0.7, 0..GATEWAY_HOSTS.len()),
+        proptest::option::weighted(0.3, 0..3usize),
+    );
+    proptest::collection::vec(listener, 1..3)
+}
+
+fn http_route(i: usize, (hosts, gateway, rules): &RouteSpec) -> gateway_api::httproutes::HttpRoute {
+    let hostnames: Vec<&str> = hosts.iter().map(|h| GATEWAY_HOSTS[*h]).collect();
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|(path, svc)| {
+            serde_json::json!({
+                "matches": [{"path": {"type": "PathPrefix", "value": PATHS[*path]}}],
+                "backendRefs": [{"name": format!("svc{svc}"), "port": 80}],
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "shop", "name": format!("route{i}")},
+        "spec": {
+            "parentRefs": [{"name": format!("gw{gateway}")}],
+            "hostnames": hostnames,
+            "rules": rules,
+        },
+    }))
+    .expect("an HTTPRoute")
+}
+
+fn gateway(i: usize, listeners: &GatewaySpec) -> gateway_api::gateways::Gateway {
+    let listeners: Vec<serde_json::Value> = listeners
+        .iter()
+        .enumerate()
+        .map(|(k, (host, tls))| {
+            let mut l =
+                serde_json::json!({"name": format!("l{k}"), "protocol": "HTTP", "port": 80});
+            if let Some(h) = host {
+                l["hostname"] = GATEWAY_HOSTS[*h].into();
+            }
+            if i == 1 {
+                l["allowedRoutes"] = serde_json::json!({"namespaces": {
+                    "from": "Selector", "selector": {"matchLabels": {"team": "a"}},
+                }});
+            }
+            if let Some(secret) = tls {
+                l["protocol"] = "HTTPS".into();
+                l["port"] = 443.into();
+                l["tls"] =
+                    serde_json::json!({"certificateRefs": [{"name": format!("tls{secret}")}]});
+            }
+            l
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "shop", "name": format!("gw{i}")},
+        "spec": {"gatewayClassName": "vestibule", "listeners": listeners},
+    }))
+    .expect("a Gateway")
+}
+
+fn gateway_class() -> gateway_api::gatewayclasses::GatewayClass {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "vestibule"},
+        "spec": {"controllerName": Options::default().controller_name},
+    }))
+    .expect("a GatewayClass")
+}
+
 /// One change: an Ingress put or deleted, a Service with its port named `http` or not (or
-/// gone), a slice with some endpoints (or broken, or gone), a Secret good, bad or gone, or
-/// an IngressClass that takes class `other` too.
+/// gone), a slice with some endpoints (or broken, or gone), a Secret good, bad or gone, an
+/// HTTPRoute or Gateway put or deleted, the GatewayClass put or deleted, or an IngressClass
+/// that takes class `other` too.
 #[derive(Clone, Debug)]
 enum Op {
     Ingress(usize, Option<Spec>),
     Service(usize, Option<bool>),
     Slice(usize, Option<(u8, bool)>),
     Secret(usize, Option<bool>),
+    Route(usize, Option<RouteSpec>),
+    Gateway(usize, Option<GatewaySpec>),
+    GatewayClass(bool),
     Class(bool),
 }
 
@@ -121,6 +213,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..SERVICES, proptest::option::weighted(0.8, any::<bool>())).prop_map(|(i, s)| Op::Service(i, s)),
         2 => (0..SERVICES, proptest::option::weighted(0.8, (1u8..4, proptest::bool::weighted(0.9)))).prop_map(|(i, s)| Op::Slice(i, s)),
         2 => (0..4usize, proptest::option::weighted(0.8, any::<bool>())).prop_map(|(i, s)| Op::Secret(i, s)),
+        2 => (0..3usize, proptest::option::weighted(0.8, route_spec())).prop_map(|(i, s)| Op::Route(i, s)),
+        1 => (0..2usize, proptest::option::weighted(0.8, gateway_spec())).prop_map(|(i, s)| Op::Gateway(i, s)),
+        1 => proptest::bool::weighted(0.8).prop_map(Op::GatewayClass),
         1 => any::<bool>().prop_map(Op::Class),
     ]
 }
@@ -188,6 +283,16 @@ fn change_of(op: &Op) -> Change {
         Op::Slice(i, None) => shop("EndpointSlice", format!("svc{i}-a")),
         Op::Secret(i, Some(good)) => Change::Put(Object::from(secret(*i, *good))),
         Op::Secret(i, None) => Change::Delete(secret_ref(*i)),
+        Op::Route(i, Some(spec)) => Change::Put(http_route(*i, spec).into()),
+        Op::Route(i, None) => shop("HTTPRoute", format!("route{i}")),
+        Op::Gateway(i, Some(spec)) => Change::Put(gateway(*i, spec).into()),
+        Op::Gateway(i, None) => shop("Gateway", format!("gw{i}")),
+        Op::GatewayClass(true) => Change::Put(gateway_class().into()),
+        Op::GatewayClass(false) => Change::Delete(ObjectRef {
+            kind: "GatewayClass",
+            namespace: String::new(),
+            name: "vestibule".to_owned(),
+        }),
         Op::Class(true) => {
             Change::Put(ingress_class("other", "vestibule.dev/ingress-controller").into())
         }
@@ -216,6 +321,8 @@ fn differences(partial: &Built, full: &Built) -> Vec<String> {
         "y.w.test",
         "x.w.test",
         "z.test",
+        "g.test",
+        "q.y.w.test",
         "other",
     ];
     let probe_paths = [
@@ -244,6 +351,7 @@ fn differences(partial: &Built, full: &Built) -> Vec<String> {
     let hosts = |b: &Built| {
         let mut h: Vec<String> = b.table.exact.keys().map(|k| k.to_string()).collect();
         h.extend(b.table.wildcard.keys().map(|k| format!("*.{k}")));
+        h.extend(b.table.deep_wildcard.keys().map(|k| format!("deep *.{k}")));
         h.push(format!("any: {}", b.table.any_host.is_some()));
         sorted(h)
     };
@@ -276,6 +384,11 @@ fn differences(partial: &Built, full: &Built) -> Vec<String> {
     check("backends", backends(partial), backends(full));
     let users = |b: &Built| format!("{:?}", b.users.iter().collect::<BTreeMap<_, _>>());
     check("users", users(partial), users(full));
+    check(
+        "gateway status",
+        format!("{:#?}", partial.gateway),
+        format!("{:#?}", full.gateway),
+    );
     let reached = |b: &Built| {
         let mut v = Vec::new();
         for r in b.table.routes() {
@@ -300,6 +413,17 @@ fn base() -> Vec<Change> {
     for i in 0..4 {
         changes.push(change_of(&Op::Secret(i, Some(true))));
     }
+    let namespace: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "shop", "labels": {"team": "a"}}}),
+    )
+    .expect("a Namespace");
+    changes.push(Change::Put(namespace.into()));
+    changes.push(change_of(&Op::GatewayClass(true)));
+    changes.push(change_of(&Op::Gateway(
+        0,
+        Some(vec![(None, None), (Some(1), Some(0))]),
+    )));
+    changes.push(change_of(&Op::Route(0, Some((vec![0], 0, vec![(0, 0)])))));
     changes
 }
 
@@ -379,6 +503,46 @@ fn a_change_rebuilds_only_the_ingresses_of_its_hosts() {
     let (built, how) = model.apply(vec![Change::Put(tls_secret("shop/tls9", "C", "K").into())]);
     assert_eq!(how, Rebuilt::Partial(1));
     assert!(built.tls.iter().any(|t| t.secret.name == "tls9"));
+
+    // The Gateway API objects are rebuilt with the Ingresses of their hosts: here app2's.
+    let (_, how) = model.apply(vec![
+        Change::Put(gateway_class().into()),
+        Change::Put(gateway(0, &vec![(None, None)]).into()),
+    ]);
+    assert_eq!(how, Rebuilt::Partial(0));
+    let route = |path: &str| {
+        let mut r = http_route(0, &(vec![], 0, vec![(0, 2)]));
+        r.spec.hostnames = Some(vec!["app2.test".to_owned()]);
+        let rules = r.spec.rules.as_mut().unwrap();
+        rules[0].matches.as_mut().unwrap()[0]
+            .path
+            .as_mut()
+            .unwrap()
+            .value = Some(path.into());
+        r
+    };
+    let served = |built: &Built, path: &str| {
+        let found = built.table.find("app2.test", path, |_| true);
+        found.map(|r| r.ingress.kind)
+    };
+    let (built, how) = model.apply(vec![Change::Put(route("/api").into())]);
+    assert_eq!(how, Rebuilt::Partial(1));
+    assert_eq!(served(built, "/api/x"), Some("HTTPRoute"));
+    assert_eq!(served(built, "/"), Some("Ingress"));
+    let (built, how) = model.apply(vec![Change::Put(route("/v2").into())]);
+    assert_eq!(how, Rebuilt::Partial(1));
+    assert_eq!(served(built, "/api/x"), Some("Ingress"));
+    assert_eq!(served(built, "/v2"), Some("HTTPRoute"));
+    // A Service the route names brings it along; one it does not name does not.
+    let (_, how) = model.apply(vec![Change::Put(
+        service("shop/svc2").port("web", 80).into(),
+    )]);
+    assert_eq!(how, Rebuilt::Partial(1));
+    let (_, how) = model.apply(vec![Change::Put(
+        service("shop/svc8").port("web", 80).into(),
+    )]);
+    assert_eq!(how, Rebuilt::Partial(1));
+    assert!(differences(model.last().unwrap(), &build(&model.snapshot(), &options)).is_empty());
 
     // An IngressClass may change which Ingresses are ours: a full build.
     let class = ingress_class("other", "vestibule.dev/ingress-controller").build();
