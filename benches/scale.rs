@@ -1,18 +1,23 @@
 //! Scale (issue #16): N apps, each an Ingress (its own host, two paths), a Service and an
 //! EndpointSlice with two endpoints; in file mode one file per object, in cluster mode the
-//! fake API server. Prints, per mode and N: the time from process start to the first 200 of
-//! the last app, the steady RSS (and per app), the peak RSS, and the p50/p99 of
-//! change → traffic per kind of change, polling at 5 ms.
+//! fake API server. Beside them, one Service of their own serves a few extra hosts (one per
+//! sample): Ingresses with a TLS Secret each, and HTTPRoutes through a Gateway (so the
+//! Gateway API objects are there during every other change too). Prints, per mode and N: the
+//! time from process start to the first 200 of the last app, the steady RSS (and per app),
+//! the peak RSS, and the p50/p99 of change → traffic per kind of change, polling at 5 ms: an
+//! EndpointSlice's endpoints move, an Ingress moves host, a Secret's certificate is replaced
+//! (polled by TLS handshakes), an HTTPRoute moves hostname, a Service renames its port.
 //!
 //!   cargo bench --bench scale                                  # 1k and 10k, both modes
 //!   SCALE_APPS=1000,10000,100000 SCALE_MODES=files cargo bench --bench scale
 //!   SCALE_SAMPLES=50 cargo bench --bench scale                 # more changes per kind
 
-#[allow(dead_code)]
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
 #[path = "support/apps.rs"]
 mod apps;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{apiserver, tls};
 
 use apps::{host, ingress, service, slice};
 use bytes::Bytes;
@@ -142,6 +147,85 @@ impl Drop for Run {
     }
 }
 
+/// The extra hosts' objects: TLS Ingresses, their Secrets, a Gateway and HTTPRoutes, all in
+/// the namespace of app `extra` (one past the apps), whose Service they send to.
+mod extra {
+    use serde_json::{Value, json};
+
+    pub fn namespace(extra: usize) -> String {
+        format!("ns{}", extra % 100)
+    }
+
+    pub fn tls_host(j: usize) -> String {
+        format!("tls{j}.scale.test")
+    }
+
+    pub fn tls_ingress(extra: usize, j: usize) -> Value {
+        let mut i = super::ingress(extra, &tls_host(j));
+        i["metadata"]["name"] = format!("tls{j}").into();
+        i["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/ssl-redirect": "false"});
+        i["spec"]["tls"] = json!([{"hosts": [tls_host(j)], "secretName": format!("tls{j}")}]);
+        i
+    }
+
+    pub fn tls_secret(extra: usize, j: usize, pair: &super::tls::Pair) -> Value {
+        let data = [
+            ("tls.crt", pair.cert.as_bytes()),
+            ("tls.key", pair.key.as_bytes()),
+        ];
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(format!("tls{j}")),
+                namespace: Some(namespace(extra)),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".to_owned()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        serde_json::to_value(secret).expect("a Secret")
+    }
+
+    pub fn gateway_class() -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": "vestibule"},
+               "spec": {"controllerName": "vestibule.dev/ingress-controller"}})
+    }
+
+    pub fn gateway(extra: usize) -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": namespace(extra)},
+               "spec": {"gatewayClassName": "vestibule", "listeners": [
+                   {"name": "http", "protocol": "HTTP", "port": 80, "hostname": "*.route.scale.test"}]}})
+    }
+
+    pub fn route_host(j: usize, moved: bool) -> String {
+        match moved {
+            false => format!("r{j}.route.scale.test"),
+            true => format!("moved{j}.route.scale.test"),
+        }
+    }
+
+    pub fn http_route(extra: usize, j: usize, moved: bool) -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": format!("route{j}"), "namespace": namespace(extra)},
+               "spec": {"parentRefs": [{"name": "edge"}], "hostnames": [route_host(j, moved)],
+                        "rules": [{"backendRefs": [{"name": format!("app{extra}"), "port": 80}]}]}})
+    }
+}
+
+/// The DNS names of the certificate a TLS handshake with SNI `host` is given (empty: none).
+async fn presented(https: SocketAddr, host: &str) -> Vec<String> {
+    match tls::connect(https, tls::Hello::sni(host)).await {
+        Ok(stream) => tls::presented_names(&stream),
+        Err(_) => Vec::new(),
+    }
+}
+
 async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
     let store = match mode {
         "files" => Store::Files(tempfile::tempdir().unwrap()),
@@ -156,15 +240,27 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
         store.put(&format!("service-{i}"), service(i, "http"));
         store.put(&format!("slice-{i}"), slice(i, ports.0));
     }
-    let http_port = free_port();
-    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let x = apps;
+    store.put("service-extra", service(x, "http"));
+    store.put("slice-extra", slice(x, ports.0));
+    let ca = tls::Ca::new();
+    for j in 0..samples {
+        store.put(&format!("tls-ingress-{j}"), extra::tls_ingress(x, j));
+        let pair = ca.leaf(&[&extra::tls_host(j)]);
+        store.put(&format!("tls-secret-{j}"), extra::tls_secret(x, j, &pair));
+        store.put(&format!("route-{j}"), extra::http_route(x, j, false));
+    }
+    store.put("gateway-class", extra::gateway_class());
+    store.put("gateway", extra::gateway(x));
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_vestibule"));
     command
         .args([
             "--http-addr",
             &http.to_string(),
             "--https-addr",
-            "127.0.0.1:0",
+            &https.to_string(),
         ])
         .args([
             "--admin-addr",
@@ -222,6 +318,27 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
         ingresses.push(until(&client, http, &moved, |status, _| status == 200).await);
     }
     rows.push(("Ingress", ingresses));
+    let mut secrets = Vec::new();
+    for j in 0..samples {
+        let host = extra::tls_host(j);
+        let renewed = format!("renewed.{host}");
+        let pair = ca.leaf(&[&host, &renewed]);
+        store.put(&format!("tls-secret-{j}"), extra::tls_secret(x, j, &pair));
+        let started = Instant::now();
+        while !presented(https, &host).await.contains(&renewed) {
+            assert!(started.elapsed() < GIVE_UP, "{host}: no new certificate");
+            tokio::time::sleep(POLL).await;
+        }
+        secrets.push(started.elapsed());
+    }
+    rows.push(("Secret", secrets));
+    let mut routes = Vec::new();
+    for j in 0..samples {
+        store.put(&format!("route-{j}"), extra::http_route(x, j, true));
+        let moved = extra::route_host(j, true);
+        routes.push(until(&client, http, &moved, |status, _| status == 200).await);
+    }
+    rows.push(("HTTPRoute", routes));
     let mut services = Vec::new();
     for s in 0..samples {
         let i = pick(2, s);
