@@ -814,6 +814,20 @@ async fn gateway_api_changes_rebuild_only_what_they_touch() {
         .await;
     assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
     assert!(rebuilt("1 Ingresses") > one, "{:?}", v.logs());
+    // Writing the route's status is not a change to it: nothing is rebuilt for it.
+    assert!(
+        until(WITHIN, || !parents_of(&api, "site").is_empty()).await,
+        "the route's status is written"
+    );
+    let published = || {
+        let logs = v.logs();
+        logs.iter()
+            .filter(|l| l.contains("published routing table"))
+            .count()
+    };
+    let before = published();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(published(), before, "{:?}", v.logs());
     // The Service the route names goes: the route's rule answers 500, the Ingress still serves.
     let one = rebuilt("1 Ingresses");
     api.delete("Service", "test", "other");

@@ -426,15 +426,16 @@ fn reflect<K>(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<K>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let wake = wake.clone();
     let noting = (note, false);
+    let at = (writer, K::DynamicType::default());
     tasks.push(tokio::spawn(follow(
-        api, config, trim, writer, noting, wake, kind,
+        api, config, trim, at, noting, wake, kind,
     )));
     store
 }
@@ -449,26 +450,48 @@ struct Wake {
 /// Watches `api` into `writer` until aborted, noting each change and waking the rebuild
 /// loop. The first listing is part of start-up (the first build reads the stores once every
 /// kind is listed) unless `listing_is_a_change` (a kind that appeared later); a relist after
-/// it is noted as a change.
+/// it is noted as a change. An update of nothing but the status (the controller's own
+/// status writes, mostly) is stored without waking anyone: it would only restart the
+/// debounce of the next real change and rebuild what did not change.
 async fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
-    writer: reflector::store::Writer<K>,
+    (writer, dyntype): (reflector::store::Writer<K>, K::DynamicType),
     (note, listing_is_a_change): (Note<K>, bool),
     wake: Wake,
     kind: String,
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
     let mut listed = listing_is_a_change;
+    let stored = writer.as_reader();
+    // Whether the event passing through is news; set just before the store takes it in.
+    let news = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let judge = news.clone();
+    // EndpointSlices have no status: every update is news.
+    let has_status = kind != "EndpointSlice";
     watcher(api, config)
         .default_backoff()
         .modify(trim)
+        .map(move |event| {
+            let fresh = match &event {
+                Ok(watcher::Event::Apply(new)) if has_status => {
+                    let at = reflector::ObjectRef::from_obj_with(new, dyntype.clone());
+                    stored
+                        .get(&at)
+                        .is_none_or(|old| !only_status_changed(&*old, new))
+                }
+                _ => true,
+            };
+            judge.store(fresh, std::sync::atomic::Ordering::Relaxed);
+            event
+        })
         .reflect(writer)
         .for_each(|event| {
             match event {
+                Ok(_) if !news.load(std::sync::atomic::Ordering::Relaxed) => {}
                 // A full channel already holds a wake-up that will see this change.
                 Ok(event) => {
                     let listing = matches!(
@@ -490,6 +513,21 @@ async fn follow<K>(
         .await
 }
 
+/// Whether `new` differs from `old` only where routing never looks: its status and its
+/// resourceVersion.
+fn only_status_changed<K: serde::Serialize>(old: &K, new: &K) -> bool {
+    let view = |o: &K| {
+        let mut v = serde_json::to_value(o).ok()?;
+        let o = v.as_object_mut()?;
+        o.remove("status");
+        if let Some(meta) = o.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.remove("resourceVersion");
+        }
+        Some(v)
+    };
+    matches!((view(old), view(new)), (Some(a), Some(b)) if a == b)
+}
+
 /// A reflector for a kind that may not be there: its CRD not installed, or the controller
 /// not allowed to list it (the chart's `gatewayAPI.enabled`). Until it can be listed its
 /// store is empty and ready, with one log line; it is tried again every few seconds and
@@ -502,7 +540,7 @@ fn reflect_once_listed<K>(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<K>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync + 'static,
 {
     let mut writer = reflector::store::Writer::new(dyntype.clone());
@@ -542,7 +580,8 @@ where
             tracing::info!(kind, version, "the kind can be listed now; watching it");
         }
         // A kind that appeared after start-up: its first listing is news.
-        follow(api, config, trim::meta, writer, (note, absent), wake, kind).await
+        let at = (writer, dyntype);
+        follow(api, config, trim::meta, at, (note, absent), wake, kind).await
     }));
     store
 }
