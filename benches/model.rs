@@ -1,6 +1,8 @@
 //! Model benchmarks: `build` over 10,000 Ingresses (50,000 paths, 5,000 Services, 50,000
 //! endpoints), plain and with ingress-nginx annotations on every Ingress; `lookup` across
-//! 10,000 hosts; and the memory the built table holds.
+//! 10,000 hosts; the memory the built table holds; and what one change costs the
+//! incremental model beside them (an Ingress, and an HTTPRoute among 100 or 2,000 routes
+//! of one Gateway, which rebuilds the Gateway API objects as one part).
 //! Targets (issues #2 and #12): build < 100 ms, with annotations too; lookup < 200 ns; table
 //! < 100 MiB.
 //!
@@ -13,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use vestibule::model::fixtures::{ingress, service, slice};
-use vestibule::model::{Options, Snapshot, build};
+use vestibule::model::incremental::{Change, Model};
+use vestibule::model::{Object, Options, Snapshot, build};
 
 const INGRESSES: usize = 10_000;
 const PATHS_PER_INGRESS: usize = 5;
@@ -87,6 +90,51 @@ fn snapshot_of(annotated: bool) -> Snapshot {
     s.sorted()
 }
 
+/// HTTPRoute `j` (namespace `ns{j % 100}`, its own hostname under `*.routes.test`, two rules
+/// to Service `svc{j}`); `moved` gives it another hostname.
+fn http_route(j: usize, moved: bool) -> Object {
+    let host = match moved {
+        false => format!("r{j}.routes.test"),
+        true => format!("moved{j}.routes.test"),
+    };
+    let rule = |path: &str| {
+        serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                           "backendRefs": [{"name": format!("svc{j}"), "port": 80}]})
+    };
+    let route: gateway_api::httproutes::HttpRoute = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("route{j}"), "namespace": format!("ns{}", j % 100)},
+        "spec": {"parentRefs": [{"name": "edge", "namespace": "ns0"}], "hostnames": [host],
+                 "rules": [rule("/"), rule("/api")]},
+    }))
+    .expect("an HTTPRoute");
+    route.into()
+}
+
+/// The 10k Ingresses of [`snapshot`] with a Gateway (routes from every namespace) and
+/// `routes` HTTPRoutes, loaded into the incremental model.
+fn gateway_model(routes: usize) -> Model {
+    let mut s = snapshot();
+    let class: gateway_api::gatewayclasses::GatewayClass =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "vestibule"},
+                           "spec": {"controllerName": Options::default().controller_name}}))
+        .expect("a GatewayClass");
+    let gateway: gateway_api::gateways::Gateway = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "edge", "namespace": "ns0"},
+        "spec": {"gatewayClassName": "vestibule", "listeners": [{"name": "http",
+                 "protocol": "HTTP", "port": 80, "hostname": "*.routes.test",
+                 "allowedRoutes": {"namespaces": {"from": "All"}}}]},
+    }))
+    .expect("a Gateway");
+    s.push(class);
+    s.push(gateway);
+    for j in 0..routes {
+        s.push(http_route(j, false));
+    }
+    let mut model = Model::new(Options::default());
+    model.load(&s.sorted());
+    model
+}
+
 fn requests() -> Vec<(String, &'static str)> {
     let paths = [
         "/",
@@ -149,6 +197,41 @@ fn benches(c: &mut Criterion) {
         "build 10k annotated ingresses (regex rewrites on every host)",
         |b| b.iter_with_large_drop(|| build(black_box(&annotated), &options)),
     );
+    drop(annotated);
+    let mut model = gateway_model(100);
+    let mut moved = false;
+    group.bench_function("one Ingress changes beside 10k (and a Gateway)", |b| {
+        b.iter(|| {
+            moved = !moved;
+            let host = match moved {
+                true => "moved.example.com",
+                false => "host7.example.com",
+            };
+            let changed = ingress("ns7/ing7")
+                .created(7)
+                .host(host)
+                .prefix("/", "svc7", 80)
+                .build();
+            model.apply(vec![Change::Put(changed.into())]).1
+        })
+    });
+    for routes in [100, 2_000] {
+        let mut model = gateway_model(routes);
+        let check = model.apply(vec![Change::Put(http_route(1, true))]).0;
+        assert!(
+            check
+                .table
+                .find("moved1.routes.test", "/", |_| true)
+                .is_some()
+        );
+        let name = format!("one HTTPRoute changes among {routes} beside 10k Ingresses");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                moved = !moved;
+                model.apply(vec![Change::Put(http_route(1, moved))]).1
+            })
+        });
+    }
     group.finish();
 
     let requests = requests();
