@@ -486,9 +486,9 @@ impl Reloader {
         self.publish_built(started, shared, built, Rebuilt::Full, &|_| None, Vec::new())
     }
 
-    /// Follows what the reflectors saw: EndpointSlices alone are published in place, other
-    /// Ingresses, Services and Secrets rebuild what they touch, anything else (a relist, a
-    /// kind a partial build does not handle) everything.
+    /// Follows what the reflectors saw: EndpointSlices alone are published in place;
+    /// Ingresses, Services, Secrets and the Gateway API kinds rebuild what they touch;
+    /// anything else (a relist, a kind a partial build does not handle) everything.
     fn follow_cluster(
         &mut self,
         shared: &Shared,
