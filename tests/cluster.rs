@@ -782,6 +782,12 @@ async fn an_endpoint_change_is_published_without_a_rebuild() {
     );
 }
 
+/// How many tables were published after rebuilding `what` ("all", "1 Ingresses", ...).
+fn rebuilds(v: &Vestibule, what: &str) -> usize {
+    let needle = format!(r#""rebuilt":"{what}""#);
+    v.logs().iter().filter(|l| l.contains(&needle)).count()
+}
+
 // Issue #16: the Gateway API objects are rebuilt together with the Ingresses of their hosts,
 // not with every Ingress: a Gateway whose hosts no Ingress has rebuilds none, an HTTPRoute on
 // an Ingress's host rebuilds that Ingress with it, and so does a Service the route names;
@@ -789,10 +795,7 @@ async fn an_endpoint_change_is_published_without_a_rebuild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_changes_rebuild_only_what_they_touch() {
     let (api, _dir, v) = cluster(&[]).await;
-    let rebuilt = |what: &str| {
-        let needle = format!(r#""rebuilt":"{what}""#);
-        v.logs().iter().filter(|l| l.contains(&needle)).count()
-    };
+    let rebuilt = |what: &str| rebuilds(&v, what);
     let full = rebuilt("all");
     api.apply(&ingress_yaml(
         "more",
@@ -847,10 +850,7 @@ async fn gateway_api_changes_rebuild_only_what_they_touch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_service_and_secret_changes_rebuild_only_what_they_touch() {
     let (api, _dir, v) = cluster(&[]).await;
-    let rebuilt = |what: &str| {
-        let needle = format!(r#""rebuilt":"{what}""#);
-        v.logs().iter().filter(|l| l.contains(&needle)).count()
-    };
+    let rebuilt = |what: &str| rebuilds(&v, what);
     let partial_before = rebuilt("1 Ingresses");
     api.apply(&ingress_yaml(
         "more",
