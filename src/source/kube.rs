@@ -197,6 +197,32 @@ impl Stores {
         snapshot.sorted()
     }
 
+    /// The Ingresses as the stores hold them now, in no particular order (cheaper than a
+    /// [`Stores::snapshot`] of every kind, for the status writer's rounds).
+    pub fn ingresses(&self) -> Vec<std::sync::Arc<Ingress>> {
+        self.ingresses.state()
+    }
+
+    /// The Service `namespace/name`, if watched and present.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Service>> {
+        use kube::runtime::reflector::ObjectRef as StoreRef;
+        self.services.get(&StoreRef::new(name).within(namespace))
+    }
+
+    /// The GatewayClasses, Gateways and HTTPRoutes alone, in no particular order (the status
+    /// writer's rounds read them without a snapshot of every kind).
+    pub fn gateway_objects(&self) -> Snapshot {
+        match &self.gateway {
+            None => Snapshot::default(),
+            Some(g) => Snapshot {
+                gateway_classes: g.classes.state(),
+                gateways: g.gateways.state(),
+                http_routes: g.routes.state(),
+                ..Snapshot::default()
+            },
+        }
+    }
+
     /// What changed since the last call.
     pub fn take_touched(&self) -> Touched {
         self.touched

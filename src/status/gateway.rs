@@ -37,7 +37,7 @@ pub async fn reconcile(
     addresses: &[IngressLoadBalancerIngress],
 ) {
     let status = shared.peek().built.gateway.clone();
-    let snapshot = stores.snapshot();
+    let snapshot = stores.gateway_objects();
     for class in &status.classes {
         let Some(current) = snapshot
             .gateway_classes

@@ -194,12 +194,11 @@ fn addresses(
     match publish {
         Publish::Addresses(list) => Ok(list.iter().map(|a| entry(a)).collect()),
         Publish::Service { namespace, name } => {
-            let snapshot = stores.snapshot();
-            let service = snapshot
-                .services
-                .iter()
-                .find(|s| s.metadata.namespace.as_ref() == Some(namespace) && s.metadata.name.as_ref() == Some(name))
-                .ok_or_else(|| format!("--publish-service {namespace}/{name}: no such Service among the watched ones"))?;
+            let service = stores.service(namespace, name).ok_or_else(|| {
+                format!(
+                    "--publish-service {namespace}/{name}: no such Service among the watched ones"
+                )
+            })?;
             let found = service
                 .status
                 .as_ref()
@@ -263,7 +262,7 @@ async fn reconcile(
     written: &mut BTreeSet<ObjectRef>,
 ) {
     let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.keys().cloned().collect();
-    for ingress in stores.snapshot().ingresses {
+    for ingress in stores.ingresses() {
         let object = object_of(&ingress);
         let want: &[IngressLoadBalancerIngress] = if ours.contains(&object) {
             desired
@@ -367,7 +366,7 @@ pub async fn run(
         if !elector.other_holder().await {
             tracing::info!("no other replica took over: clearing Ingress status");
             let ours: BTreeSet<ObjectRef> = shared.peek().built.ours.keys().cloned().collect();
-            for ingress in stores.snapshot().ingresses {
+            for ingress in stores.ingresses() {
                 let object = object_of(&ingress);
                 if ours.contains(&object)
                     && !current(&ingress).is_empty()
