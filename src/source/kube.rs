@@ -247,11 +247,8 @@ impl Stores {
             store: &Store<K>,
             r: &crate::model::ObjectRef,
         ) -> Option<std::sync::Arc<K>> {
-            let at = StoreRef::new(&r.name);
-            match r.namespace.as_str() {
-                "" => store.get(&at),
-                namespace => store.get(&at.within(namespace)),
-            }
+            // A cluster-scoped kind's key has no namespace: the store looks without one too.
+            store.get(&StoreRef::new(&r.name).within(&r.namespace))
         }
         let gateway = self.gateway.as_ref();
         match r.kind {
