@@ -620,7 +620,7 @@ impl Reloader {
         &mut self,
         shared: &Shared,
         services: &[Arc<k8s_openapi::api::core::v1::Service>],
-        slices: &[Arc<k8s_openapi::api::discovery::v1::EndpointSlice>],
+        slices: &[Arc<crate::model::EndpointSlice>],
         touched_services: &[(String, String)],
         touched_slices: &[(String, String)],
     ) -> bool {

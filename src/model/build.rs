@@ -271,7 +271,7 @@ pub(crate) fn build_seeded(
 
 /// What is wrong with an EndpointSlice (its endpoints are not used).
 pub(crate) fn slice_diagnostics(
-    slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
+    slice: &crate::model::EndpointSlice,
 ) -> impl Iterator<Item = Diagnostic> {
     let me = ObjectRef::of("EndpointSlice", &slice.metadata);
     super::endpoints::slice_problems(slice)

@@ -1,8 +1,8 @@
 //! From a backend's Service and port to the addresses a request may go to, the way kube-proxy
 //! reads EndpointSlices: Service port → slice port of the same name → ready endpoints.
 
+use super::slice::EndpointSlice;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 use std::fmt;
@@ -264,16 +264,9 @@ impl<'a> ServiceIndex<'a> {
             .collect();
         let mut by_service: HashMap<_, Vec<_>> = HashMap::default();
         for slice in slices {
-            let owner = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            let owner = slice.service.as_deref();
             if let (Some(ns), Some(owner)) = (slice.metadata.namespace.as_deref(), owner) {
-                by_service
-                    .entry((ns, owner.as_str()))
-                    .or_default()
-                    .push(&**slice);
+                by_service.entry((ns, owner)).or_default().push(&**slice);
             }
         }
         ServiceIndex {
@@ -401,8 +394,6 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
     for slice in slices {
         let Some(port) = slice
             .ports
-            .as_deref()
-            .unwrap_or_default()
             .iter()
             .find(|p| p.name.as_deref().unwrap_or("") == port_name)
             .and_then(|p| p.port)
@@ -411,7 +402,7 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
         else {
             continue;
         };
-        for endpoint in slice.endpoints.iter().flatten() {
+        for endpoint in &slice.endpoints {
             // All addresses of one endpoint are fungible; consumers may use the first.
             let Some(address) = endpoint.addresses.first() else {
                 continue;
@@ -431,10 +422,9 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
                 },
                 _ => continue,
             };
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(true);
-            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            let ready = endpoint.ready.unwrap_or(true);
+            let serving = endpoint.serving.unwrap_or(true);
+            let terminating = endpoint.terminating.unwrap_or(false);
             match seen_at.get(&target) {
                 Some(&i) => {
                     let seen = &mut found[i];
@@ -478,7 +468,7 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str) -> Endpoints {
 /// Such ports and addresses are never used.
 pub fn slice_problems(slice: &EndpointSlice) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    for (i, port) in slice.ports.iter().flatten().enumerate() {
+    for (i, port) in slice.ports.iter().enumerate() {
         if let Some(p) = port.port
             && !(1..=65535).contains(&p)
         {
@@ -496,7 +486,7 @@ pub fn slice_problems(slice: &EndpointSlice) -> Vec<(String, String)> {
         ));
         return problems;
     }
-    for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+    for (i, endpoint) in slice.endpoints.iter().enumerate() {
         for (j, address) in endpoint.addresses.iter().enumerate() {
             let fits = match kind {
                 "IPv4" => address.parse::<Ipv4Addr>().is_ok(),

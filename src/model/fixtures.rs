@@ -5,6 +5,7 @@
 
 use super::class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 use super::endpoints::{PortRef, SERVICE_NAME_LABEL};
+use super::slice::EndpointSlice as KeptSlice;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     Secret, Service, ServicePort, ServiceSpec, TypedLocalObjectReference,
@@ -373,14 +374,15 @@ impl SliceBuilder {
         self.endpoint(address, Some(false), Some(true), Some(true))
     }
 
-    pub fn build(self) -> EndpointSlice {
-        self.0
+    /// The slice as a source keeps it.
+    pub fn build(self) -> KeptSlice {
+        self.0.into()
     }
 }
 
 impl From<SliceBuilder> for super::Object {
     fn from(b: SliceBuilder) -> Self {
-        super::Object::EndpointSlice(std::sync::Arc::new(b.0))
+        b.0.into()
     }
 }
 

@@ -121,7 +121,7 @@ impl Model {
         slices: &[(String, String)],
     ) -> (
         Vec<Arc<k8s_openapi::api::core::v1::Service>>,
-        Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+        Vec<Arc<crate::model::EndpointSlice>>,
     ) {
         let mut found_services = Vec::new();
         let mut names: BTreeSet<Key> = slices.iter().cloned().collect();
@@ -662,13 +662,8 @@ fn ingress_object_ref(key: &Key) -> ObjectRef {
     }
 }
 
-fn slice_owner(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<String> {
-    slice
-        .metadata
-        .labels
-        .as_ref()?
-        .get(super::endpoints::SERVICE_NAME_LABEL)
-        .cloned()
+fn slice_owner(slice: &crate::model::EndpointSlice) -> Option<String> {
+    slice.service.clone()
 }
 
 /// What an Ingress names: the hosts of its rules and TLS entries, the Services and Secrets it
@@ -1002,7 +997,7 @@ store!(
     ingresses: Ingress(Ingress) = "Ingress",
     ingress_classes: IngressClass(k8s_openapi::api::networking::v1::IngressClass) = "IngressClass",
     services: Service(k8s_openapi::api::core::v1::Service) = "Service",
-    endpoint_slices: EndpointSlice(k8s_openapi::api::discovery::v1::EndpointSlice) = "EndpointSlice",
+    endpoint_slices: EndpointSlice(crate::model::EndpointSlice) = "EndpointSlice",
     secrets: Secret(k8s_openapi::api::core::v1::Secret) = "Secret",
     config_maps: ConfigMap(k8s_openapi::api::core::v1::ConfigMap) = "ConfigMap",
     namespaces: Namespace(k8s_openapi::api::core::v1::Namespace) = "Namespace",
@@ -1013,7 +1008,7 @@ store!(
 );
 
 impl Store {
-    fn own_slice(&mut self, slice: &k8s_openapi::api::discovery::v1::EndpointSlice, add: bool) {
+    fn own_slice(&mut self, slice: &crate::model::EndpointSlice, add: bool) {
         let Some(owner) = slice_owner(slice) else {
             return;
         };

@@ -5,8 +5,8 @@
 
 use super::build::Built;
 use super::endpoints::{Backend, PortRef, Resolution, ServiceIndex, ServiceRef, resolution};
+use super::slice::EndpointSlice;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::sync::Arc;
 
 /// The new endpoints of every backend of `built` whose Service (namespace, name) is in

@@ -1,12 +1,12 @@
 //! The objects one routing table is built from (Ingress and Gateway API kinds and what they
 //! name), gathered by any source and kept in a stable order.
 
+use super::slice::EndpointSlice;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
 use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::fmt;
@@ -157,6 +157,13 @@ macro_rules! object_from {
         }
     )*};
 }
+/// A source's EndpointSlice, kept as the model reads it.
+impl From<k8s_openapi::api::discovery::v1::EndpointSlice> for Object {
+    fn from(o: k8s_openapi::api::discovery::v1::EndpointSlice) -> Self {
+        Object::EndpointSlice(Arc::new(o.into()))
+    }
+}
+
 object_from!(
     Ingress,
     IngressClass,

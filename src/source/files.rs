@@ -912,12 +912,7 @@ fn note_change(o: &Object, outcome: &mut Reload) {
         let key = (ns.clone(), s.metadata.name.clone().unwrap_or_default());
         // Duplicates go at the end of the reload (a first read notes 100k slices).
         outcome.slices.push(key);
-        let service = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
-        if let Some(service) = service {
+        if let Some(service) = &s.service {
             let key = (ns, service.clone());
             outcome.services.push(key);
         }

@@ -6,6 +6,7 @@
 //! the objects concerned.
 
 use super::trim;
+use crate::model::EndpointSlice;
 use crate::model::Snapshot;
 use futures_util::StreamExt;
 use gateway_api::gatewayclasses::GatewayClass;
@@ -13,7 +14,6 @@ use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
 use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, Store};
@@ -105,8 +105,7 @@ fn note_slice(event: &watcher::Event<EndpointSlice>, log: &TouchLog, kind: &str)
     match event {
         watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let label = s.metadata.labels.as_ref();
-            if let Some(service) = label.and_then(|l| l.get("kubernetes.io/service-name")) {
+            if let Some(service) = &s.service {
                 t.services.insert((ns.clone(), service.clone()));
             }
             t.slices
@@ -312,7 +311,7 @@ pub fn watch(
     let (ingresses, services, slices, secrets) = (
         scoped::<Ingress>(&client, namespace),
         scoped::<Service>(&client, namespace),
-        scoped::<EndpointSlice>(&client, namespace),
+        scoped::<k8s_openapi::api::discovery::v1::EndpointSlice>(&client, namespace),
         scoped::<Secret>(&client, namespace),
     );
     let all = watcher::Config::default();
@@ -322,7 +321,7 @@ pub fn watch(
     let config_map = config_map.map(|(ns, name)| {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let one = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        reflect(api, one, trim::meta, note_other, &tx, &mut tasks)
+        reflect(api, one, in_place(trim::meta), note_other, &tx, &mut tasks)
     });
     let opaque: Api<Secret> = scoped(&client, namespace);
     let gateway = gateway_api.then(|| {
@@ -383,7 +382,7 @@ pub fn watch(
         ingresses: reflect(
             ingresses,
             all.clone(),
-            trim::ingress,
+            in_place(trim::ingress),
             note_object,
             &tx,
             &mut tasks,
@@ -391,7 +390,7 @@ pub fn watch(
         ingress_classes: reflect(
             Api::all(client),
             all.clone(),
-            trim::meta,
+            in_place(trim::meta),
             note_other,
             &tx,
             &mut tasks,
@@ -399,7 +398,7 @@ pub fn watch(
         services: reflect(
             services,
             all.clone(),
-            trim::service,
+            in_place(trim::service),
             note_object,
             &tx,
             &mut tasks,
@@ -412,11 +411,18 @@ pub fn watch(
             &tx,
             &mut tasks,
         ),
-        secrets: reflect(secrets, tls_only, trim::meta, note_object, &tx, &mut tasks),
+        secrets: reflect(
+            secrets,
+            tls_only,
+            in_place(trim::meta),
+            note_object,
+            &tx,
+            &mut tasks,
+        ),
         opaque_secrets: reflect(
             opaque,
             opaque_only,
-            trim::meta,
+            in_place(trim::meta),
             note_object,
             &tx,
             &mut tasks,
@@ -440,27 +446,78 @@ where
 
 /// A reflector for one kind: its store, filled and kept by a task that notes each event
 /// with `note` and wakes the rebuild loop.
-fn reflect<K>(
+fn reflect<K, S>(
     api: Api<K>,
     config: watcher::Config,
-    trim: fn(&mut K),
-    note: Note<K>,
+    keep: impl Fn(K) -> S + Send + 'static,
+    note: Note<S>,
     wake: &Wake,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<K>
+) -> Store<S>
 where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+    S: Resource + Clone + serde::Serialize + Send + Sync + 'static,
+    S::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let kind = S::kind(&S::DynamicType::default()).into_owned();
     let wake = wake.clone();
     let noting = (note, false);
-    let at = (writer, K::DynamicType::default());
+    let at = (writer, S::DynamicType::default());
     tasks.push(tokio::spawn(follow(
-        api, config, trim, at, noting, wake, kind,
+        api, config, keep, at, noting, wake, kind,
     )));
     store
+}
+
+/// A trim that works in place, as the conversion a reflector applies to what it keeps.
+fn in_place<K: 'static>(trim: fn(&mut K)) -> impl Fn(K) -> K + Send + 'static {
+    move |mut o| {
+        trim(&mut o);
+        o
+    }
+}
+
+/// `event` with its object as `keep` makes it.
+fn kept<K, S>(event: watcher::Event<K>, keep: &impl Fn(K) -> S) -> watcher::Event<S> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(keep(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(keep(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(keep(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// The model's EndpointSlice lives in a reflector store of its own kind.
+impl Resource for EndpointSlice {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "EndpointSlice".into()
+    }
+
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "discovery.k8s.io".into()
+    }
+
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "endpointslices".into()
+    }
+
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// What a watch needs to wake the rebuild loop: the channel, and the log of what changed.
@@ -476,17 +533,18 @@ struct Wake {
 /// it is noted as a change. An update of nothing but the status (the controller's own
 /// status writes, mostly) is stored without waking anyone: it would only restart the
 /// debounce of the next real change and rebuild what did not change.
-async fn follow<K>(
+async fn follow<K, S>(
     api: Api<K>,
     config: watcher::Config,
-    trim: fn(&mut K),
-    (writer, dyntype): (reflector::store::Writer<K>, K::DynamicType),
-    (note, listing_is_a_change): (Note<K>, bool),
+    keep: impl Fn(K) -> S + Send + 'static,
+    (writer, dyntype): (reflector::store::Writer<S>, S::DynamicType),
+    (note, listing_is_a_change): (Note<S>, bool),
     wake: Wake,
     kind: String,
 ) where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    S: Resource + Clone + serde::Serialize + Send + Sync + 'static,
+    S::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
     let mut listed = listing_is_a_change;
     let stored = writer.as_reader();
@@ -497,7 +555,7 @@ async fn follow<K>(
     let has_status = kind != "EndpointSlice";
     watcher(api, config)
         .default_backoff()
-        .modify(trim)
+        .map(move |event| event.map(|e| kept(e, &keep)))
         .map(move |event| {
             let fresh = match &event {
                 Ok(watcher::Event::Apply(new)) if has_status => {
@@ -604,7 +662,8 @@ where
         }
         // A kind that appeared after start-up: its first listing is news.
         let at = (writer, dyntype);
-        follow(api, config, trim::meta, at, (note, absent), wake, kind).await
+        let keep = in_place(trim::meta);
+        follow(api, config, keep, at, (note, absent), wake, kind).await
     }));
     store
 }

@@ -1,21 +1,22 @@
 //! What both sources drop from an object before they keep it: the fields routing never reads
-//! (managedFields, kubectl's last-applied copy of the whole object, an EndpointSlice's labels
-//! but the one naming its Service, an endpoint's pod, node, zone and hints) and the spare
-//! room of its lists. A list read from JSON grows to four
-//! slots, so two endpoints of 352 bytes each took 1.4 KB; at 100k apps the spare room alone
-//! was 1.6 KB per app.
+//! (managedFields, kubectl's last-applied copy of the whole object) and the spare room of
+//! its lists. A list read from JSON grows to four slots: at 100k apps the spare room alone
+//! was 1.6 KB per app. EndpointSlices are kept in the model's own, smaller form
+//! ([`crate::model::EndpointSlice`]), converted on arrival.
 
-use crate::model::Object;
-use crate::model::endpoints::SERVICE_NAME_LABEL;
+use crate::model::{EndpointSlice, Object};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use std::sync::Arc;
 
 /// Any object: its metadata only.
 pub fn meta<K: Resource>(o: &mut K) {
-    let meta = o.meta_mut();
+    metadata(o.meta_mut());
+}
+
+fn metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -67,26 +68,11 @@ pub fn service(service: &mut Service) {
     }
 }
 
-pub fn endpoint_slice(slice: &mut EndpointSlice) {
-    meta(slice);
-    // The controller copies the Service's labels onto its slices; only this one is read.
-    if let Some(labels) = slice.metadata.labels.as_mut() {
-        labels.retain(|k, _| k == SERVICE_NAME_LABEL);
-    }
-    for e in slice.endpoints.iter_mut().flatten() {
-        e.target_ref = None;
-        e.node_name = None;
-        e.zone = None;
-        e.hints = None;
-        e.deprecated_topology = None;
-        e.addresses.shrink_to_fit();
-    }
-    if let Some(endpoints) = slice.endpoints.as_mut() {
-        endpoints.shrink_to_fit();
-    }
-    if let Some(ports) = slice.ports.as_mut() {
-        ports.shrink_to_fit();
-    }
+/// An EndpointSlice from the API server as the model keeps it.
+pub fn endpoint_slice(slice: k8s_openapi::api::discovery::v1::EndpointSlice) -> EndpointSlice {
+    let mut slice = EndpointSlice::from(slice);
+    metadata(&mut slice.metadata);
+    slice
 }
 
 /// An object as a source holds it: trimmed in place when no one else holds it yet.
@@ -94,7 +80,7 @@ pub fn object(o: &mut Object) {
     match o {
         Object::Ingress(i) => ingress(Arc::make_mut(i)),
         Object::Service(s) => service(Arc::make_mut(s)),
-        Object::EndpointSlice(s) => endpoint_slice(Arc::make_mut(s)),
+        Object::EndpointSlice(s) => metadata(&mut Arc::make_mut(s).metadata),
         Object::IngressClass(o) => meta(Arc::make_mut(o)),
         Object::Secret(o) => meta(Arc::make_mut(o)),
         Object::ConfigMap(o) => meta(Arc::make_mut(o)),
@@ -117,36 +103,26 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_slice_keeps_what_routing_reads_and_no_spare_room() {
-        let mut slice: EndpointSlice = read(serde_json::json!({
+    fn an_endpoint_slice_keeps_what_routing_reads() {
+        let slice: k8s_openapi::api::discovery::v1::EndpointSlice = read(serde_json::json!({
             "metadata": {"name": "s", "namespace": "n", "managedFields": [{"manager": "k"}],
-                         "labels": {"kubernetes.io/service-name": "web", "app": "web",
-                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                         "labels": {"kubernetes.io/service-name": "web", "app": "web"},
                          "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [
-                {"addresses": ["10.0.0.1"], "conditions": {"ready": true}, "nodeName": "n1", "zone": "z",
-                 "targetRef": {"kind": "Pod", "name": "p1"}},
-                {"addresses": ["10.0.0.2"], "conditions": {"ready": false}}
-            ]
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}, "nodeName": "n1"}]
         }));
-        endpoint_slice(&mut slice);
+        let mut o = Object::from(slice);
+        object(&mut o);
+        let Object::EndpointSlice(slice) = o else {
+            panic!("not a slice")
+        };
         assert_eq!(slice.metadata.managed_fields, None);
         let annotations = slice.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
-        let labels = slice.metadata.labels.as_ref().unwrap();
-        assert_eq!(
-            labels.keys().collect::<Vec<_>>(),
-            ["kubernetes.io/service-name"]
-        );
-        let endpoints = slice.endpoints.as_ref().unwrap();
-        assert_eq!(endpoints.capacity(), 2);
-        assert_eq!(endpoints[0].addresses, ["10.0.0.1"]);
-        assert_eq!(endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
-        assert_eq!(endpoints[0].target_ref, None);
-        assert_eq!(endpoints[0].node_name, None);
-        assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(8080));
+        assert_eq!(slice.service.as_deref(), Some("web"));
+        assert_eq!(&*slice.endpoints[0].addresses, ["10.0.0.1"]);
+        assert_eq!(slice.ports[0].port, Some(8080));
     }
 
     #[test]
