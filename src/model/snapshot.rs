@@ -12,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::fmt;
 use std::sync::Arc;
 
-/// Every object of the kinds Vestibule reads, as the API server (or a manifest file) gave them.
+/// Every object of the kinds Vestibule reads, as the API server (or a manifest file) gave them
+/// (trimmed of what routing never reads; EndpointSlices in the model's own form,
+/// [`super::EndpointSlice`]).
 ///
 /// The order of the vectors carries no meaning: [`Snapshot::sorted`] puts them in
 /// `namespace/name` order so that `build` is deterministic whatever order a source used.
