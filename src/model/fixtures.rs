@@ -4,8 +4,9 @@
 #![doc(hidden)]
 
 use super::class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
-use super::endpoints::{PortRef, SERVICE_NAME_LABEL};
+use super::endpoints::PortRef;
 use super::slice::EndpointSlice as KeptSlice;
+use super::slice::SERVICE_NAME_LABEL;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     Secret, Service, ServicePort, ServiceSpec, TypedLocalObjectReference,

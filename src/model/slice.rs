@@ -6,10 +6,12 @@
 //! endpoint is 352 bytes of struct (pod reference, node, zone, hints), and the one label that
 //! names the Service costs a 540-byte map node; at 100k Services that was 1.2 KB an app.
 
-use super::endpoints::SERVICE_NAME_LABEL;
 use k8s_openapi::api::discovery::v1 as api;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
