@@ -75,12 +75,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             reloader
                 .reload_files(&mut manifests, &dir, &shared, everything)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;
-            // Watched only now (see `files::watch`); its first wake lists the tree again and
-            // reads what changed while it was read (unchanged files are not read twice).
-            let (watcher, changes, log) = files::watch(&dir).context("watching --manifests")?;
             let shared = shared.clone();
             let debounce = config.debounce;
             tokio::spawn(async move {
+                // Watched only now (see `files::watch`); its first wake lists the tree again
+                // and reads what changed while it was read (unchanged files are not read
+                // twice). Off the way to listening: watching a tree walks it (a second at
+                // 300k files), and traffic need not wait for that.
+                let (watcher, changes, log) = watch_manifests(&dir).await;
                 let _keep_watching = watcher;
                 let slice_only = manifests.slice_only_files();
                 let pending = log.clone();
@@ -252,6 +254,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Watches `--manifests`, trying again every few seconds while that fails (inotify's watch
+/// limit reached, say): the table that was read keeps serving meanwhile.
+async fn watch_manifests(
+    dir: &Path,
+) -> (
+    notify::RecommendedWatcher,
+    mpsc::Receiver<()>,
+    files::ChangeLog,
+) {
+    loop {
+        let root = dir.to_owned();
+        match tokio::task::spawn_blocking(move || files::watch(&root)).await {
+            Ok(Ok(watching)) => return watching,
+            Ok(Err(e)) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot watch --manifests; changes are not followed until it can")
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "watching --manifests failed")
+            }
+        }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
+}
+
+/// How long to wait before trying again to watch `--manifests`.
+const WATCH_RETRY: Duration = Duration::from_secs(5);
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)

@@ -17,7 +17,22 @@ fn release_freed_memory() {
 }
 use vestibule::config::{Cli, Command};
 
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas,
+/// and each first touch of one then zeroes 2 MiB: reading a 100k-app tree spent more time in
+/// the kernel zeroing pages (8.4 s of system time) than in parsing, against 2.6 s without.
+fn no_transparent_huge_pages() {
+    // SAFETY: `prctl` with PR_SET_THP_DISABLE reads no memory; it sets a flag of the process.
+    let failed = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0;
+    if failed {
+        eprintln!(
+            "warning: transparent huge pages stay on: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate(args)) => {

@@ -91,22 +91,34 @@ impl ObjectRef {
 impl Object {
     /// The object's kind, namespace and name.
     pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::of(self.kind(), self.metadata())
+    }
+
+    /// The object's kind, as manifests write it.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Object::Ingress(o) => ObjectRef::of("Ingress", &o.metadata),
-            Object::IngressClass(o) => ObjectRef::of("IngressClass", &o.metadata),
-            Object::Service(o) => ObjectRef::of("Service", &o.metadata),
-            Object::EndpointSlice(o) => ObjectRef::of("EndpointSlice", &o.metadata),
-            Object::Secret(o) => ObjectRef::of("Secret", &o.metadata),
-            Object::ConfigMap(o) => ObjectRef::of("ConfigMap", &o.metadata),
-            Object::Namespace(o) => ObjectRef::of("Namespace", &o.metadata),
-            Object::GatewayClass(o) => ObjectRef::of("GatewayClass", &o.metadata),
-            Object::Gateway(o) => ObjectRef::of("Gateway", &o.metadata),
-            Object::HttpRoute(o) => ObjectRef::of("HTTPRoute", &o.metadata),
-            Object::ReferenceGrant(o) => ObjectRef::of("ReferenceGrant", &o.metadata),
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Namespace(_) => "Namespace",
+            Object::GatewayClass(_) => "GatewayClass",
+            Object::Gateway(_) => "Gateway",
+            Object::HttpRoute(_) => "HTTPRoute",
+            Object::ReferenceGrant(_) => "ReferenceGrant",
         }
     }
 
-    /// The object's metadata.
+    /// Whether this is the object `r` names (without building its [`ObjectRef`]).
+    pub fn is(&self, r: &ObjectRef) -> bool {
+        let meta = self.metadata();
+        self.kind() == r.kind
+            && meta.name.as_deref().unwrap_or_default() == r.name
+            && meta.namespace.as_deref().unwrap_or_default() == r.namespace
+    }
+
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::Ingress(o) => &o.metadata,
