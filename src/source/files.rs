@@ -1354,11 +1354,6 @@ spec:
         let parsed = parse(Path::new("deep.json"), &deep);
         assert!(parsed.objects.is_empty());
         assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
-        assert!(
-            parsed.errors[0].reason.contains("nesting deeper than 100"),
-            "{:?}",
-            parsed.errors
-        );
     }
 
     /// Past 64 files the tree is read on several threads: every file is still taken in,
@@ -1393,9 +1388,11 @@ spec:
     fn a_fifo_named_like_a_manifest_does_not_block_the_read() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe.yaml");
-        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: `name` is a valid NUL-terminated path for the duration of the call.
-        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
         let (tx, rx) = std::sync::mpsc::channel();
         let root = dir.path().to_owned();
         std::thread::spawn(move || {
