@@ -119,6 +119,7 @@ impl Object {
             && meta.namespace.as_deref().unwrap_or_default() == r.namespace
     }
 
+    /// The object's metadata.
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::Ingress(o) => &o.metadata,

@@ -133,8 +133,9 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
             continue;
         }
         // JSON (what generators write) is read by a JSON parser, several times faster. It
-        // needs no look at the nesting first: it refuses nesting deeper than 128 itself, and
-        // a document it cannot read as one object goes on to the YAML reader below.
+        // needs no look at the nesting first: it stops at 128 levels in what it reads and
+        // skips what it ignores without recursing, and a document it cannot read as one
+        // object goes on to the YAML reader (and that look) below.
         if let Some(read) = json_document(doc) {
             match read {
                 Ok(Some(o)) => parsed.objects.push(o),
@@ -876,14 +877,10 @@ fn prepare(candidates: Vec<Candidate>, mut take_in: impl FnMut(PathBuf, Prepared
                 scope.spawn(move || {
                     loop {
                         let from = taken.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
-                        let Some(batch) =
-                            candidates.get(from..(from + BATCH).min(candidates.len()))
-                        else {
+                        let Some(rest) = candidates.get(from..).filter(|r| !r.is_empty()) else {
                             return;
                         };
-                        if batch.is_empty() {
-                            return;
-                        }
+                        let batch = &rest[..rest.len().min(BATCH)];
                         let found = batch.iter().map(|c| (c.path.clone(), look_at(c))).collect();
                         if tx.send(found).is_err() {
                             return;
@@ -1354,6 +1351,15 @@ spec:
         let parsed = parse(Path::new("deep.json"), &deep);
         assert!(parsed.objects.is_empty());
         assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        // In a field Vestibule does not read, the nesting is skipped, not recursed into.
+        let ignored = format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"d\"}},\"x\":{}{}}}",
+            "[".repeat(40_000),
+            "]".repeat(40_000)
+        );
+        let parsed = parse(Path::new("ignored.json"), &ignored);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.objects.len(), 1);
     }
 
     /// Past 64 files the tree is read on several threads: every file is still taken in,
