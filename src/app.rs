@@ -72,6 +72,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 rescan: true,
                 ..files::Changed::default()
             };
+            // Reading a large tree takes seconds: say so, rather than nothing.
+            tracing::info!(dir = %dir.display(), "reading --manifests");
             reloader
                 .reload_files(&mut manifests, &dir, &shared, everything)
                 .with_context(|| format!("reading --manifests {}", dir.display()))?;

@@ -771,10 +771,24 @@ fn a_sigterm_while_starting_is_a_clean_shutdown() {
         .args(["--manifests", dir.path().to_str().unwrap()])
         .args(EPHEMERAL_PORTS)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    // Sent once the first read has begun (its log line comes after the signal handlers are
+    // installed), not after a guessed delay: a signal before them kills any process.
+    let (began_tx, began) = std::sync::mpsc::channel();
+    let log = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in log.lines().map_while(Result::ok) {
+            if line.contains("reading --manifests") {
+                let _ = began_tx.send(());
+            }
+        }
+    });
+    began
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the first read begins");
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
