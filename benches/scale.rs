@@ -11,6 +11,7 @@
 //!   cargo bench --bench scale                                  # 1k and 10k, both modes
 //!   SCALE_APPS=1000,10000,100000 SCALE_MODES=files cargo bench --bench scale
 //!   SCALE_SAMPLES=50 cargo bench --bench scale                 # more changes per kind
+//!   SCALE_SAMPLES=0 SCALE_LOG=vestibule=debug cargo bench --bench scale   # ready and RSS only, Vestibule's log on stderr
 
 #[path = "support/apps.rs"]
 mod apps;
@@ -266,7 +267,7 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
             "--admin-addr",
             "127.0.0.1:0",
             "--log-level",
-            "warn",
+            &std::env::var("SCALE_LOG").unwrap_or_else(|_| "warn".to_owned()),
             "--access-log=false",
         ])
         .stdout(Stdio::null());
@@ -296,6 +297,16 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
     let steady = status_kib(pid, "VmRSS:");
     let peak_before = status_kib(pid, "VmHWM:");
     let mut rows: Vec<(&str, Vec<Duration>)> = Vec::new();
+    if samples == 0 {
+        println!(
+            "{mode:>7} {apps:>7} apps: ready {:>8.0} ms | steady RSS {:>7.1} MiB ({:>5.1} KB/app) | peak {:>7.1} MiB",
+            ready.as_secs_f64() * 1000.0,
+            steady as f64 / 1024.0,
+            steady as f64 * 1.024 / apps as f64,
+            peak_before as f64 / 1024.0,
+        );
+        return;
+    }
     // Distinct apps for each change, spread over the set.
     let pick = |k: usize, s: usize| (k * 7919 + s * 104_729) % apps;
     let mut endpoint = Vec::new();

@@ -891,3 +891,54 @@ async fn ingress_service_and_secret_changes_rebuild_only_what_they_touch() {
     );
     assert_eq!(get(v.http, "site.test", "/").await.backend(), "web");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_api_server_pages_a_list_without_gaps_or_repeats() {
+    let api = ApiServer::start().await;
+    for i in 0..5 {
+        api.apply(&ingress_yaml(
+            &format!("i{i}"),
+            &[("p.test", "Prefix", "/", "web")],
+        ));
+    }
+    let mut names = Vec::new();
+    let mut next = String::new();
+    let mut pages = 0;
+    loop {
+        let query = match next.as_str() {
+            "" => "limit=2".to_owned(),
+            token => format!("limit=2&continue={token}"),
+        };
+        let path = format!("/apis/networking.k8s.io/v1/ingresses?{query}");
+        let list = get(api.addr, "api", &path).await.json();
+        pages += 1;
+        for item in list["items"].as_array().expect("items") {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        match list["metadata"]["continue"].as_str() {
+            Some(token) => next = token.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["i0", "i1", "i2", "i3", "i4"]);
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_several_pages_serves_every_object() {
+    // kube-rs lists 500 objects a page.
+    let api = seeded().await;
+    for i in 0..1_100 {
+        api.apply(&ingress_yaml(
+            &format!("app{i}"),
+            &[(&format!("app{i}.test"), "Prefix", "/", "web")],
+        ));
+    }
+    let dir = manifest_dir();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let v = Vestibule::start_with(&[], &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    for i in [0, 499, 500, 501, 999, 1_000, 1_099] {
+        let host = format!("app{i}.test");
+        assert_eq!(get(v.http, &host, "/").await.backend(), "web", "{host}");
+    }
+}

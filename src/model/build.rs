@@ -526,7 +526,8 @@ impl<'a> Builder<'a> {
         Builder {
             options,
             reuse: None,
-            users: FxHashMap::default(),
+            // About one backend per Service: sized once, not grown through every doubling.
+            users: FxHashMap::with_capacity_and_hasher(snapshot.services.len(), Default::default()),
             counted: (None, FxHashSet::default()),
             flag_counted: FxHashSet::default(),
             cross_host: FxHashSet::default(),
@@ -546,7 +547,10 @@ impl<'a> Builder<'a> {
                     ))
                 })
                 .collect(),
-            backends: FxHashMap::default(),
+            backends: FxHashMap::with_capacity_and_hasher(
+                snapshot.services.len(),
+                Default::default(),
+            ),
             hosts: BTreeMap::new(),
             regex_hosts: FxHashSet::default(),
             regexes: FxHashMap::default(),

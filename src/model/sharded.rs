@@ -39,8 +39,10 @@ impl<K: std::fmt::Debug + Hash + Eq + Clone, V: std::fmt::Debug + Clone> std::fm
 fn shard_of<Q: Hash + ?Sized>(key: &Q) -> usize {
     let mut h = FxHasher::default();
     key.hash(&mut h);
-    // The high bits: the shard's own map hashes the same way and uses the low ones.
-    (h.finish() >> 56) as usize % SHARDS
+    // Middle bits: the shard's own map hashes the same way, and hashbrown takes a bucket
+    // from the low bits and a 7-bit tag from the top ones. Shards by the top bits gave every
+    // key of a shard the same tag, so each probe compared keys slot by slot.
+    (h.finish() >> 32) as usize % SHARDS
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
@@ -161,6 +163,28 @@ impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for ShardedMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_of_one_shard_keep_distinct_tags_and_buckets_in_its_map() {
+        // hashbrown probes by the low bits of the hash and compares keys only where the
+        // 7-bit tag of the top bits matches: a shard must not fix either of them.
+        let hash = |k: &String| {
+            let mut h = FxHasher::default();
+            k.hash(&mut h);
+            h.finish()
+        };
+        let keys: Vec<String> = (0..20_000).map(|i| format!("app{i}.scale.test")).collect();
+        let in_shard: Vec<u64> = keys
+            .iter()
+            .filter(|k| shard_of(*k) == 7)
+            .map(hash)
+            .collect();
+        assert!(in_shard.len() > 20_000 / SHARDS / 2, "{}", in_shard.len());
+        let tags: std::collections::BTreeSet<u64> = in_shard.iter().map(|h| h >> 57).collect();
+        let buckets: std::collections::BTreeSet<u64> = in_shard.iter().map(|h| h & 63).collect();
+        assert!(tags.len() > 32, "{} tags", tags.len());
+        assert!(buckets.len() > 32, "{} buckets", buckets.len());
+    }
 
     #[test]
     fn a_change_copies_one_shard_and_leaves_the_clone_as_it_was() {

@@ -515,27 +515,26 @@ impl ApiServer {
         query: &BTreeMap<String, String>,
     ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
         let state = self.state.lock().unwrap();
-        // The continue token is the key of the page's last object: each page starts where
-        // the last ended (a 100k-object list costs what it holds, not pages × objects).
-        let after: Option<(String, String)> = query
+        // The continue token is the key of the page's last object: each page starts right
+        // after it (a 100k-object list costs what it holds, not pages × objects).
+        let after: Option<(String, String, String)> = query
             .get("continue")
             .and_then(|c| c.split_once('/'))
-            .map(|(ns, name)| (ns.to_owned(), name.to_owned()));
+            .map(|(ns, name)| (filter.plural.to_owned(), ns.to_owned(), name.to_owned()));
         let limit: usize = query
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
-        let start = (filter.plural.to_owned(), String::new(), String::new());
+        use std::ops::Bound;
+        let start = match after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Included((filter.plural.to_owned(), String::new(), String::new())),
+        };
         let mut matching = state
             .objects
-            .range(start..)
+            .range((start, Bound::Unbounded))
             .take_while(|((p, _, _), _)| p == filter.plural)
-            .filter(|((_, ns, name), _)| {
-                after
-                    .as_ref()
-                    .is_none_or(|(a_ns, a_name)| (ns, name) > (a_ns, a_name))
-            })
             .filter(|(_, o)| filter.matches(o));
         let page: Vec<(&(String, String, String), &Value)> =
             matching.by_ref().take(limit).collect();
@@ -544,10 +543,27 @@ impl ApiServer {
         if more && let Some(((_, ns, name), _)) = page.last() {
             metadata["continue"] = json!(format!("{ns}/{name}"));
         }
-        let page: Vec<&Value> = page.into_iter().map(|(_, o)| o).collect();
         let (_, api, kind, _) = KINDS.iter().find(|k| k.0 == filter.plural).unwrap();
-        let body = json!({"apiVersion": api, "kind": format!("{kind}List"), "metadata": metadata, "items": page});
-        json_response(StatusCode::OK, &body)
+        // Written straight from the stored objects: `json!` would copy each one first.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct List<'a> {
+            api_version: &'a str,
+            kind: String,
+            metadata: Value,
+            items: Vec<&'a Value>,
+        }
+        let list = List {
+            api_version: api,
+            kind: format!("{kind}List"),
+            metadata,
+            items: page.into_iter().map(|(_, o)| o).collect(),
+        };
+        let body = serde_json::to_vec(&list).expect("a list serializes");
+        let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
     }
 
     fn watch(
@@ -568,12 +584,9 @@ impl ApiServer {
         let (replay, live, gone) = {
             let state = self.state.lock().unwrap();
             let gone = from != 0 && from < state.compacted_before;
-            let replay: Vec<Change> = state
-                .history
-                .iter()
-                .filter(|c| c.rv > from)
-                .cloned()
-                .collect();
+            // History is in resourceVersion order.
+            let at = state.history.partition_point(|c| c.rv <= from);
+            let replay: Vec<Change> = state.history[at..].to_vec();
             (replay, self.events.subscribe(), gone)
         };
         if gone {
