@@ -297,14 +297,14 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
     let steady = status_kib(pid, "VmRSS:");
     let peak_before = status_kib(pid, "VmHWM:");
     let mut rows: Vec<(&str, Vec<Duration>)> = Vec::new();
+    let head = format!(
+        "{mode:>7} {apps:>7} apps: ready {:>8.0} ms | steady RSS {:>7.1} MiB ({:>5.1} KB/app)",
+        ready.as_secs_f64() * 1000.0,
+        steady as f64 / 1024.0,
+        steady as f64 * 1.024 / apps as f64,
+    );
     if samples == 0 {
-        println!(
-            "{mode:>7} {apps:>7} apps: ready {:>8.0} ms | steady RSS {:>7.1} MiB ({:>5.1} KB/app) | peak {:>7.1} MiB",
-            ready.as_secs_f64() * 1000.0,
-            steady as f64 / 1024.0,
-            steady as f64 * 1.024 / apps as f64,
-            peak_before as f64 / 1024.0,
-        );
+        println!("{head} | peak {:>7.1} MiB", peak_before as f64 / 1024.0);
         return;
     }
     // Distinct apps for each change, spread over the set.
@@ -359,10 +359,7 @@ async fn measure(mode: &str, apps: usize, samples: usize, ports: (u16, u16)) {
     rows.push(("Service", services));
     let peak = status_kib(pid, "VmHWM:");
     println!(
-        "{mode:>7} {apps:>7} apps: ready {:>8.0} ms | steady RSS {:>7.1} MiB ({:>5.1} KB/app) | peak {:>7.1} MiB (at ready {:.1}) | {}",
-        ready.as_secs_f64() * 1000.0,
-        steady as f64 / 1024.0,
-        steady as f64 * 1.024 / apps as f64,
+        "{head} | peak {:>7.1} MiB (at ready {:.1}) | {}",
         peak as f64 / 1024.0,
         peak_before as f64 / 1024.0,
         rows.iter_mut()

@@ -270,3 +270,54 @@ impl Snapshot {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named<T: Default>(ns: &str, name: &str, meta: fn(&mut T) -> &mut ObjectMeta) -> Arc<T> {
+        let mut o = T::default();
+        let m = meta(&mut o);
+        m.namespace = Some(ns.to_owned());
+        m.name = Some(name.to_owned());
+        Arc::new(o)
+    }
+
+    fn keys(list: &[Arc<impl k8s_openapi::Metadata<Ty = ObjectMeta>>]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|o| {
+                let m = o.metadata();
+                (m.namespace.clone().unwrap(), m.name.clone().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn few_and_many_ingresses_sort_by_namespace_then_name() {
+        // Above 10k Ingresses they sort on a thread of their own; both ways must sort.
+        for n in [5, 10_001] {
+            let order = |i: usize| (i * 7919) % n;
+            let mut s = Snapshot::default();
+            for i in 0..n {
+                let j = order(i);
+                s.ingresses.push(named(
+                    &format!("ns{}", j % 3),
+                    &format!("i{j:05}"),
+                    |o: &mut Ingress| &mut o.metadata,
+                ));
+                s.services.push(named(
+                    &format!("ns{}", j % 3),
+                    &format!("s{j:05}"),
+                    |o: &mut Service| &mut o.metadata,
+                ));
+            }
+            let s = s.sorted();
+            for got in [keys(&s.ingresses), keys(&s.services)] {
+                let mut want = got.clone();
+                want.sort();
+                assert_eq!(got, want, "{n} objects");
+                assert_eq!(got.len(), n);
+            }
+        }
+    }
+}
