@@ -104,7 +104,7 @@ pub struct Built {
     /// Hosts whose TLS connections are spliced to pods (`ssl-passthrough`).
     pub passthrough: Passthrough,
     /// The status of the Gateway API objects that are ours, for the status writer.
-    pub gateway: GatewayStatus,
+    pub gateway: Arc<GatewayStatus>,
     /// Every backend whose endpoints come from a Service port's EndpointSlices, by Service
     /// port: [`refresh_endpoints`] publishes new endpoints into them.
     pub backends: ShardedMap<ServiceRef, Vec<Arc<Backend>>>,
@@ -117,10 +117,11 @@ pub struct Built {
     pub(crate) cross_host: FxHashSet<HostRule>,
     /// Hosts with a Gateway API group (route hostnames and listener hostnames) or listener
     /// certificate: a change that touches one rebuilds the Gateway API objects with it.
-    pub(crate) gateway_hosts: FxHashSet<HostRule>,
+    pub(crate) gateway_hosts: ShardedMap<HostRule, ()>,
     /// The backends the Gateway API routes send to, each also in `backends` after the
-    /// Ingress rules' own.
-    pub(crate) gateway_backends: Arc<Vec<(ServiceRef, Arc<Backend>)>>,
+    /// Ingress rules' own, and how many backendRefs send to each (a partial build keeps the
+    /// counts, and drops a backend nothing sends to any more).
+    pub(crate) gateway_backends: ShardedMap<ServiceRef, (Arc<Backend>, u32)>,
 }
 
 /// The backend in force for a Service port, if a partial build may share it.
@@ -135,6 +136,8 @@ pub(crate) struct Seed<'s> {
     /// the routes rebuilt share it with the routes kept (one backend per port follows the
     /// EndpointSlices).
     pub reuse: &'s Reuse<'s>,
+    /// The same for the Gateway API routes' backends (each Service port has one of its own).
+    pub gateway_reuse: &'s Reuse<'s>,
 }
 
 /// One host that asks TLS clients for a certificate (`auth-tls-secret`).
@@ -216,6 +219,7 @@ pub(crate) fn build_seeded(
     if let Some(seed) = seed {
         builder.tls_hosts.extend(seed.tls_wildcards);
         builder.reuse = Some(seed.reuse);
+        builder.gateway_reuse = Some(seed.gateway_reuse);
     }
     // TLS first: whether a route redirects to https depends on every Ingress's TLS hosts.
     for ingress in &ours {
@@ -263,8 +267,8 @@ pub(crate) fn build_seeded(
         &options.controller_name,
         options.gateway_ports,
         &builder.global.clone(),
-        &builder.services,
-        &builder.secrets,
+        (&builder.services, &builder.secrets),
+        builder.gateway_reuse,
     );
     builder.add_gateway(translated);
     for slice in &snapshot.endpoint_slices {
@@ -446,8 +450,10 @@ pub use super::secret::{Pem, secret_data, tls_material};
 
 struct Builder<'a> {
     options: &'a Options,
-    /// A partial build's way to the backends in force ([`Seed::reuse`]).
+    /// A partial build's way to the backends in force ([`Seed::reuse`], and
+    /// [`Seed::gateway_reuse`]).
     reuse: Option<&'a Reuse<'a>>,
+    gateway_reuse: Option<&'a Reuse<'a>>,
     /// Distinct users per backend ([`Built::users`]), and the backends the Ingress being
     /// placed counted already.
     users: FxHashMap<ServiceRef, u32>,
@@ -487,6 +493,7 @@ struct Builder<'a> {
     gateway_hosts: BTreeMap<HostRule, Vec<Placement>>,
     gateway_status: GatewayStatus,
     gateway_backends: Vec<(ServiceRef, Arc<Backend>)>,
+    gateway_uses: FxHashMap<ServiceRef, u32>,
     /// The creation time of the Ingress being placed (seconds).
     created: Option<i64>,
     /// Canary paths by (host, match path, is Exact), waiting for their main route.
@@ -526,6 +533,7 @@ impl<'a> Builder<'a> {
         Builder {
             options,
             reuse: None,
+            gateway_reuse: None,
             // About one backend per Service: sized once, not grown through every doubling.
             users: FxHashMap::with_capacity_and_hasher(snapshot.services.len(), Default::default()),
             counted: (None, FxHashSet::default()),
@@ -568,6 +576,7 @@ impl<'a> Builder<'a> {
             gateway_hosts: BTreeMap::new(),
             gateway_status: GatewayStatus::default(),
             gateway_backends: Vec::new(),
+            gateway_uses: FxHashMap::default(),
             created: None,
             canaries: FxHashMap::default(),
             service_upstream: false,
@@ -1378,6 +1387,7 @@ impl Builder<'_> {
     fn add_gateway(&mut self, mut translated: gateway::Translated) {
         self.diagnostics.append(&mut translated.diagnostics);
         self.gateway_backends = std::mem::take(&mut translated.backends);
+        self.gateway_uses = std::mem::take(&mut translated.uses);
         self.gateway_status = std::mem::take(&mut translated.status);
         for cert in std::mem::take(&mut translated.certs) {
             self.gateway_host_set.insert(cert.host.clone());
@@ -1453,7 +1463,14 @@ impl Builder<'_> {
     }
 
     fn finish(mut self) -> Built {
-        let gateway_backends = Arc::new(self.gateway_backends.clone());
+        let gateway_backends = self
+            .gateway_backends
+            .iter()
+            .map(|(s, b)| {
+                let uses = self.gateway_uses.get(s).copied().unwrap_or(0);
+                (s.clone(), (b.clone(), uses))
+            })
+            .collect();
         let backends = self.backends_by_service();
         let mut table = RoutingTable::default();
         let mut hosts = std::mem::take(&mut self.hosts);
@@ -1503,11 +1520,11 @@ impl Builder<'_> {
             global: self.global,
             client_auth: Arc::new(self.client_auth),
             passthrough: self.passthrough,
-            gateway: self.gateway_status,
+            gateway: Arc::new(self.gateway_status),
             backends,
             users: self.users.into_iter().collect(),
             cross_host: self.cross_host,
-            gateway_hosts: self.gateway_host_set,
+            gateway_hosts: self.gateway_host_set.into_iter().map(|h| (h, ())).collect(),
             gateway_backends,
         }
     }
@@ -1679,7 +1696,7 @@ pub(super) fn insert_shared(table: &mut RoutingTable, host: &HostRule, group: Ar
     }
 }
 
-fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
+pub(super) fn group_of(table: &RoutingTable, host: &HostRule) -> Option<Arc<HostRoutes>> {
     match host {
         HostRule::Exact(h) => table.exact.get(h.as_str()).cloned(),
         HostRule::Wildcard(s) => table.wildcard.get(s.as_str()).cloned(),

@@ -9,8 +9,9 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
+use super::build::Reuse;
 use super::diagnostic::Diagnostic;
-use super::endpoints::ServiceIndex;
+use super::endpoints::{ServiceIndex, ServiceRef};
 use super::host::HostRule;
 use super::secret::{Pem, tls_material};
 use super::settings::Global;
@@ -85,7 +86,10 @@ pub struct Translated {
     /// The hostname of every served listener (`Any` for none), by socket.
     pub listeners: Vec<(Socket, HostRule)>,
     /// The backends of Service ports, whose endpoints an EndpointSlice change replaces.
-    pub backends: Vec<(super::endpoints::ServiceRef, Arc<super::endpoints::Backend>)>,
+    pub backends: Vec<(ServiceRef, Arc<super::endpoints::Backend>)>,
+    /// How many backendRefs send to each of `backends` (a partial build keeps the counts,
+    /// and drops a backend nothing sends to any more).
+    pub uses: FxHashMap<ServiceRef, u32>,
     /// Certificates of HTTPS listeners, by listener hostname.
     pub certs: Vec<ListenerCert>,
     pub status: GatewayStatus,
@@ -147,7 +151,22 @@ fn condition(
 pub struct GatewayStatus {
     pub classes: Vec<ClassState>,
     pub gateways: Vec<GatewayState>,
-    pub routes: Vec<RouteState>,
+    /// Sorted by object ([`GatewayStatus::route`] looks one up); shared, so that a partial
+    /// build copies pointers, not every route's status.
+    pub routes: Vec<Arc<RouteState>>,
+}
+
+impl GatewayStatus {
+    /// The status of the HTTPRoute `namespace/name`, if it is ours.
+    pub fn route(&self, namespace: &str, name: &str) -> Option<&RouteState> {
+        let at = self
+            .routes
+            .binary_search_by(|r| {
+                (r.object.namespace.as_str(), r.object.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()?;
+        self.routes.get(at).map(|r| &**r)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,14 +277,15 @@ impl<'a> Grants<'a> {
 }
 
 /// Reads the Gateway API objects of `snapshot`: the routes they add, the certificates of
-/// their HTTPS listeners, their status and diagnostics.
+/// their HTTPS listeners, their status and diagnostics. A partial build passes `reuse`, the
+/// backends in force for Services that did not change.
 pub fn translate(
     snapshot: &Snapshot,
     controller_name: &str,
     ports: GatewayPorts,
     global: &Global,
-    services: &ServiceIndex<'_>,
-    secrets: &FxHashMap<(&str, &str), &Secret>,
+    (services, secrets): (&ServiceIndex<'_>, &FxHashMap<(&str, &str), &Secret>),
+    reuse: Option<&Reuse<'_>>,
 ) -> Translated {
     let mut out = Translated::default();
     let classes: Vec<&str> = snapshot
@@ -317,11 +337,13 @@ pub fn translate(
             )
         })
         .collect();
-    let mut rules = rules::Compiler::new(services, &grants, global);
+    let mut rules = rules::Compiler::new(services, &grants, global, reuse);
     for route in &snapshot.http_routes {
         attach(route, &mut gateways, &namespaces, &mut rules, &mut out);
     }
-    out.backends = rules.into_backends().collect();
+    (out.backends, out.uses) = rules.into_backends();
+    // Snapshot order but for a missing namespace, which reads as `default`.
+    out.status.routes.sort_by(|a, b| a.object.cmp(&b.object));
     for g in &gateways {
         for l in &g.listeners {
             if let Some(socket) = l.socket {
@@ -915,11 +937,11 @@ fn attach(
             }
         }
     }
-    out.status.routes.push(RouteState {
+    out.status.routes.push(Arc::new(RouteState {
         object,
         generation: route.metadata.generation,
         parents,
-    });
+    }));
 }
 
 /// Which listeners of `gateway` take the route through parentRef `p`, each with the hosts it
@@ -1048,7 +1070,7 @@ pub fn host_groups(translated: &Translated) -> BTreeMap<HostRule, Vec<Placement>
 }
 
 /// Every hostname that covers `host`: itself, the wildcards above it, and `Any`.
-fn covering(host: &HostRule) -> Vec<HostRule> {
+pub(crate) fn covering(host: &HostRule) -> Vec<HostRule> {
     let mut out = vec![host.clone()];
     let mut rest = match host {
         HostRule::Exact(h) => h.as_str(),

@@ -4,9 +4,13 @@
 //! Ingresses that share a host with what it touches (closed: every Ingress of every host they
 //! name), and splices their host groups, routes, certificates, diagnostics and backend users
 //! into a copy of the last build; every other group, route and backend is the last build's own
-//! (`Arc`). The Gateway API objects are rebuilt as one part, with every Ingress of every host
-//! they may touch, when one of them changes, a Service or Secret they name does, or an
-//! Ingress change reaches one of their hosts. What a splice cannot express takes a full
+//! (`Arc`). A change of only HTTPRoutes that name only precise hostnames (before and after)
+//! rebuilds the groups of those hosts, from every route that may place on them (naming them,
+//! a wildcard above them, or no hostname) and every Gateway; listeners' attached routes and
+//! backends' uses move by what that part counts after less before. Otherwise the Gateway API
+//! objects are rebuilt as one part, with every Ingress of every host they may touch, when
+//! one of them changes, a Service or Secret they name does, or an Ingress change reaches one
+//! of their hosts. What a splice cannot express takes a full
 //! [`build_after`], which stays the reference (the property test below applies random
 //! changes both ways and compares after each): IngressClasses, the ConfigMap and Namespaces;
 //! Ingresses with a default backend, `server-alias`, `from-to-www-redirect` or
@@ -15,16 +19,18 @@
 //! anyway.
 
 use super::build::{
-    Built, ClientAuthBinding, Options, Seed, TlsBinding, build_after, build_seeded,
-    slice_diagnostics,
+    Built, ClientAuthBinding, Options, Seed, TlsBinding, build_after, build_seeded, group_of,
+    insert_shared, slice_diagnostics,
 };
 use super::class::OurClasses;
 use super::diagnostic::Diagnostic;
 use super::endpoints::{Backend, ServiceRef};
+use super::gateway::covering;
 use super::host::HostRule;
 use super::ingress_nginx::{NGINX, VESTIBULE};
 use super::snapshot::{Object, ObjectRef, Snapshot};
 use super::table::{HostRoutes, RoutingTable};
+use gateway_api::httproutes::HttpRoute;
 use k8s_openapi::api::networking::v1::Ingress;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,10 +179,12 @@ impl Model {
                     Object::Secret(_) => {
                         r.secrets.insert(key);
                     }
-                    Object::GatewayClass(_)
-                    | Object::Gateway(_)
-                    | Object::HttpRoute(_)
-                    | Object::ReferenceGrant(_) => r.gateway = true,
+                    Object::HttpRoute(_) => {
+                        r.routes.insert(key);
+                    }
+                    Object::GatewayClass(_) | Object::Gateway(_) | Object::ReferenceGrant(_) => {
+                        r.gateway = true
+                    }
                     _ => r.full = true,
                 }
             }
@@ -223,6 +231,9 @@ impl Model {
             for i in self.store.ingresses.values() {
                 index.add(&classes, i);
             }
+            for (key, r) in &self.store.http_routes {
+                index.add_route(key, r);
+            }
             index
         };
         // The index is made beside the build, on another core.
@@ -245,6 +256,7 @@ impl Model {
             services: changed_services,
             secrets: changed_secrets,
             slices: changed_slices,
+            routes: changed_routes,
             gateway: changed_gateway,
             full,
         } = recorded;
@@ -265,18 +277,36 @@ impl Model {
         }
         // The Gateway API objects are rebuilt together (listener isolation and route merging
         // tie their hosts to each other), with every Ingress of their hosts: when one of them
-        // changed, a Service or Secret they name, or an Ingress on one of their hosts.
-        let gateway_refs = GatewayFootprint::of(&self.store);
-        let mut gateway = changed_gateway
+        // changed, a Service or Secret they name, or an Ingress on one of their hosts. Only
+        // HTTPRoutes of precise hostnames changing is narrower: their hosts' groups are
+        // rebuilt, from every route that may place on them.
+        let all_refs: std::cell::OnceCell<GatewayFootprint> = std::cell::OnceCell::new();
+        let all_refs = || all_refs.get_or_init(|| GatewayFootprint::of(&self.store));
+        let gateway_hosts = || {
+            let hosts = last.gateway_hosts.keys().chain(&all_refs().hosts);
+            hosts.cloned().collect::<Vec<HostRule>>()
+        };
+        let only_routes = !changed_routes.is_empty()
+            && !changed_gateway
+            && changed_ingresses.is_empty()
+            && changed_services.is_empty()
+            && changed_secrets.is_empty()
+            && changed_slices.is_empty();
+        let mut scope = if only_routes {
+            self.route_hosts(&changed_routes, &before)
+                .map_or(GatewayScope::All, GatewayScope::Hosts)
+        } else if changed_gateway
+            || !changed_routes.is_empty()
             || changed_services
                 .iter()
-                .any(|s| gateway_refs.services.contains(s))
+                .any(|s| all_refs().services.contains(s))
             || changed_secrets
                 .iter()
-                .any(|s| gateway_refs.secrets.contains(s));
-        let gateway_hosts = || {
-            let hosts = last.gateway_hosts.iter().chain(&gateway_refs.hosts);
-            hosts.cloned().collect::<Vec<HostRule>>()
+                .any(|s| all_refs().secrets.contains(s))
+        {
+            GatewayScope::All
+        } else {
+            GatewayScope::Untouched
         };
 
         // The closure: every Ingress of every host that a changed object's Ingresses name,
@@ -308,8 +338,10 @@ impl Model {
                 queue.extend(Footprint::of(i).hosts);
             }
         }
-        if gateway {
-            queue.extend(gateway_hosts());
+        match &scope {
+            GatewayScope::Hosts(precise) => queue.extend(precise.iter().cloned()),
+            GatewayScope::All => queue.extend(gateway_hosts()),
+            GatewayScope::Untouched => {}
         }
         let ours = self.index.ours;
         let cap = (ours / FULL_SHARE).max(64);
@@ -317,9 +349,17 @@ impl Model {
             if !hosts.insert(host.clone()) {
                 continue;
             }
-            if !gateway && last.gateway_hosts.contains(&host) {
-                gateway = true;
-                queue.extend(gateway_hosts());
+            if last.gateway_hosts.contains_key(&host) {
+                match &mut scope {
+                    GatewayScope::Hosts(precise) if matches!(host, HostRule::Exact(_)) => {
+                        precise.insert(host.clone());
+                    }
+                    GatewayScope::All => {}
+                    _ => {
+                        scope = GatewayScope::All;
+                        queue.extend(gateway_hosts());
+                    }
+                }
             }
             for key in self.index.by_host.get(&host).into_iter().flatten() {
                 if members.insert(key.clone())
@@ -359,16 +399,52 @@ impl Model {
             return None;
         }
 
+        // The Gateway API objects each part reads: none, all, or every Gateway with the
+        // routes that may place on the precise hosts (as they were, and as they are).
+        let relevant = match &scope {
+            GatewayScope::Hosts(precise) => Some(self.routes_on(precise, &changed_routes)),
+            _ => None,
+        };
+        let selection = |before: Option<&FxHashMap<ObjectRef, Option<Object>>>| match &scope {
+            GatewayScope::Untouched => None,
+            GatewayScope::All => Some(GatewayPart {
+                refs: GatewayRefs::Borrowed(all_refs()),
+                routes: None,
+            }),
+            GatewayScope::Hosts(_) => {
+                let routes = relevant.as_ref().expect("relevant routes");
+                let mut refs = GatewayFootprint::default();
+                refs.add_gateways(&self.store);
+                for key in routes {
+                    if let Some(Object::HttpRoute(r)) =
+                        self.store.object(&raw_ref("HTTPRoute", key), before)
+                    {
+                        refs.add_route(&r);
+                    }
+                }
+                Some(GatewayPart {
+                    refs: GatewayRefs::Owned(refs),
+                    routes: Some(routes),
+                })
+            }
+        };
+
         // The part as it was (for the backends it used) and as it is.
         let wildcards: Vec<HostRule> = self.index.tls_wildcards.keys().cloned().collect();
         let no_reuse = |_: &ServiceRef| None;
         let old_part = {
+            // The routes as they were count what each listener and backend loses.
+            let gateway = match scope {
+                GatewayScope::Hosts(_) => selection(Some(&before)),
+                _ => None,
+            };
             let sub = self
                 .store
-                .part(&previous, &self.options, Some(&before), None);
+                .part(&previous, &self.options, Some(&before), gateway.as_ref());
             let seed = Seed {
                 tls_wildcards: wildcards.clone(),
                 reuse: &no_reuse,
+                gateway_reuse: &no_reuse,
             };
             build_seeded(&sub, &self.options, Some(&last.global), Some(seed))
         };
@@ -379,20 +455,42 @@ impl Model {
             }
             last.backends.get(s).and_then(|v| v.first()).cloned()
         };
+        let gateway_reuse = |s: &ServiceRef| -> Option<Arc<Backend>> {
+            let key = (s.namespace.clone(), s.name.clone());
+            if changed_services.contains(&key) {
+                return None;
+            }
+            last.gateway_backends.get(s).map(|(b, _)| b.clone())
+        };
         let new_part = {
-            let gateway_refs = gateway.then_some(&gateway_refs);
-            let sub = self.store.part(&current, &self.options, None, gateway_refs);
+            let gateway = selection(None);
+            let sub = self
+                .store
+                .part(&current, &self.options, None, gateway.as_ref());
             let seed = Seed {
                 tls_wildcards: wildcards,
                 reuse: &reuse,
+                gateway_reuse: &gateway_reuse,
             };
             build_seeded(&sub, &self.options, Some(&last.global), Some(seed))
         };
         let rebuilt = members.len();
+        let changed_route_refs: FxHashSet<ObjectRef> = changed_routes
+            .iter()
+            .map(|k| defaulted_ref("HTTPRoute", k))
+            .collect();
+        let gateway = match &scope {
+            GatewayScope::Untouched => Rebuilds::Nothing,
+            GatewayScope::All => Rebuilds::All,
+            GatewayScope::Hosts(_) => Rebuilds::Routes(&changed_route_refs),
+        };
         let next = splice(
             last,
             Part {
-                members: members.iter().map(ingress_object_ref).collect(),
+                members: members
+                    .iter()
+                    .map(|k| defaulted_ref("Ingress", k))
+                    .collect(),
                 hosts: &hosts,
                 gateway,
                 changed_ingresses: &changed_ingresses,
@@ -406,6 +504,63 @@ impl Model {
         self.last = Some(next);
         Some(rebuilt)
     }
+
+    /// The hostnames the changed HTTPRoutes name, before and after the change, if each names
+    /// only precise ones (a route of none or of a wildcard reaches hosts it does not name).
+    fn route_hosts(
+        &self,
+        changed: &BTreeSet<Key>,
+        before: &FxHashMap<ObjectRef, Option<Object>>,
+    ) -> Option<BTreeSet<HostRule>> {
+        let mut out = BTreeSet::new();
+        for key in changed {
+            let r = raw_ref("HTTPRoute", key);
+            let was = before.get(&r).cloned().flatten();
+            for o in [was, self.store.get(&r)].into_iter().flatten() {
+                let Object::HttpRoute(route) = o else {
+                    return None;
+                };
+                let names = route.spec.hostnames.as_deref().unwrap_or_default();
+                if names.is_empty() {
+                    return None;
+                }
+                for name in names {
+                    match HostRule::parse(Some(name)) {
+                        Ok(h @ HostRule::Exact(_)) => {
+                            out.insert(h);
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The HTTPRoutes that may place on the `precise` hosts: those naming them or a wildcard
+    /// above them, those naming no hostname, and the `changed` ones.
+    fn routes_on(&self, precise: &BTreeSet<HostRule>, changed: &BTreeSet<Key>) -> BTreeSet<Key> {
+        let mut out = changed.clone();
+        out.extend(self.index.hostless_routes.iter().cloned());
+        for host in precise {
+            for name in covering(host) {
+                let named = self.index.routes_by_host.get(&name);
+                out.extend(named.into_iter().flatten().cloned());
+            }
+        }
+        out
+    }
+}
+
+/// How much of the Gateway API a partial build rebuilds (see [`Model::partial`]).
+enum GatewayScope {
+    /// Nothing of it.
+    Untouched,
+    /// Only HTTPRoutes changed, each naming only precise hostnames: the groups of these
+    /// hosts (theirs, and those of the Ingresses rebuilt that have Gateway API routes).
+    Hosts(BTreeSet<HostRule>),
+    /// Every object of it.
+    All,
 }
 
 /// Changes taken in and not built yet.
@@ -417,7 +572,8 @@ pub struct Recorded {
     services: FxHashSet<Key>,
     secrets: FxHashSet<Key>,
     slices: BTreeSet<Key>,
-    /// A Gateway API object (but a Namespace).
+    routes: BTreeSet<Key>,
+    /// A GatewayClass, Gateway or ReferenceGrant.
     gateway: bool,
     /// Something only a full build handles.
     full: bool,
@@ -428,9 +584,7 @@ struct Part<'p> {
     /// The Ingresses rebuilt (before and after).
     members: FxHashSet<ObjectRef>,
     hosts: &'p BTreeSet<HostRule>,
-    /// Whether the Gateway API objects were rebuilt: their routes, groups, certificates,
-    /// status, diagnostics and backends are the new build's.
-    gateway: bool,
+    gateway: Rebuilds<'p>,
     changed_ingresses: &'p BTreeSet<Key>,
     changed_slices: &'p BTreeSet<Key>,
     store: &'p Store,
@@ -438,6 +592,18 @@ struct Part<'p> {
     /// The members built from their objects before the change, and after.
     old: Built,
     new: Built,
+}
+
+/// What of the Gateway API a part's new build replaces.
+#[derive(Clone, Copy)]
+enum Rebuilds<'p> {
+    Nothing,
+    /// Every route, group, certificate, status, diagnostic and backend of it.
+    All,
+    /// These HTTPRoutes' routes, status and diagnostics, and the groups of the part's
+    /// hosts; listeners' attached routes and backends' uses change by what the part's new
+    /// build counts less its old build.
+    Routes(&'p FxHashSet<ObjectRef>),
 }
 
 /// The last build with the part's hosts, routes, certificates, diagnostics and backends
@@ -466,8 +632,25 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             name: name.clone(),
         })
         .collect();
-    // What the rebuilt Gateway API objects own (routes, certificates, diagnostics).
-    let gateway_owns = |r: &ObjectRef| part.gateway && GATEWAY_KINDS.contains(&r.kind);
+    // What the rebuilt Gateway API objects own (routes, certificates, diagnostics); a few
+    // changed routes are compared, not hashed, as members are.
+    let few_routes: Option<Vec<&ObjectRef>> = match part.gateway {
+        Rebuilds::Routes(changed) if changed.len() <= 8 => Some(changed.iter().collect()),
+        _ => None,
+    };
+    let gateway_owns = |r: &ObjectRef| match part.gateway {
+        Rebuilds::Nothing => false,
+        Rebuilds::All => GATEWAY_KINDS.contains(&r.kind),
+        Rebuilds::Routes(changed) => {
+            r.kind == "HTTPRoute"
+                && match &few_routes {
+                    Some(few) => few
+                        .iter()
+                        .any(|m| m.name == r.name && m.namespace == r.namespace),
+                    None => changed.contains(r),
+                }
+        }
+    };
     let ours = |d: &Diagnostic| {
         member(&d.object)
             || gateway_owns(&d.object)
@@ -480,17 +663,28 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         remove_group(table, host);
     }
     let fresh = &part.new.table;
-    for (host, group) in &fresh.exact {
-        table.exact.insert(host.clone(), group.clone());
-    }
-    for (suffix, group) in &fresh.wildcard {
-        table.wildcard.insert(suffix.clone(), group.clone());
-    }
-    if part.hosts.contains(&HostRule::Any) {
-        table.any_host = fresh.any_host.clone();
-    }
-    if part.gateway {
-        table.deep_wildcard = fresh.deep_wildcard.clone();
+    match part.gateway {
+        // Every Gateway API group is the new build's.
+        Rebuilds::All => {
+            for (host, group) in &fresh.exact {
+                table.exact.insert(host.clone(), group.clone());
+            }
+            for (suffix, group) in &fresh.wildcard {
+                table.wildcard.insert(suffix.clone(), group.clone());
+            }
+            if part.hosts.contains(&HostRule::Any) {
+                table.any_host = fresh.any_host.clone();
+            }
+            table.deep_wildcard = fresh.deep_wildcard.clone();
+        }
+        // Routes of the new build place on other hosts too; only the part's are whole.
+        Rebuilds::Nothing | Rebuilds::Routes(_) => {
+            for host in part.hosts {
+                if let Some(group) = group_of(fresh, host) {
+                    insert_shared(table, host, group);
+                }
+            }
+        }
     }
     // Routes of one Ingress share its `ObjectRef`: judge each run once.
     let mut judged: (*const ObjectRef, bool) = (std::ptr::null(), false);
@@ -508,7 +702,7 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
     table.routes = kept.chain(added).cloned().collect();
 
     for key in part.changed_ingresses {
-        let r = ingress_object_ref(key);
+        let r = defaulted_ref("Ingress", key);
         let is_ours = part
             .store
             .ingresses
@@ -552,14 +746,20 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         }
     }
 
-    if part.gateway {
-        next.gateway = part.new.gateway.clone();
-        next.gateway_hosts = part.new.gateway_hosts.clone();
-        next.gateway_backends = part.new.gateway_backends.clone();
-        for (service, b) in last.gateway_backends.iter() {
-            if let Some(list) = next.backends.get_mut(service) {
-                list.retain(|x| !Arc::ptr_eq(x, b));
+    match part.gateway {
+        Rebuilds::Nothing => {}
+        Rebuilds::All => {
+            next.gateway = part.new.gateway.clone();
+            next.gateway_hosts = part.new.gateway_hosts.clone();
+            next.gateway_backends = part.new.gateway_backends.clone();
+            for (service, (b, _)) in last.gateway_backends.iter() {
+                if let Some(list) = next.backends.get_mut(service) {
+                    list.retain(|x| !Arc::ptr_eq(x, b));
+                }
             }
+        }
+        Rebuilds::Routes(changed) => {
+            splice_routes(&mut next, &part, changed);
         }
     }
     // Backend users: the members' old uses out, their new ones in; a backend nothing uses
@@ -610,9 +810,9 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             _ => {}
         }
     }
-    if part.gateway {
+    if let Rebuilds::All = part.gateway {
         // The Gateway API's backends follow the Ingress rules' own, as in a full build.
-        for (service, b) in part.new.gateway_backends.iter() {
+        for (service, (b, _)) in part.new.gateway_backends.iter() {
             match next.backends.get_mut(service) {
                 Some(list) => list.push(b.clone()),
                 None => {
@@ -627,6 +827,85 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         }
     }
     next
+}
+
+/// The changed HTTPRoutes' status in; listeners' attached routes, the hosts with Gateway API
+/// groups and the backends' uses moved by the part's new build less its old (the routes
+/// of both besides the changed ones are the same, and cancel out).
+fn splice_routes(next: &mut Built, part: &Part<'_>, changed: &FxHashSet<ObjectRef>) {
+    let status = Arc::make_mut(&mut next.gateway);
+    for r in changed {
+        if let Ok(at) = status.routes.binary_search_by(|s| s.object.cmp(r)) {
+            status.routes.remove(at);
+        }
+    }
+    for state in &part.new.gateway.routes {
+        if changed.contains(&state.object)
+            && let Err(at) = status
+                .routes
+                .binary_search_by(|s| s.object.cmp(&state.object))
+        {
+            status.routes.insert(at, state.clone());
+        }
+    }
+    let (old, new) = (&part.old.gateway.gateways, &part.new.gateway.gateways);
+    for ((g, o), n) in status.gateways.iter_mut().zip(old).zip(new) {
+        for ((l, o), n) in g.listeners.iter_mut().zip(&o.listeners).zip(&n.listeners) {
+            l.attached_routes += n.attached_routes - o.attached_routes;
+        }
+    }
+    for host in part.hosts {
+        match part.new.gateway_hosts.contains_key(host) {
+            true => {
+                next.gateway_hosts.insert(host.clone(), ());
+            }
+            false => {
+                next.gateway_hosts.remove(host);
+            }
+        }
+    }
+    let uses = |b: &Built, s: &ServiceRef| b.gateway_backends.get(s).map_or(0, |(_, n)| *n);
+    let services: BTreeSet<&ServiceRef> = part
+        .old
+        .gateway_backends
+        .keys()
+        .chain(part.new.gateway_backends.keys())
+        .collect();
+    for service in services {
+        let in_force = next.gateway_backends.get(service).cloned();
+        let was = in_force.as_ref().map_or(0, |(_, n)| *n);
+        let is = (was + uses(&part.new, service)).saturating_sub(uses(&part.old, service));
+        match (in_force, is) {
+            (Some((b, _)), 0) => {
+                next.gateway_backends.remove(service);
+                let emptied = next.backends.get_mut(service).is_some_and(|list| {
+                    list.retain(|x| !Arc::ptr_eq(x, &b));
+                    list.is_empty()
+                });
+                if emptied {
+                    next.backends.remove(service);
+                }
+            }
+            (Some((b, _)), n) => {
+                next.gateway_backends.insert(service.clone(), (b, n));
+            }
+            (None, 0) => {}
+            // First used: the new build's own backend, after the Ingress rules' one.
+            (None, n) => {
+                let Some((b, _)) = part.new.gateway_backends.get(service).cloned() else {
+                    continue;
+                };
+                next.gateway_backends
+                    .insert(service.clone(), (b.clone(), n));
+                match next.backends.get_mut(service) {
+                    Some(list) => list.push(b),
+                    None => {
+                        next.backends.insert(service.clone(), vec![b]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The kinds a rebuild of the Gateway API objects replaces everything of.
@@ -649,14 +928,14 @@ fn raw_ref(kind: &'static str, key: &Key) -> ObjectRef {
     }
 }
 
-/// The Ingress as the build names it (no namespace: `default`).
-fn ingress_object_ref(key: &Key) -> ObjectRef {
+/// An Ingress or HTTPRoute as the build names it (no namespace: `default`).
+fn defaulted_ref(kind: &'static str, key: &Key) -> ObjectRef {
     let namespace = match key.0.is_empty() {
         true => "default".to_owned(),
         false => key.0.clone(),
     };
     ObjectRef {
-        kind: "Ingress",
+        kind,
         namespace,
         name: key.1.clone(),
     }
@@ -761,57 +1040,91 @@ struct GatewayFootprint {
     secrets: FxHashSet<Key>,
 }
 
+fn defaulted_namespace(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
+    meta.namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 impl GatewayFootprint {
+    /// Every Gateway API object's.
     fn of(store: &Store) -> GatewayFootprint {
         let mut f = GatewayFootprint::default();
-        let namespace = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            meta.namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "default".to_owned())
-        };
+        f.add_gateways(store);
+        for route in store.http_routes.values() {
+            f.add_route(route);
+        }
+        f
+    }
+
+    fn add_gateways(&mut self, store: &Store) {
         for g in store.gateways.values() {
-            let ns = namespace(&g.metadata);
+            let ns = defaulted_namespace(&g.metadata);
             for l in &g.spec.listeners {
-                f.hosts.extend(HostRule::parse(l.hostname.as_deref()).ok());
+                self.hosts
+                    .extend(HostRule::parse(l.hostname.as_deref()).ok());
                 let refs = l
                     .tls
                     .iter()
                     .flat_map(|t| t.certificate_refs.iter().flatten());
                 for r in refs {
                     let at = r.namespace.clone().unwrap_or_else(|| ns.clone());
-                    f.secrets.insert((at, r.name.clone()));
+                    self.secrets.insert((at, r.name.clone()));
                 }
             }
         }
-        for route in store.http_routes.values() {
-            let ns = namespace(&route.metadata);
-            let spec = &route.spec;
-            for h in spec.hostnames.iter().flatten() {
-                f.hosts.extend(HostRule::parse(Some(h)).ok());
+    }
+
+    fn add_route(&mut self, route: &HttpRoute) {
+        let ns = defaulted_namespace(&route.metadata);
+        let spec = &route.spec;
+        for h in spec.hostnames.iter().flatten() {
+            self.hosts.extend(HostRule::parse(Some(h)).ok());
+        }
+        let mut name = |namespace: &Option<String>, name: &str| {
+            let at = namespace.clone().unwrap_or_else(|| ns.clone());
+            self.services.insert((at, name.to_owned()));
+        };
+        for rule in spec.rules.iter().flatten() {
+            for m in rule
+                .filters
+                .iter()
+                .flatten()
+                .flat_map(|f| &f.request_mirror)
+            {
+                name(&m.backend_ref.namespace, &m.backend_ref.name);
             }
-            let mut name = |namespace: &Option<String>, name: &str| {
-                let at = namespace.clone().unwrap_or_else(|| ns.clone());
-                f.services.insert((at, name.to_owned()));
-            };
-            for rule in spec.rules.iter().flatten() {
-                for m in rule
-                    .filters
-                    .iter()
-                    .flatten()
-                    .flat_map(|f| &f.request_mirror)
-                {
+            for b in rule.backend_refs.iter().flatten() {
+                name(&b.namespace, &b.name);
+                for m in b.filters.iter().flatten().flat_map(|f| &f.request_mirror) {
                     name(&m.backend_ref.namespace, &m.backend_ref.name);
                 }
-                for b in rule.backend_refs.iter().flatten() {
-                    name(&b.namespace, &b.name);
-                    for m in b.filters.iter().flatten().flat_map(|f| &f.request_mirror) {
-                        name(&m.backend_ref.namespace, &m.backend_ref.name);
-                    }
-                }
             }
         }
-        f
+    }
+}
+
+/// The Gateway API objects a part reads: every GatewayClass, Gateway, ReferenceGrant and
+/// Namespace, the HTTPRoutes `routes` names (all: `None`), and what `refs` says they name.
+struct GatewayPart<'a> {
+    refs: GatewayRefs<'a>,
+    routes: Option<&'a BTreeSet<Key>>,
+}
+
+enum GatewayRefs<'a> {
+    Borrowed(&'a GatewayFootprint),
+    Owned(GatewayFootprint),
+}
+
+impl GatewayRefs<'_> {
+    fn get(&self) -> &GatewayFootprint {
+        match self {
+            GatewayRefs::Borrowed(f) => f,
+            GatewayRefs::Owned(f) => f,
+        }
     }
 }
 
@@ -824,6 +1137,10 @@ struct Index {
     /// Wildcard TLS hosts, and how many Ingresses list each.
     tls_wildcards: BTreeMap<HostRule, u32>,
     ours: usize,
+    /// HTTPRoutes by each hostname they name, and those that name none (they take every
+    /// host their listeners take).
+    routes_by_host: FxHashMap<HostRule, Vec<Key>>,
+    hostless_routes: BTreeSet<Key>,
 }
 
 /// Inserts `key` in the sorted list at `at`. Most lists hold one key, so a new list has room
@@ -852,11 +1169,35 @@ fn remove_sorted<K: std::hash::Hash + Eq, T: Ord>(map: &mut FxHashMap<K, Vec<T>>
 
 impl Index {
     fn replace(&mut self, classes: &OurClasses, old: Option<&Object>, new: Option<&Object>) {
-        if let Some(Object::Ingress(i)) = old {
-            self.remove(classes, i);
+        match old {
+            Some(Object::Ingress(i)) => self.remove(classes, i),
+            Some(Object::HttpRoute(r)) => self.remove_route(&meta_key(&r.metadata), r),
+            _ => {}
         }
-        if let Some(Object::Ingress(i)) = new {
-            self.add(classes, i);
+        match new {
+            Some(Object::Ingress(i)) => self.add(classes, i),
+            Some(Object::HttpRoute(r)) => self.add_route(&meta_key(&r.metadata), r),
+            _ => {}
+        }
+    }
+
+    fn add_route(&mut self, key: &Key, route: &HttpRoute) {
+        let hosts = route_hostnames(route);
+        if hosts.is_empty() {
+            self.hostless_routes.insert(key.clone());
+        }
+        for h in hosts {
+            insert_sorted(&mut self.routes_by_host, h, key);
+        }
+    }
+
+    fn remove_route(&mut self, key: &Key, route: &HttpRoute) {
+        let hosts = route_hostnames(route);
+        if hosts.is_empty() {
+            self.hostless_routes.remove(key);
+        }
+        for h in &hosts {
+            remove_sorted(&mut self.routes_by_host, h, key);
         }
     }
 
@@ -906,6 +1247,19 @@ impl Index {
         }
         self.ours = self.ours.saturating_sub(1);
     }
+}
+
+/// The hostnames of an HTTPRoute that are ones (the build ignores the rest, and a route of
+/// none takes its listeners' hosts).
+fn route_hostnames(route: &HttpRoute) -> Vec<HostRule> {
+    let names = route.spec.hostnames.iter().flatten();
+    let mut hosts: Vec<HostRule> = names
+        .filter_map(|h| HostRule::parse(Some(h)).ok())
+        .filter(|h| *h != HostRule::Any)
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 fn ingress_key(ingress: &Ingress) -> Key {
@@ -1024,22 +1378,34 @@ impl Store {
         self.ingress_classes.values().cloned().collect()
     }
 
+    /// The object `r` names as it is, or with `before` as it was.
+    fn object(
+        &self,
+        r: &ObjectRef,
+        before: Option<&FxHashMap<ObjectRef, Option<Object>>>,
+    ) -> Option<Object> {
+        match before.and_then(|b| b.get(r)) {
+            Some(old) => old.clone(),
+            None => self.get(r),
+        }
+    }
+
     /// The objects a build of `ingresses` reads: them, every IngressClass and ConfigMap, and
     /// the Services (with their EndpointSlices) and Secrets they may name. With `before`,
-    /// the changed objects as they were; with `gateway`, every Gateway API object and
+    /// the changed objects as they were; with `gateway`, those Gateway API objects, every
     /// Namespace, and what they name.
     fn part(
         &self,
         ingresses: &[Arc<Ingress>],
         options: &Options,
         before: Option<&FxHashMap<ObjectRef, Option<Object>>>,
-        gateway: Option<&GatewayFootprint>,
+        gateway: Option<&GatewayPart<'_>>,
     ) -> Snapshot {
         let mut services: BTreeSet<Key> = BTreeSet::new();
         let mut secrets: BTreeSet<Key> = BTreeSet::new();
         if let Some(g) = gateway {
-            services.extend(g.services.iter().cloned());
-            secrets.extend(g.secrets.iter().cloned());
+            services.extend(g.refs.get().services.iter().cloned());
+            secrets.extend(g.refs.get().secrets.iter().cloned());
         }
         for i in ingresses {
             let f = Footprint::of(i);
@@ -1049,25 +1415,27 @@ impl Store {
         if let Some(s) = &options.default_backend {
             services.insert((s.namespace.clone(), s.name.clone()));
         }
-        // An object as it is, or with `before` as it was.
-        let object = |kind: &'static str, key: &Key| -> Option<Object> {
-            let r = raw_ref(kind, key);
-            match before.and_then(|b| b.get(&r)) {
-                Some(old) => old.clone(),
-                None => self.get(&r),
-            }
-        };
+        let object = |kind: &'static str, key: &Key| self.object(&raw_ref(kind, key), before);
         let mut snapshot = Snapshot {
             ingresses: ingresses.to_vec(),
             ingress_classes: self.classes(),
             config_maps: self.config_maps.values().cloned().collect(),
             ..Snapshot::default()
         };
-        if gateway.is_some() {
+        if let Some(g) = gateway {
             snapshot.namespaces = self.namespaces.values().cloned().collect();
             snapshot.gateway_classes = self.gateway_classes.values().cloned().collect();
             snapshot.gateways = self.gateways.values().cloned().collect();
-            snapshot.http_routes = self.http_routes.values().cloned().collect();
+            snapshot.http_routes = match g.routes {
+                None => self.http_routes.values().cloned().collect(),
+                Some(keys) => keys
+                    .iter()
+                    .filter_map(|k| match object("HTTPRoute", k) {
+                        Some(Object::HttpRoute(r)) => Some(r),
+                        _ => None,
+                    })
+                    .collect(),
+            };
             snapshot.reference_grants = self.reference_grants.values().cloned().collect();
         }
         for key in &services {

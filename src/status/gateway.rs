@@ -76,10 +76,7 @@ pub async fn reconcile(
     for route in &snapshot.http_routes {
         let ns = route.metadata.namespace.as_deref().unwrap_or("default");
         let name = route.metadata.name.as_deref().unwrap_or_default();
-        let ours = status
-            .routes
-            .iter()
-            .find(|r| r.object.namespace == ns && r.object.name == name);
+        let ours = status.route(ns, name);
         let current = route.status.as_ref();
         let had_ours =
             current.is_some_and(|s| s.parents.iter().any(|p| p.controller_name == controller));

@@ -5,6 +5,7 @@
 
 use super::{GROUP, Grants, StatusCondition, condition};
 use crate::model::access::{Cors, CorsOrigins};
+use crate::model::build::Reuse;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::endpoints::{Backend, Endpoints, PortRef, ServiceIndex, ServiceRef};
 use crate::model::path::{PathRule, PathType};
@@ -35,7 +36,11 @@ pub(super) struct Compiler<'a> {
     services: &'a ServiceIndex<'a>,
     grants: &'a Grants<'a>,
     global: &'a Global,
+    /// The backends in force for unchanged Services, when this is a partial build.
+    reuse: Option<&'a Reuse<'a>>,
     backends: FxHashMap<ServiceRef, Arc<Backend>>,
+    /// How many backendRefs send to each backend of `backends`.
+    uses: FxHashMap<ServiceRef, u32>,
 }
 
 /// One HTTPRoute, compiled.
@@ -75,18 +80,27 @@ impl CompiledMatch {
 type RefProblem = Option<(&'static str, String)>;
 
 impl<'a> Compiler<'a> {
-    pub fn new(services: &'a ServiceIndex<'a>, grants: &'a Grants<'a>, global: &'a Global) -> Self {
+    pub fn new(
+        services: &'a ServiceIndex<'a>,
+        grants: &'a Grants<'a>,
+        global: &'a Global,
+        reuse: Option<&'a Reuse<'a>>,
+    ) -> Self {
         Compiler {
             services,
             grants,
             global,
+            reuse,
             backends: FxHashMap::default(),
+            uses: FxHashMap::default(),
         }
     }
 
-    /// The backends built for Services, to publish their endpoints anew.
-    pub fn into_backends(self) -> impl Iterator<Item = (ServiceRef, Arc<Backend>)> {
-        self.backends.into_iter()
+    /// The backends built for Services, to publish their endpoints anew, and how many
+    /// backendRefs use each.
+    #[allow(clippy::type_complexity)]
+    pub fn into_backends(self) -> (Vec<(ServiceRef, Arc<Backend>)>, FxHashMap<ServiceRef, u32>) {
+        (self.backends.into_iter().collect(), self.uses)
     }
 
     pub fn compile(
@@ -531,16 +545,22 @@ impl<'a> Compiler<'a> {
             port: PortRef::Number(i32::from(port)),
         };
         if let Some(b) = self.backends.get(&service) {
-            return b.clone();
+            let b = b.clone();
+            *self.uses.entry(service).or_default() += 1;
+            return b;
         }
-        let backend = match self.services.resolve(&service) {
-            Ok(endpoints) => Arc::new(Backend::new(Some(service.clone()), endpoints, None)),
-            Err(why) => {
-                let message = why.reason().to_owned();
-                return invalid("BackendNotFound", message, problem, diagnostics);
-            }
+        let backend = match self.reuse.and_then(|r| r(&service)) {
+            Some(b) => b,
+            None => match self.services.resolve(&service) {
+                Ok(endpoints) => Arc::new(Backend::new(Some(service.clone()), endpoints, None)),
+                Err(why) => {
+                    let message = why.reason().to_owned();
+                    return invalid("BackendNotFound", message, problem, diagnostics);
+                }
+            },
         };
-        self.backends.insert(service, backend.clone());
+        self.backends.insert(service.clone(), backend.clone());
+        self.uses.insert(service, 1);
         backend
     }
 }

@@ -458,6 +458,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// HTTPRoute changes one at a time among many routes (precise, wildcard and without
+    /// hostnames), the ones of precise hostnames rebuilt with only their hosts' groups: each
+    /// equals a full build.
+    #[test]
+    fn route_changes_equal_a_full_build(
+        start in proptest::collection::vec((0..6usize, spec()), 0..4),
+        routes in proptest::collection::vec((0..6usize, route_spec()), 0..6),
+        gateways in proptest::collection::vec((0..2usize, gateway_spec()), 0..2),
+        changes in proptest::collection::vec(
+            (0..6usize, proptest::option::weighted(0.8, route_spec())), 1..8),
+    ) {
+        let options = Options::default();
+        let mut model = Model::new(options.clone());
+        let mut snapshot = Snapshot::default();
+        let mut objects: Vec<Change> = base();
+        objects.extend(start.iter().map(|(i, s)| change_of(&Op::Ingress(*i, Some(s.clone())))));
+        objects.extend(routes.iter().map(|(i, r)| change_of(&Op::Route(*i, Some(r.clone())))));
+        objects.extend(gateways.iter().map(|(i, g)| change_of(&Op::Gateway(*i, Some(g.clone())))));
+        let mut latest: BTreeMap<ObjectRef, Object> = BTreeMap::new();
+        for c in objects {
+            if let Change::Put(o) = c {
+                latest.insert(o.object_ref(), o);
+            }
+        }
+        for o in latest.into_values() {
+            snapshot.push(o);
+        }
+        model.load(&snapshot.sorted());
+        for (i, route) in changes {
+            let op = Op::Route(i, route);
+            let (built, how) = model.apply(vec![change_of(&op)]);
+            let built = built.clone();
+            let full = build(&model.snapshot(), &options);
+            let found = differences(&built, &full);
+            prop_assert!(found.is_empty(), "after {:?} ({:?}):\n{}", op, how, found.join("\n"));
+        }
+    }
+}
+
 /// The common case is partial: one Ingress among many changes host, a Service renames its
 /// port, a Secret appears; each rebuilds only the Ingresses of the hosts it touches.
 #[test]
@@ -549,4 +591,47 @@ fn a_change_rebuilds_only_the_ingresses_of_its_hosts() {
     let (_, how) = model.apply(vec![Change::Put(class.into())]);
     assert_eq!(how, Rebuilt::Full);
     assert!(differences(model.last().unwrap(), &build(&model.snapshot(), &options)).is_empty());
+}
+
+/// An HTTPRoute of precise hostnames rebuilds only its hosts' groups: another route's group
+/// stays the one already published (shared), while a route without hostnames, which may
+/// reach any host, rebuilds every Gateway API group.
+#[test]
+fn a_precise_route_change_rebuilds_only_its_hosts() {
+    let options = Options::default();
+    let mut snapshot = Snapshot::default();
+    for c in base() {
+        if let Change::Put(o) = c {
+            snapshot.push(o);
+        }
+    }
+    let route = |i: usize, hosts: &[&str], path: usize| {
+        let mut r = http_route(i, &(vec![], 0, vec![(path, 0)]));
+        r.spec.hostnames = Some(hosts.iter().map(|h| h.to_string()).collect());
+        Object::from(r)
+    };
+    snapshot.http_routes.clear();
+    snapshot.push(route(1, &["one.test"], 0));
+    snapshot.push(route(2, &["two.test"], 0));
+    let mut model = Model::new(options.clone());
+    model.load(&snapshot.sorted());
+    let group = |b: &Built, host: &str| b.table.exact.get(host).cloned().expect("a group");
+    let two = group(model.last().unwrap(), "two.test");
+
+    let built = model
+        .apply(vec![Change::Put(route(1, &["one.test"], 1))])
+        .0
+        .clone();
+    let built = &built;
+    assert!(Arc::ptr_eq(&group(built, "two.test"), &two));
+    let found = built.table.find("one.test", "/api", |_| true).map(|r| r.id);
+    assert!(found.is_some());
+    assert!(built.table.find("one.test", "/", |_| true).is_none());
+    assert!(built.gateway.route("shop", "route1").is_some());
+    assert!(differences(built, &build(&model.snapshot(), &options)).is_empty());
+
+    let built = model.apply(vec![Change::Put(route(1, &[], 1))]).0.clone();
+    let built = &built;
+    assert!(!Arc::ptr_eq(&group(built, "two.test"), &two));
+    assert!(differences(built, &build(&model.snapshot(), &options)).is_empty());
 }
