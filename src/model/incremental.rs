@@ -506,7 +506,8 @@ impl Model {
     }
 
     /// The hostnames the changed HTTPRoutes name, before and after the change, if each names
-    /// only precise ones (a route of none or of a wildcard reaches hosts it does not name).
+    /// only precise ones (a route of none or of a wildcard reaches hosts it does not name; a
+    /// name that is not a hostname is ignored, as the build ignores it).
     fn route_hosts(
         &self,
         changed: &BTreeSet<Key>,
@@ -520,18 +521,11 @@ impl Model {
                 let Object::HttpRoute(route) = o else {
                     return None;
                 };
-                let names = route.spec.hostnames.as_deref().unwrap_or_default();
-                if names.is_empty() {
+                let hosts = route_hostnames(&route);
+                if hosts.is_empty() || hosts.iter().any(|h| !matches!(h, HostRule::Exact(_))) {
                     return None;
                 }
-                for name in names {
-                    match HostRule::parse(Some(name)) {
-                        Ok(h @ HostRule::Exact(_)) => {
-                            out.insert(h);
-                        }
-                        _ => return None,
-                    }
-                }
+                out.extend(hosts);
             }
         }
         Some(out)
@@ -610,18 +604,7 @@ enum Rebuilds<'p> {
 /// replaced by its new build.
 fn splice(last: &Built, part: Part<'_>) -> Built {
     let mut next = last.clone();
-    // Asked for every route of the table: a few members are compared, not hashed.
-    let few: Option<Vec<&ObjectRef>> =
-        (part.members.len() <= 8).then(|| part.members.iter().collect());
-    let member = |r: &ObjectRef| {
-        r.kind == "Ingress"
-            && match &few {
-                Some(few) => few
-                    .iter()
-                    .any(|m| m.name == r.name && m.namespace == r.namespace),
-                None => part.members.contains(r),
-            }
-    };
+    let member = one_of(&part.members);
     let router_names: FxHashSet<String> = part.hosts.iter().map(|h| h.to_string()).collect();
     let slice_refs: FxHashSet<ObjectRef> = part
         .changed_slices
@@ -632,24 +615,15 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
             name: name.clone(),
         })
         .collect();
-    // What the rebuilt Gateway API objects own (routes, certificates, diagnostics); a few
-    // changed routes are compared, not hashed, as members are.
-    let few_routes: Option<Vec<&ObjectRef>> = match part.gateway {
-        Rebuilds::Routes(changed) if changed.len() <= 8 => Some(changed.iter().collect()),
-        _ => None,
+    // What the rebuilt Gateway API objects own (routes, certificates, diagnostics).
+    let changed_route = match part.gateway {
+        Rebuilds::Routes(changed) => Some(one_of(changed)),
+        Rebuilds::Nothing | Rebuilds::All => None,
     };
     let gateway_owns = |r: &ObjectRef| match part.gateway {
         Rebuilds::Nothing => false,
         Rebuilds::All => GATEWAY_KINDS.contains(&r.kind),
-        Rebuilds::Routes(changed) => {
-            r.kind == "HTTPRoute"
-                && match &few_routes {
-                    Some(few) => few
-                        .iter()
-                        .any(|m| m.name == r.name && m.namespace == r.namespace),
-                    None => changed.contains(r),
-                }
-        }
+        Rebuilds::Routes(_) => changed_route.as_ref().is_some_and(|c| c(r)),
     };
     let ours = |d: &Diagnostic| {
         member(&d.object)
@@ -827,6 +801,18 @@ fn splice(last: &Built, part: Part<'_>) -> Built {
         }
     }
     next
+}
+
+/// Whether an object is one of `set`. Asked for every route of the table: a few are compared,
+/// not hashed.
+fn one_of(set: &FxHashSet<ObjectRef>) -> impl Fn(&ObjectRef) -> bool + '_ {
+    let few: Option<Vec<&ObjectRef>> = (set.len() <= 8).then(|| set.iter().collect());
+    move |r: &ObjectRef| match &few {
+        Some(few) => few
+            .iter()
+            .any(|m| m.name == r.name && m.namespace == r.namespace && m.kind == r.kind),
+        None => set.contains(r),
+    }
 }
 
 /// The changed HTTPRoutes' status in; listeners' attached routes, the hosts with Gateway API

@@ -627,7 +627,9 @@ fn a_precise_route_change_rebuilds_only_its_hosts() {
     let found = built.table.find("one.test", "/api", |_| true).map(|r| r.id);
     assert!(found.is_some());
     assert!(built.table.find("one.test", "/", |_| true).is_none());
-    assert!(built.gateway.route("shop", "route1").is_some());
+    for (name, ours) in [("route1", true), ("route2", true), ("route3", false)] {
+        assert_eq!(built.gateway.route("shop", name).is_some(), ours, "{name}");
+    }
     assert!(differences(built, &build(&model.snapshot(), &options)).is_empty());
 
     let built = model.apply(vec![Change::Put(route(1, &[], 1))]).0.clone();
